@@ -1,0 +1,172 @@
+"""Long short-term memory (Hochreiter & Schmidhuber 1997), PyTorch's formulation.
+
+Gate order i, f, g, o (the rows of ``W_ih`` and ``W_hh`` are four blocks of H rows each):
+
+    i_t = sigmoid(W_ii x_t + b_ii + W_hi h_{t-1} + b_hi)      input gate
+    f_t = sigmoid(W_if x_t + b_if + W_hf h_{t-1} + b_hf)      forget gate
+    g_t = tanh   (W_ig x_t + b_ig + W_hg h_{t-1} + b_hg)      candidate cell
+    o_t = sigmoid(W_io x_t + b_io + W_ho h_{t-1} + b_ho)      output gate
+    c_t = f_t * c_{t-1} + i_t * g_t
+    h_t = o_t * tanh(c_t)
+
+Backward, with dh and dc the total gradients reaching h_t and c_t:
+
+    do = dh * tanh(c_t)
+    dc = dc + dh * o_t * (1 - tanh(c_t)^2)
+    di = dc * g_t      df = dc * c_{t-1}      dg = dc * i_t      dc_{t-1} = dc * f_t
+    da = [di * i(1-i), df * f(1-f), dg * (1-g^2), do * o(1-o)]       (pre-activation gates)
+    dx_t = da W_ih      dh_{t-1} = da W_hh      dW_ih += da^T x_t      dW_hh += da^T h_{t-1}
+
+The file holds two versions of the same math:
+
+* ``lstm_step_forward`` / ``lstm_step_backward``: one timestep, written with whole-array
+  expressions that read like the equations above (the teaching path).
+* ``lstm_forward`` / ``lstm_backward``: a whole sequence, the way cuDNN and torch-rnn do it
+  (the training path). One GEMM projects the inputs of all timesteps before the time loop;
+  each step does one recurrent GEMM and one fused loop over the gates; backward keeps every
+  step's gate gradients ``dG`` and forms ``dx``, ``dW_ih`` and ``dW_hh`` with one GEMM each after
+  the loop. All workspaces are allocated before the loop.
+
+Sequence layout: ``x`` is (T, B, I). Hidden and cell states live in buffers of T + 1 rows,
+``hs`` and ``cs``: in the forward direction ``hs[0]`` is h0 and ``hs[t + 1]`` is the state after
+reading ``x[t]``; with ``reverse=True`` the sequence is read from t = T-1 down to 0, ``hs[T]``
+is h0 and ``hs[t]`` is the state after reading ``x[t]``. Either way the outputs are a
+contiguous view of T rows and the previous states are the other T rows, so ``dW_hh`` is a
+single GEMM over them.
+"""
+
+import numpy as np
+from numba import njit
+
+from .activations import sigmoid
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def lstm_step_forward(x, prev_h, prev_c, W_ih, W_hh, b_ih, b_hh):
+    """One LSTM step. x (B, I), prev_h (B, H), prev_c (B, H) -> next_h, next_c, cache."""
+    H = prev_h.shape[1]
+    a = x @ W_ih.T + b_ih + prev_h @ W_hh.T + b_hh
+    i = sigmoid(a[:, 0 * H:1 * H])
+    f = sigmoid(a[:, 1 * H:2 * H])
+    g = np.tanh(a[:, 2 * H:3 * H])
+    o = sigmoid(a[:, 3 * H:4 * H])
+    next_c = f * prev_c + i * g
+    next_h = o * np.tanh(next_c)
+    cache = (x, prev_h, prev_c, W_ih, W_hh, i, f, g, o, next_c)
+    return next_h, next_c, cache
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def lstm_step_backward(dnext_h, dnext_c, cache):
+    """Backward of one step -> dx, dprev_h, dprev_c, dW_ih, dW_hh, db (db is both db_ih and db_hh)."""
+    x, prev_h, prev_c, W_ih, W_hh, i, f, g, o, next_c = cache
+    tanh_c = np.tanh(next_c)
+    do = dnext_h * tanh_c
+    dc = dnext_c + dnext_h * o * (1 - tanh_c * tanh_c)
+    di = dc * g
+    df = dc * prev_c
+    dg = dc * i
+    dprev_c = dc * f
+    da = np.concatenate((di * i * (1 - i), df * f * (1 - f), dg * (1 - g * g), do * o * (1 - o)), axis=1)
+    dx = da @ W_ih
+    dprev_h = da @ W_hh
+    dW_ih = da.T @ x
+    dW_hh = da.T @ prev_h
+    db = da.sum(axis=0)
+    return dx, dprev_h, dprev_c, dW_ih, dW_hh, db
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, reverse):
+    """Run an LSTM over a sequence.
+
+    Returns hs (T+1, B, H), cs (T+1, B, H) and gates (T, B, 4H), the activated i, f, g, o of
+    every step (what backward needs).
+    """
+    T, B, I = x.shape
+    H = h0.shape[1]
+    G = 4 * H
+    hs = np.empty((T + 1, B, H), x.dtype)
+    cs = np.empty((T + 1, B, H), x.dtype)
+    gates = np.empty((T, B, G), x.dtype)
+    hh = np.empty((B, G), x.dtype)
+    bias = b_ih + b_hh
+    nxt = 0 if reverse else 1  # row of hs holding the state after step t is t + nxt
+    first = T if reverse else 0
+    hs[first] = h0
+    cs[first] = c0
+
+    np.dot(x.reshape(T * B, I), W_ih.T, gates.reshape(T * B, G))  # inputs of all steps: one GEMM
+    for s in range(T):
+        t = T - 1 - s if reverse else s
+        prev_h = hs[t + 1 - nxt]
+        prev_c = cs[t + 1 - nxt]
+        next_h = hs[t + nxt]
+        next_c = cs[t + nxt]
+        a = gates[t]
+        np.dot(prev_h, W_hh.T, hh)  # the recurrent GEMM
+        for b in range(B):
+            for j in range(H):
+                i = sigmoid(a[b, j] + hh[b, j] + bias[j])
+                f = sigmoid(a[b, H + j] + hh[b, H + j] + bias[H + j])
+                g = np.tanh(a[b, 2 * H + j] + hh[b, 2 * H + j] + bias[2 * H + j])
+                o = sigmoid(a[b, 3 * H + j] + hh[b, 3 * H + j] + bias[3 * H + j])
+                c = f * prev_c[b, j] + i * g
+                next_c[b, j] = c
+                next_h[b, j] = o * np.tanh(c)
+                a[b, j] = i
+                a[b, H + j] = f
+                a[b, 2 * H + j] = g
+                a[b, 3 * H + j] = o
+    return hs, cs, gates
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def lstm_backward(x, W_ih, W_hh, hs, cs, gates, dout, dh_n, dc_n, reverse):
+    """Backpropagation through time for ``lstm_forward``.
+
+    dout (T, B, H) is dL/dh_t from above (the outputs), dh_n and dc_n the gradients of the
+    final state. Returns dx, dh0, dc0, dW_ih, dW_hh, db_ih, db_hh and ``norms`` (T,), the L2
+    norm of the total dL/dh_t at every timestep.
+    """
+    T, B, I = x.shape
+    H = hs.shape[2]
+    G = 4 * H
+    nxt = 0 if reverse else 1
+    dG = np.empty((T, B, G), x.dtype)
+    dh = dh_n.copy()
+    dc = dc_n.copy()
+    norms = np.empty(T, np.float64)
+
+    for s in range(T):
+        t = s if reverse else T - 1 - s
+        prev_c = cs[t + 1 - nxt]
+        c_t = cs[t + nxt]
+        a = gates[t]
+        da = dG[t]
+        sq = 0.0
+        for b in range(B):
+            for j in range(H):
+                i = a[b, j]
+                f = a[b, H + j]
+                g = a[b, 2 * H + j]
+                o = a[b, 3 * H + j]
+                dhv = dh[b, j] + dout[t, b, j]
+                sq += dhv * dhv
+                tanh_c = np.tanh(c_t[b, j])
+                dcv = dc[b, j] + dhv * o * (1 - tanh_c * tanh_c)
+                da[b, j] = dcv * g * i * (1 - i)
+                da[b, H + j] = dcv * prev_c[b, j] * f * (1 - f)
+                da[b, 2 * H + j] = dcv * i * (1 - g * g)
+                da[b, 3 * H + j] = dhv * tanh_c * o * (1 - o)
+                dc[b, j] = dcv * f
+        norms[t] = np.sqrt(sq)
+        np.dot(da, W_hh, dh)  # dh_{t-1} = da W_hh
+
+    dG2 = dG.reshape(T * B, G)
+    dx = np.dot(dG2, W_ih).reshape(T, B, I)
+    dW_ih = np.dot(dG2.T, x.reshape(T * B, I))
+    prev_hs = hs[1 - nxt:T + 1 - nxt]
+    dW_hh = np.dot(dG2.T, prev_hs.reshape(T * B, H))
+    db = dG2.sum(axis=0)
+    return dx, dh, dc, dW_ih, dW_hh, db, db.copy(), norms

@@ -1,0 +1,76 @@
+"""The readable step kernels and the fast sequence kernels compute the same thing."""
+
+import numpy as np
+import pytest
+
+from rnnjit.kernels import (CELLS, gru_step_backward, gru_step_forward, lstm_step_backward,
+                            lstm_step_forward, rnn_step_backward, rnn_step_forward)
+
+
+def params(cell, I, H, dtype, rng):
+    G = CELLS[cell].gates
+    return [(rng.uniform(-0.5, 0.5, shape)).astype(dtype) for shape in ((G * H, I), (G * H, H), (G * H,), (G * H,))]
+
+
+def step_chain(cell, x, h0, c0, W_ih, W_hh, b_ih, b_hh, dout, use_relu, reverse):
+    """Run the step kernels over the sequence, forward then backward, like a learner would."""
+    T = x.shape[0]
+    order = range(T - 1, -1, -1) if reverse else range(T)
+    h, c, caches, outs = h0, c0, {}, np.empty(dout.shape, x.dtype)
+    for t in order:
+        if cell == "lstm":
+            h, c, caches[t] = lstm_step_forward(x[t], h, c, W_ih, W_hh, b_ih, b_hh)
+        elif cell == "gru":
+            h, caches[t] = gru_step_forward(x[t], h, W_ih, W_hh, b_ih, b_hh)
+        else:
+            h, caches[t] = rnn_step_forward(x[t], h, W_ih, W_hh, b_ih, b_hh, use_relu)
+        outs[t] = h
+    dh, dc = np.zeros_like(h0), np.zeros_like(h0)
+    dx = np.empty_like(x)
+    dW_ih, dW_hh = np.zeros_like(W_ih), np.zeros_like(W_hh)
+    for t in reversed(list(order)):
+        if cell == "lstm":
+            dx[t], dh, dc, gi, gh, db = lstm_step_backward(dh + dout[t], dc, caches[t])
+        elif cell == "gru":
+            dx[t], dh, gi, gh, db, _ = gru_step_backward(dh + dout[t], caches[t])
+        else:
+            dx[t], dh, gi, gh, db = rnn_step_backward(dh + dout[t], caches[t], use_relu)
+        dW_ih += gi
+        dW_hh += gh
+    return outs, dx, dh, dW_ih, dW_hh
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("cell,nl", [("rnn", "tanh"), ("rnn", "relu"), ("lstm", ""), ("gru", "")])
+def test_step_kernels_match_sequence_kernels(cell, nl, reverse, dtype):
+    rng = np.random.default_rng(0)
+    T, B, I, H = 6, 3, 5, 4
+    x = rng.standard_normal((T, B, I)).astype(dtype)
+    h0 = rng.standard_normal((B, H)).astype(dtype)
+    c0 = rng.standard_normal((B, H)).astype(dtype)
+    dout = rng.standard_normal((T, B, H)).astype(dtype)
+    W_ih, W_hh, b_ih, b_hh = params(cell, I, H, dtype, rng)
+    spec = CELLS[cell]
+    out, h_n, c_n, cache = spec.forward(x, h0, c0 if spec.has_cell_state else None, W_ih, W_hh, b_ih, b_hh,
+                                        reverse, nl)
+    zeros = np.zeros_like(h0)
+    dx, dh0, _, dW_ih, dW_hh, _, _, norms = spec.backward(cache, dout, zeros, zeros if spec.has_cell_state else None)
+    s_out, s_dx, s_dh0, s_dW_ih, s_dW_hh = step_chain(cell, x, h0, c0, W_ih, W_hh, b_ih, b_hh, dout,
+                                                      nl == "relu", reverse)
+    tol = 1e-12 if dtype == np.float64 else 2e-5
+    for a, b in ((out, s_out), (dx, s_dx), (dh0, s_dh0), (dW_ih, s_dW_ih), (dW_hh, s_dW_hh)):
+        assert a.dtype == dtype and b.dtype == dtype
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+    assert norms.shape == (T,) and np.all(norms > 0)
+
+
+def test_kernels_import_on_their_own():
+    """``rnnjit.kernels`` needs nothing above it: not the layers, not rich, not textual."""
+    import subprocess
+    import sys
+    code = ("import sys, rnnjit.kernels.lstm as k; "
+            "bad = [m for m in ('rnnjit.nn', 'rnnjit.train', 'rich', 'textual') if m in sys.modules]; "
+            "print(k.lstm_step_forward.__name__, bad)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["lstm_step_forward", "[]"]
