@@ -1,0 +1,7 @@
+"""Training: the engine, optimizers, clipping, events and checkpoints. Never imports a UI."""
+
+from .config import ConfigError, TrainConfig
+from .engine import Trainer
+from .optim import OPTIMIZERS, clip_gradients
+
+__all__ = ["Trainer", "TrainConfig", "ConfigError", "OPTIMIZERS", "clip_gradients"]

@@ -1,0 +1,363 @@
+"""``rnnjit``: the headless face of the package.
+
+    rnnjit train                      train a character-level LSTM on Shakespeare
+    rnnjit sample DIR                 make a trained model write
+    rnnjit gradcheck --cell gru       check BPTT against finite differences
+    rnnjit corpora                    list the corpora and where they come from
+
+Every bad option is a one-line error and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import sys
+import time
+
+from .train.config import ConfigError, TrainConfig
+
+EXIT_USAGE = 2
+
+
+class CLIError(Exception):
+    """A one-line error for the user; exit status 2."""
+
+
+# ---- arguments --------------------------------------------------------------------------------
+
+def _train_options(p: argparse.ArgumentParser) -> None:
+    """The training options, shared with rnnjit-tui. Defaults are SUPPRESSed so that a resumed
+    run can tell the options given on the command line from its saved configuration."""
+    d = TrainConfig()
+    S = argparse.SUPPRESS
+    g = p.add_argument_group("what to learn")
+    g.add_argument("--corpus", default=S, metavar="NAME|PATH",
+                   help=f"corpus name (see `rnnjit corpora`) or a UTF-8 text file (default {d.corpus})")
+    g.add_argument("--task", default=S, metavar="NAME",
+                   help="charlm (the default: --corpus), or a synthetic task such as adding or copy")
+    g.add_argument("--length", type=int, default=S, metavar="T",
+                   help=f"sequence length of a synthetic task (default {d.length})")
+    g = p.add_argument_group("the network")
+    g.add_argument("--cell", default=S, choices=["rnn", "rnn-relu", "lstm", "gru"],
+                   help=f"recurrent cell (default {d.cell})")
+    g.add_argument("--hidden", type=int, default=S, metavar="N", help=f"hidden units per layer (default {d.hidden})")
+    g.add_argument("--layers", type=int, default=S, metavar="N", help=f"stacked layers (default {d.layers})")
+    g.add_argument("--dropout", type=float, default=S, metavar="F", help="dropout between layers (default 0)")
+    g.add_argument("--embedding", type=int, default=S, metavar="N", help="embedding size (default: --hidden)")
+    g.add_argument("--dtype", default=S, choices=["float32", "float64"], help="precision (default float32)")
+    g = p.add_argument_group("the optimisation")
+    g.add_argument("--seq-len", type=int, default=S, metavar="T",
+                   help=f"characters per truncated-BPTT chunk (default {d.seq_len})")
+    g.add_argument("--batch", type=int, default=S, metavar="B", help=f"parallel streams (default {d.batch})")
+    g.add_argument("--steps", type=int, default=S, metavar="N", help=f"optimizer steps (default {d.steps})")
+    g.add_argument("--optimizer", default=S, metavar="NAME", help="sgd, adagrad, rmsprop or adam (default adam)")
+    g.add_argument("--lr", type=float, default=S, metavar="F", help=f"learning rate (default {d.lr})")
+    g.add_argument("--momentum", type=float, default=S, metavar="F", help="SGD momentum (default 0.9)")
+    g.add_argument("--lr-decay", type=float, default=S, metavar="F",
+                   help="multiply the learning rate by F every --lr-decay-every steps (default 1: none)")
+    g.add_argument("--lr-decay-every", type=int, default=S, metavar="N", help="(default 1000)")
+    g.add_argument("--clip", type=float, default=S, metavar="F", help=f"gradient clipping threshold, 0 for none (default {d.clip})")
+    g.add_argument("--clip-mode", default=S, metavar="MODE", help="norm (global L2 norm, default) or value")
+    g.add_argument("--seed", type=int, default=S, metavar="N", help="seed for weights, data, dropout, samples (default 0)")
+    g.add_argument("--threads", type=int, default=S, metavar="N", help="BLAS/Numba threads (default: all cores)")
+    g = p.add_argument_group("what it reports and saves")
+    g.add_argument("--eval-every", type=int, default=S, metavar="N", help=f"validation loss every N steps (default {d.eval_every})")
+    g.add_argument("--eval-batches", type=int, default=S, metavar="N", help="validation batches (default 0: all)")
+    g.add_argument("--sample-every", type=int, default=S, metavar="N", help=f"a sample every N steps (default {d.sample_every})")
+    g.add_argument("--sample-length", type=int, default=S, metavar="N", help=f"characters per sample (default {d.sample_length})")
+    g.add_argument("--temperature", type=float, default=S, metavar="F", help=f"sampling temperature (default {d.temperature})")
+    g.add_argument("--checkpoint-every", type=int, default=S, metavar="N", help=f"checkpoint every N steps (default {d.checkpoint_every})")
+    g.add_argument("--out", default=S, metavar="DIR", help="run directory (default runs/CORPUS-CELL-TIME)")
+    g.add_argument("--resume", default=S, metavar="DIR",
+                   help="continue the run in DIR with its saved configuration (options given here override it)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="rnnjit",
+        description="Recurrent networks (RNN, LSTM, GRU) from scratch in Numba: train, sample, check, time.",
+        epilog="Start with `rnnjit train`, then `rnnjit sample runs/<the run>`.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    t = sub.add_parser("train", help="train a model (default: an LSTM on Shakespeare, character by character)",
+                       description="Train a recurrent network. With no options: a 2-layer LSTM language model "
+                                   "on the shakespeare corpus. Writes config.json, metrics.jsonl and "
+                                   "checkpoint.npz into the run directory; Ctrl-C stops cleanly with a checkpoint.")
+    _train_options(t)
+    t.add_argument("--json", action="store_true", help="print the events as JSON lines instead of progress")
+
+    s = sub.add_parser("sample", help="make a trained language model write",
+                       description="Generate text from the checkpoint in a run directory.")
+    s.add_argument("run", metavar="DIR", help="a run directory written by `rnnjit train`")
+    s.add_argument("--prime", default="", metavar="TEXT", help="text to read before writing")
+    s.add_argument("--length", type=int, default=500, metavar="N", help="characters to write (default 500)")
+    s.add_argument("--temperature", type=float, default=0.8, metavar="F",
+                   help="below 1: safer, more repetitive; above 1: wilder (default 0.8)")
+    s.add_argument("--top-k", type=int, default=None, metavar="K", help="draw only from the K likeliest characters")
+    s.add_argument("--argmax", action="store_true", help="always take the likeliest character")
+    s.add_argument("--stop", default=None, metavar="CHAR", help="stop after writing this character")
+    s.add_argument("--seed", type=int, default=None, metavar="N", help="make the sample repeatable")
+
+    g = sub.add_parser("gradcheck", help="check backpropagation through time against finite differences",
+                       description="Compare a layer's analytic gradients with central finite differences "
+                                   "in float64; prints the worst relative error of every parameter.")
+    g.add_argument("--cell", default="lstm", choices=["rnn", "rnn-relu", "lstm", "gru"])
+    g.add_argument("--layers", type=int, default=1, metavar="N")
+    g.add_argument("--hidden", type=int, default=5, metavar="N")
+    g.add_argument("--input", type=int, default=3, metavar="N", help="input size")
+    g.add_argument("--seq-len", type=int, default=4, metavar="T")
+    g.add_argument("--bidirectional", action="store_true")
+    g.add_argument("--seed", type=int, default=0, metavar="N")
+    g.add_argument("--json", action="store_true")
+
+    c = sub.add_parser("corpora", help="list the corpora: size, source, licence, availability")
+    c.add_argument("--json", action="store_true")
+    _extra_commands(sub)
+    return p
+
+
+def _extra_commands(sub) -> None:
+    """Commands that live in their own modules (registered here so --help lists them)."""
+    for module in ("rnnjit.bench", "rnnjit.vanish"):
+        try:
+            mod = __import__(module, fromlist=["register"])
+        except ImportError:
+            continue
+        mod.register(sub)
+
+
+# ---- train ------------------------------------------------------------------------------------
+
+def config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, str, bool]:
+    """-> (config, run directory, resume?). Options given override a resumed run's config."""
+    given = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__}
+    resume_dir = getattr(args, "resume", None)
+    if resume_dir:
+        path = os.path.join(resume_dir, "config.json")
+        if not os.path.isfile(path):
+            raise CLIError(f"--resume {resume_dir}: no run there (no config.json): check the path")
+        try:
+            with open(path) as f:
+                saved = json.load(f)
+        except (OSError, ValueError):
+            raise CLIError(f"--resume {resume_dir}: config.json is unreadable") from None
+        config = TrainConfig.from_dict({**saved, **given})
+        if getattr(args, "out", None) and os.path.abspath(args.out) != os.path.abspath(resume_dir):
+            raise CLIError("--out and --resume name different directories: a resumed run stays in its directory")
+        return config.validate(), resume_dir, True
+    config = TrainConfig.from_dict(given).validate()
+    out = getattr(args, "out", None)
+    if out is None:
+        base = os.path.basename(str(config.corpus)).split(".")[0] if config.task == "charlm" else config.task
+        out = os.path.join("runs", f"{base}-{config.cell}-{time.strftime('%Y%m%d-%H%M%S')}")
+    elif os.path.exists(os.path.join(out, "checkpoint.npz")) or os.path.exists(os.path.join(out, "metrics.jsonl")):
+        raise CLIError(f"--out {out} already holds a run: continue it with --resume {out}, or choose another --out")
+    return config, out, False
+
+
+def make_trainer(args):
+    from .data import CorpusError
+    from .train.checkpoint import CheckpointError
+    from .train.engine import Trainer
+    config, out, resume = config_from_args(args)
+    try:
+        return Trainer(config, out_dir=out, resume=resume)
+    except (ConfigError, CorpusError, CheckpointError) as e:
+        raise CLIError(str(e)) from None
+    except ValueError as e:  # data too short for the batch, etc.: still the user's input
+        raise CLIError(str(e).splitlines()[0]) from None
+
+
+def cmd_train(args) -> int:
+    trainer = make_trainer(args)
+    stop_requests = []
+
+    def on_sigint(signum, frame):
+        if stop_requests:  # a second Ctrl-C: give up at once
+            raise KeyboardInterrupt
+        stop_requests.append(signum)
+        trainer.stop()
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        if args.json:
+            last = None
+            for event in trainer.run():
+                print(event.to_json(), flush=True)
+                last = event
+        else:
+            last = _train_with_progress(trainer)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if last is not None and last.reason == "diverged":
+        print(f"rnnjit: {last.message}", file=sys.stderr)
+        return 1
+    if stop_requests:
+        print(f"rnnjit: interrupted at step {trainer.step}; checkpoint saved. "
+              f"Continue with: rnnjit train --resume {trainer.out_dir}", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _train_with_progress(trainer):
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    console = Console(stderr=False)
+    c = trainer.config
+    what = f"corpus {c.corpus}" if c.task == "charlm" else f"task {c.task} (T={c.length})"
+    console.print(f"[bold]rnnjit train[/]: {c.cell} {c.layers}x{c.hidden} on {escape(what)}, "
+                  f"batch {c.batch} x seq-len {c.seq_len}, {c.optimizer} lr {c.lr}, {c.dtype} -> {escape(trainer.out_dir)}")
+    progress = Progress(TextColumn("step"), MofNCompleteColumn(), BarColumn(),
+                        TextColumn("loss [bold]{task.fields[loss]}[/] ({task.fields[bpc]} bpc)"),
+                        TextColumn("{task.fields[tps]} tok/s"), TimeRemainingColumn(), console=console)
+    last = None
+    with progress:
+        bar = progress.add_task("train", total=c.steps, completed=trainer.step, loss="-", bpc="-", tps="-")
+        smooth = None
+        for event in trainer.run():
+            last = event
+            kind = event.kind
+            if kind == "start":
+                progress.console.print(f"{event.num_parameters:,} parameters"
+                                       + (f", vocabulary of {event.vocab_size}" if event.vocab_size else "")
+                                       + (f"; resumed at step {event.step}" if event.resumed else ""))
+            elif kind == "step":
+                smooth = event.loss if smooth is None else 0.95 * smooth + 0.05 * event.loss
+                progress.update(bar, completed=event.step, loss=f"{smooth:.3f}", bpc=f"{smooth / math.log(2):.3f}",
+                                tps=f"{event.tokens_per_s:,.0f}")
+            elif kind == "eval":
+                extra = "".join(f", {k} {v:.4g}" if isinstance(v, float) else f", {k} {v}" for k, v in event.metrics.items())
+                progress.console.print(f"step {event.step}: validation loss [bold]{event.val_loss:.4f}[/] "
+                                       f"({event.val_bpc:.3f} bpc){escape(extra)}")
+            elif kind == "sample":
+                progress.console.print(f"[dim]sample at step {event.step}, temperature {event.temperature}:[/]")
+                progress.console.print(event.text, markup=False, highlight=False)
+            elif kind == "checkpoint":
+                progress.console.print(f"[dim]checkpoint: {escape(event.path)}[/]")
+            elif kind == "end" and event.reason == "done":
+                progress.console.print(f"done: {event.step} steps. Sample from it with: "
+                                       f"rnnjit sample {escape(trainer.out_dir)}")
+    return last
+
+
+# ---- sample -----------------------------------------------------------------------------------
+
+def load_model(run_dir: str):
+    """-> (model, vocab, config) from the checkpoint in a run directory."""
+    from .data import Vocab
+    from .models import CharLM
+    from .train.checkpoint import CheckpointError, load_checkpoint
+    if not os.path.isdir(run_dir):
+        raise CLIError(f"{run_dir}: no such run directory")
+    try:
+        arrays, meta = load_checkpoint(os.path.join(run_dir, "checkpoint.npz"))
+    except CheckpointError as e:
+        raise CLIError(str(e)) from None
+    config = TrainConfig.from_dict(meta["config"])
+    if config.task != "charlm" or "vocab" not in arrays:
+        raise CLIError(f"{run_dir} is a {config.task!r} run: `rnnjit sample` writes text from language-model runs")
+    vocab = Vocab.from_array(arrays["vocab"])
+    cell, nl = ("rnn", "relu") if config.cell == "rnn-relu" else (config.cell, "tanh")
+    model = CharLM(vocab.size, config.hidden, config.layers, cell, 0.0, config.embedding or None,
+                   dtype=config.np_dtype, nonlinearity=nl)
+    try:
+        model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("param/")})
+    except ValueError as e:
+        raise CLIError(f"checkpoint does not match its configuration: {e}") from None
+    return model, vocab, config
+
+
+def cmd_sample(args) -> int:
+    from .models import sample
+    model, vocab, _ = load_model(args.run)
+    if args.length < 0:
+        raise CLIError(f"--length must be >= 0, got {args.length}")
+    if args.stop is not None and len(args.stop) != 1:
+        raise CLIError(f"--stop takes one character, got {args.stop!r}")
+    try:
+        text = sample(model, vocab, args.length, prime=args.prime, temperature=args.temperature,
+                      top_k=args.top_k, argmax=args.argmax, stop=args.stop, seed=args.seed)
+    except ValueError as e:
+        raise CLIError(f"--prime: {e}" if "vocabulary" in str(e) else str(e)) from None
+    sys.stdout.write(args.prime + text + "\n")
+    return 0
+
+
+# ---- gradcheck, corpora -----------------------------------------------------------------------
+
+def cmd_gradcheck(args) -> int:
+    import numpy as np
+    from .gradcheck import gradcheck
+    from .nn import LAYERS
+    for name in ("layers", "hidden", "input", "seq_len"):
+        if getattr(args, name) < 1:
+            raise CLIError(f"--{name.replace('_', '-')} must be a positive integer")
+    cell, nl = ("rnn", "relu") if args.cell == "rnn-relu" else (args.cell, "tanh")
+    kw = {"nonlinearity": nl} if cell == "rnn" else {}
+    layer = LAYERS[cell](args.input, args.hidden, num_layers=args.layers, bidirectional=args.bidirectional,
+                         dtype=np.float64, seed=args.seed, **kw)
+    errors = gradcheck(layer, seq_len=args.seq_len, seed=args.seed)
+    worst = max(errors.values())
+    ok = worst < 1e-6
+    if args.json:
+        print(json.dumps({"cell": args.cell, "layers": args.layers, "bidirectional": args.bidirectional,
+                          "errors": errors, "worst": worst, "ok": ok}))
+    else:
+        from rich.console import Console
+        from rich.table import Table
+        table = Table(title=f"{layer!r}: analytic vs central differences (float64)")
+        table.add_column("gradient of")
+        table.add_column("worst relative error", justify="right")
+        for k, v in errors.items():
+            table.add_row(k, f"[{'green' if v < 1e-6 else 'red'}]{v:.2e}[/]")
+        Console().print(table)
+        print(("OK" if ok else "FAILED") + f": worst {worst:.2e} (threshold 1e-6)")
+    return 0 if ok else 1
+
+
+def cmd_corpora(args) -> int:
+    from .data import list_corpora
+    rows = list_corpora()
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+    table = Table(title="corpora (`rnnjit train --corpus NAME`, or a path to any UTF-8 text file)")
+    for col in ("name", "size", "source", "licence", "available here"):
+        table.add_column(col)
+    for r in rows:
+        size = f"{r['size']:,} chars" if r["size"] else "not built yet"
+        avail = "[green]yes[/]" if r["available"] else f"[red]no[/]: {r['hint']}"
+        table.add_row(r["name"], size, r["source"], r["licence"], avail)
+    Console().print(table)
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "sample": cmd_sample, "gradcheck": cmd_gradcheck, "corpora": cmd_corpora}
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    handler = COMMANDS.get(args.command) or getattr(args, "handler", None)
+    try:
+        return handler(args)
+    except (CLIError, ConfigError) as e:
+        print(f"rnnjit {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

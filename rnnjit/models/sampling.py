@@ -1,0 +1,56 @@
+"""Make a language model write: one character at a time, each drawn from the softmax of its scores.
+
+    p(c) ∝ exp(z_c / temperature)      temperature < 1 sharpens, > 1 flattens
+    top-k keeps the k likeliest characters; argmax always takes the likeliest one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..data.vocab import Vocab
+
+
+def sample(model, vocab: Vocab, length: int = 200, prime: str = "", temperature: float = 1.0,
+           top_k: int | None = None, argmax: bool = False, stop: str | None = None,
+           seed: int | None = None, rng: np.random.Generator | None = None) -> str:
+    """Generate ``length`` characters after ``prime`` (the prime itself is not returned).
+
+    Stops early after writing the ``stop`` character, if given. ``rng`` (or ``seed``) makes it
+    repeatable. Raises ValueError for a prime character outside the vocabulary.
+    """
+    if length < 0:
+        raise ValueError(f"length must be >= 0, got {length}")
+    if not argmax and not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"top-k must be >= 1, got {top_k}")
+    rng = rng if rng is not None else np.random.default_rng(seed)
+    was_training = model.rnn.training
+    model.eval()
+    try:
+        state = model.initial_state(1)
+        prime_ids = vocab.encode(prime) if prime else np.array([rng.integers(vocab.size)], np.int32)
+        z, state, _ = model.logits(prime_ids.reshape(-1, 1), state)  # read the whole prime at once
+        scores = z[-1].astype(np.float64)
+        out = []
+        for _ in range(length):
+            if argmax:
+                c = int(np.argmax(scores))
+            else:
+                s = scores / temperature
+                if top_k is not None and top_k < s.size:
+                    cut = np.partition(s, -top_k)[-top_k]
+                    s = np.where(s >= cut, s, -np.inf)
+                p = np.exp(s - s.max())
+                p /= p.sum()
+                c = int(rng.choice(p.size, p=p))
+            ch = vocab.chars[c]
+            out.append(ch)
+            if stop is not None and ch == stop:
+                break
+            z, state, _ = model.logits(np.array([[c]], np.int32), state)
+            scores = z[-1].astype(np.float64)
+        return "".join(out)
+    finally:
+        model.train(was_training)

@@ -1,0 +1,84 @@
+"""A training run's configuration: plain values, one comment each (the CLI's options map onto them)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+
+
+class ConfigError(ValueError):
+    """A bad option: the message is one line and says what to do."""
+
+
+@dataclass
+class TrainConfig:
+    task: str = "charlm"          # charlm (a corpus) or a synthetic task: adding, copy, captions, dates
+    corpus: str = "shakespeare"   # corpus name (rnnjit corpora) or a path to a UTF-8 text file
+    cell: str = "lstm"            # rnn (tanh), rnn-relu, lstm or gru
+    hidden: int = 128             # hidden units per layer
+    layers: int = 2               # stacked recurrent layers
+    dropout: float = 0.0          # dropout between layers, in training only
+    embedding: int = 0            # embedding size; 0 means the hidden size
+    seq_len: int = 64             # T: characters per truncated-BPTT chunk
+    batch: int = 32               # B: parallel streams
+    steps: int = 2000             # optimizer steps in total
+    optimizer: str = "adam"       # sgd, adagrad, rmsprop or adam
+    lr: float = 2e-3              # learning rate
+    momentum: float = 0.9         # for sgd
+    lr_decay: float = 1.0         # multiply the learning rate by this ...
+    lr_decay_every: int = 1000    # ... every this many steps
+    clip: float = 5.0             # gradient clipping threshold (0 turns clipping off)
+    clip_mode: str = "norm"       # norm (global L2 norm) or value (each entry)
+    seed: int = 0                 # one seed for weights, data order, dropout and samples
+    dtype: str = "float32"        # float32 or float64
+    length: int = 50              # sequence length of a synthetic task
+    eval_every: int = 200         # evaluate on the validation split every N steps (0: only at the end)
+    eval_batches: int = 0         # validation batches per evaluation (0: the whole split)
+    sample_every: int = 200       # write a sample every N steps (0: never)
+    sample_length: int = 200      # characters per sample
+    temperature: float = 0.8      # sampling temperature
+    checkpoint_every: int = 500   # save a checkpoint every N steps (and always at the end)
+    threads: int = 0              # BLAS/Numba threads (0: leave as is)
+
+    def validate(self) -> "TrainConfig":
+        positive = ("hidden", "layers", "seq_len", "batch", "steps", "length", "sample_length", "lr_decay_every")
+        for name in positive:
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer, got {v}")
+        for name in ("eval_every", "eval_batches", "sample_every", "checkpoint_every", "embedding", "threads"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        if self.cell not in ("rnn", "rnn-relu", "lstm", "gru"):
+            raise ConfigError(f"unknown cell {self.cell!r}: choose rnn, rnn-relu, lstm or gru")
+        from .optim import OPTIMIZERS
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"unknown optimizer {self.optimizer!r}: choose {', '.join(OPTIMIZERS)}")
+        if not self.lr > 0:
+            raise ConfigError(f"--lr must be > 0, got {self.lr}")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"--dropout must be in [0, 1), got {self.dropout}")
+        if self.clip < 0:
+            raise ConfigError(f"--clip must be >= 0 (0 turns clipping off), got {self.clip}")
+        if self.clip_mode not in ("norm", "value"):
+            raise ConfigError(f"--clip-mode must be norm or value, got {self.clip_mode!r}")
+        if self.dtype not in ("float32", "float64"):
+            raise ConfigError(f"--dtype must be float32 or float64, got {self.dtype!r}")
+        if not self.temperature > 0:
+            raise ConfigError(f"--temperature must be > 0, got {self.temperature}")
+        if not 0 < self.lr_decay <= 1:
+            raise ConfigError(f"--lr-decay must be in (0, 1], got {self.lr_decay}")
+        return self
+
+    @property
+    def np_dtype(self):
+        return np.dtype(self.dtype).type
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})

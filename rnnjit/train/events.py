@@ -1,0 +1,91 @@
+"""What the engine says while it trains: small frozen dataclasses, one JSON line each.
+
+The CLI, the dashboard and ``metrics.jsonl`` are three consumers of the same stream. Every
+event has an ``event`` field naming its kind when serialised.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+
+
+def _clean(v):
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)  # JSON has no NaN/inf: keep them readable as strings
+    if isinstance(v, (list, tuple)):
+        return [_clean(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _clean(x) for k, x in v.items()}
+    return v
+
+
+@dataclass(frozen=True)
+class Event:
+    kind = "event"
+
+    def to_dict(self) -> dict:
+        return {"event": self.kind, **_clean(asdict(self))}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class Start(Event):
+    kind = "start"
+    step: int
+    total_steps: int
+    config: dict
+    num_parameters: int
+    vocab_size: int = 0
+    resumed: bool = False
+
+
+@dataclass(frozen=True)
+class Step(Event):
+    kind = "step"
+    step: int
+    loss: float
+    bpc: float
+    grad_norm: float          # global norm before clipping
+    clipped: bool
+    hidden_grad_norms: list   # (layers * directions) lists of T norms of dL/dh_t
+    lr: float
+    tokens_per_s: float
+    elapsed: float
+    epoch: int = 0
+
+
+@dataclass(frozen=True)
+class Eval(Event):
+    kind = "eval"
+    step: int
+    val_loss: float
+    val_bpc: float
+    metrics: dict = field(default_factory=dict)   # task-specific: accuracy, mse, baseline...
+
+
+@dataclass(frozen=True)
+class Sample(Event):
+    kind = "sample"
+    step: int
+    text: str
+    temperature: float
+
+
+@dataclass(frozen=True)
+class Checkpoint(Event):
+    kind = "checkpoint"
+    step: int
+    path: str
+
+
+@dataclass(frozen=True)
+class Stopped(Event):
+    """The run ended: ``reason`` is done, interrupted, diverged or stopped."""
+    kind = "end"
+    step: int
+    reason: str
+    message: str = ""

@@ -1,0 +1,5 @@
+"""The registry of trainable tasks: ``rnnjit train --task NAME``."""
+
+from .lm_task import CharLMTask
+
+TASKS = {"charlm": CharLMTask}
