@@ -1,0 +1,119 @@
+"""CUDA twins of the sequence kernels, for ``numba-cuda`` (an optional extra: ``pip install "rnnjit[cuda]"``).
+
+Same names, same argument order, same return values as ``rnnjit.kernels.{rnn,lstm,gru}``, but every
+array is a device array (``numba.cuda`` ``DeviceNDArray``, or anything with
+``__cuda_array_interface__``) and every returned array is a ``DeviceNDArray``:
+
+    >>> from rnnjit.kernels.cuda import require_cuda, to_device, to_host
+    >>> require_cuda()                       # one-line RuntimeError when there is no CUDA
+    >>> from rnnjit.kernels.cuda.lstm import lstm_forward, lstm_backward
+    >>> hs, cs, gates = lstm_forward(to_device(x), to_device(h0), ..., reverse=False)
+    >>> to_host(hs)
+
+``CUDA_CELLS`` (in ``cells.py``) gives them the calling convention of ``rnnjit.kernels.cells.CELLS``.
+
+Files, read in this order: ``activations.py`` (device sigmoid), ``gemm.py`` (the big matrix
+products: a tiled shared-memory GEMM, a transpose, column sums), ``launch.py`` (how the
+recurrent work is split over blocks and threads), then ``rnn.py``, ``lstm.py``, ``gru.py``
+(each: the input GEMM, one persistent kernel that runs the whole time loop, and its reverse
+for backward-through-time), and ``cells.py``.
+
+This package imports nothing from ``numba.cuda`` when it is imported, so ``import rnnjit`` and
+``import rnnjit.kernels`` work without numba-cuda and without a GPU. The submodules import it;
+``require_cuda()`` checks first and says what is missing. Without a GPU, Numba's simulator runs
+the kernels (slowly, in Python threads): set ``NUMBA_ENABLE_CUDASIM=1`` in the environment
+*before* Python starts.
+"""
+
+import importlib
+import os
+
+__all__ = [
+    "require_cuda", "is_available", "simulator_enabled", "to_device", "to_host",
+    "CUDA_CELLS", "rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward",
+    "gru_forward", "gru_backward",
+]
+
+_HOW_TO_SIMULATE = ("to run the CUDA kernels without a GPU, in Numba's (slow) simulator, "
+                    "set NUMBA_ENABLE_CUDASIM=1 in the environment before starting Python")
+
+
+def simulator_enabled() -> bool:
+    """True when Numba's CUDA simulator is switched on (NUMBA_ENABLE_CUDASIM=1)."""
+    try:
+        from numba import config
+        return bool(config.ENABLE_CUDASIM)
+    except ImportError:
+        return os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
+
+
+def _why_unavailable():
+    """None if CUDA kernels can run here, else a one-line reason."""
+    if simulator_enabled():
+        try:
+            from numba import cuda  # noqa: F401
+        except ImportError:
+            return 'the CUDA simulator needs numba-cuda: pip install "rnnjit[cuda]"'
+        return None
+    try:
+        from numba import cuda
+    except ImportError:
+        return (f'CUDA kernels need numba-cuda, which is not installed: pip install "rnnjit[cuda]" '
+                f'(or use device="cpu"; {_HOW_TO_SIMULATE})')
+    try:
+        ok = cuda.is_available()
+    except Exception:  # a broken driver install raises instead of answering False
+        ok = False
+    if not ok:
+        return f'no CUDA GPU found (numba.cuda.is_available() is False): use device="cpu", or {_HOW_TO_SIMULATE}'
+    return None
+
+
+def is_available() -> bool:
+    """True when the CUDA kernels can run: a GPU with numba-cuda, or the simulator."""
+    return _why_unavailable() is None
+
+
+def require_cuda() -> None:
+    """Raise a one-line ``RuntimeError`` saying what is missing, unless the CUDA kernels can run."""
+    why = _why_unavailable()
+    if why is not None:
+        raise RuntimeError(why)
+
+
+def to_device(a):
+    """Copy a NumPy array to the GPU (C-contiguous).
+
+    A device array is returned as it is, and any other object with ``__cuda_array_interface__``
+    (a CuPy array, a CUDA torch tensor) as a ``DeviceNDArray`` view of the same memory.
+    """
+    require_cuda()
+    from numba import cuda
+    if cuda.is_cuda_array(a):
+        return cuda.as_cuda_array(a)
+    import numpy as np
+    return cuda.to_device(np.ascontiguousarray(a))
+
+
+def to_host(a):
+    """Copy a device array back to a NumPy array; ``None`` and NumPy arrays pass through."""
+    if a is None or not hasattr(a, "copy_to_host"):
+        return a
+    return a.copy_to_host()
+
+
+# The kernels themselves, imported on first use (PEP 562), so that importing this package stays free.
+_LAZY = {
+    "CUDA_CELLS": "cells",
+    "rnn_forward": "rnn", "rnn_backward": "rnn",
+    "lstm_forward": "lstm", "lstm_backward": "lstm",
+    "gru_forward": "gru", "gru_backward": "gru",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        require_cuda()
+        module = importlib.import_module(f"{__name__}.{_LAZY[name]}")
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

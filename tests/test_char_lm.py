@@ -1,0 +1,89 @@
+"""The character-level language model: gradients, dense kernels, sampling."""
+
+import numpy as np
+import pytest
+
+from rnnjit.data import Vocab
+from rnnjit.kernels.dense import cross_entropy, softmax_cross_entropy
+from rnnjit.models import CharLM, sample
+
+TEXT = "the quick brown fox jumps over the lazy dog. " * 20
+
+
+def test_softmax_cross_entropy_matches_formula():
+    rng = np.random.default_rng(0)
+    z, y = rng.standard_normal((7, 5)) * 3, rng.integers(0, 5, 7)
+    loss, dz = softmax_cross_entropy(z, y)
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    assert loss == pytest.approx(-np.log(p[np.arange(7), y]).mean(), rel=1e-12)
+    onehot = np.eye(5)[y]
+    np.testing.assert_allclose(dz, (p - onehot) / 7, atol=1e-15)
+    assert cross_entropy(z, y) == pytest.approx(loss, rel=1e-12)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("input_kind", ["embedding", "onehot"])
+def test_char_lm_gradients_by_finite_differences(cell, input_kind):
+    vocab = Vocab.from_text(TEXT)
+    model = CharLM(vocab.size, 6, 2, cell, input=input_kind, embedding_size=4, dtype=np.float64, seed=0)
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, vocab.size, (5, 3)).astype(np.int32)
+    y = rng.integers(0, vocab.size, (5, 3)).astype(np.int32)
+    state = model.initial_state(3)
+    model.forward_backward(x, y, state)
+    eps = 1e-6
+    for name, p, g in model.parameters():
+        flat, gflat = p.reshape(-1), g.reshape(-1).copy()
+        # rows of the embedding that the batch uses, otherwise a few random entries
+        idx = rng.choice(flat.size, size=min(6, flat.size), replace=False)
+        if name == "embedding.weight":
+            idx = np.array([x[0, 0] * p.shape[1], x[1, 2] * p.shape[1] + 1])
+        num = []
+        for i in idx:
+            old = flat[i]
+            flat[i] = old + eps
+            up = model.loss(x, y, state)[0]
+            flat[i] = old - eps
+            down = model.loss(x, y, state)[0]
+            flat[i] = old
+            num.append((up - down) / (2 * eps))
+        err = np.abs(gflat[idx] - num).max() / max(np.abs(gflat).max(), 1e-8)  # relative to the scale
+        assert err < 1e-6, f"{name}: {err:.2e}"
+
+
+def test_loss_starts_near_log_vocab_and_falls():
+    vocab = Vocab.from_text(TEXT)
+    ids = vocab.encode(TEXT)
+    model = CharLM(vocab.size, 32, 1, "lstm", seed=0)
+    x = ids[:160].reshape(16, 10).astype(np.int32)
+    y = ids[1:161].reshape(16, 10).astype(np.int32)
+    first = None
+    from rnnjit.train.optim import Adam
+    opt = Adam(model.parameters(), lr=1e-2)
+    for _ in range(40):
+        loss, _ = model.forward_backward(x, y, model.initial_state(10))
+        first = first or loss
+        opt.step()
+    assert abs(first - np.log(vocab.size)) < 0.5
+    assert loss < 0.5 * first
+
+
+def test_sampling_options():
+    vocab = Vocab.from_text(TEXT)
+    model = CharLM(vocab.size, 16, 1, "gru", seed=0)
+    a = sample(model, vocab, 30, prime="the ", temperature=0.7, seed=3)
+    b = sample(model, vocab, 30, prime="the ", temperature=0.7, seed=3)
+    assert a == b and len(a) == 30 and set(a) <= set(vocab.chars)
+    assert sample(model, vocab, 30, prime="the ", seed=4) != a
+    g1 = sample(model, vocab, 20, prime="qu", argmax=True, seed=1)
+    g2 = sample(model, vocab, 20, prime="qu", argmax=True, seed=2)
+    assert g1 == g2  # argmax ignores the seed
+    top1 = sample(model, vocab, 20, prime="qu", top_k=1, seed=5)
+    assert top1 == g1  # top-1 is argmax
+    stopped = sample(model, vocab, 500, prime="the", stop=" ", temperature=2.0, seed=0)
+    assert stopped.endswith(" ") and stopped.count(" ") == 1 or len(stopped) == 500
+    with pytest.raises(ValueError, match="'Z'"):
+        sample(model, vocab, 5, prime="Zebra")
+    with pytest.raises(ValueError, match="temperature"):
+        sample(model, vocab, 5, temperature=0)

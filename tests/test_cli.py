@@ -1,0 +1,136 @@
+"""The rnnjit command: the main path, and every bad input as a one-line error with exit status 2."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from rnnjit.cli import main
+
+TEXT = "ROMEO:\nBut soft, what light through yonder window breaks?\n\n" * 30
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    p = tmp_path / "tiny.txt"
+    p.write_text(TEXT, encoding="utf-8")
+    return str(p)
+
+
+SMALL = ["--hidden", "8", "--layers", "1", "--seq-len", "8", "--batch", "2", "--eval-every", "0",
+         "--sample-every", "0"]
+
+
+def run_cli(args, capsys):
+    rc = main(args)
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_train_json_then_sample_then_resume(corpus, tmp_path, capsys):
+    out = str(tmp_path / "run")
+    rc, stdout, _ = run_cli(["train", "--corpus", corpus, "--steps", "3", "--out", out, "--json"] + SMALL, capsys)
+    assert rc == 0
+    events = [json.loads(line) for line in stdout.splitlines()]
+    assert [e["event"] for e in events if e["event"] == "step"] == ["step"] * 3
+    assert events[-1] == {"event": "end", "step": 3, "reason": "done", "message": ""}
+
+    rc, stdout, _ = run_cli(["sample", out, "--prime", "ROMEO", "--length", "40", "--seed", "1"], capsys)
+    assert rc == 0 and stdout.startswith("ROMEO") and len(stdout) == len("ROMEO") + 40 + 1
+    rc, again, _ = run_cli(["sample", out, "--prime", "ROMEO", "--length", "40", "--seed", "1"], capsys)
+    assert again == stdout
+
+    rc, stdout, _ = run_cli(["train", "--resume", out, "--steps", "5", "--json"], capsys)
+    steps = [json.loads(line)["step"] for line in stdout.splitlines() if '"event": "step"' in line]
+    assert rc == 0 and steps == [4, 5]
+    with open(os.path.join(out, "config.json")) as f:
+        assert json.load(f)["steps"] == 5
+
+
+def test_progress_output(corpus, tmp_path, capsys):
+    rc, stdout, _ = run_cli(["train", "--corpus", corpus, "--steps", "2", "--out", str(tmp_path / "r")] + SMALL, capsys)
+    assert rc == 0 and "rnnjit sample" in stdout
+
+
+BAD = [
+    (["train", "--corpus", "EMPTY"], "empty"),
+    (["train", "--corpus", "/no/such/file.txt"], "no such file"),
+    (["train", "--corpus", "BINARY"], "UTF-8"),
+    (["train", "--corpus", "TINY", "--batch", "64", "--seq-len", "100"], "--batch"),
+    (["train", "--hidden", "0"], "--hidden"),
+    (["train", "--steps", "-3"], "--steps"),
+    (["train", "--optimizer", "adamw"], "adamw"),
+    (["train", "--lr", "0"], "--lr"),
+    (["train", "--clip-mode", "sideways"], "--clip-mode"),
+    (["train", "--resume", "/no/such/run"], "no run"),
+    (["sample", "/no/such/run"], "no such run"),
+    (["gradcheck", "--layers", "0"], "--layers"),
+]
+
+
+@pytest.mark.parametrize("args,needle", BAD, ids=[" ".join(a[:3]) for a, _ in BAD])
+def test_bad_input_is_one_line_exit_2(args, needle, tmp_path, capsys):
+    (tmp_path / "empty.txt").write_text("")
+    (tmp_path / "binary.bin").write_bytes(b"\xff\xfe\x00abc\x80")
+    (tmp_path / "tiny.txt").write_text("hello world\n" * 3)
+    names = {"EMPTY": "empty.txt", "BINARY": "binary.bin", "TINY": "tiny.txt"}
+    args = [str(tmp_path / names[a]) if a in names else a for a in args]
+    rc, out, err = run_cli(args, capsys)
+    assert rc == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in err
+
+
+def test_unknown_cell_is_an_argparse_error(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--cell", "transformer"])
+    assert e.value.code == 2
+
+
+def test_out_never_overwrites_a_run(corpus, tmp_path, capsys):
+    out = str(tmp_path / "run")
+    assert run_cli(["train", "--corpus", corpus, "--steps", "1", "--out", out, "--json"] + SMALL, capsys)[0] == 0
+    before = open(os.path.join(out, "checkpoint.npz"), "rb").read()
+    rc, _, err = run_cli(["train", "--corpus", corpus, "--steps", "1", "--out", out] + SMALL, capsys)
+    assert rc == 2 and "--resume" in err
+    assert open(os.path.join(out, "checkpoint.npz"), "rb").read() == before
+
+
+def test_corrupt_checkpoint(corpus, tmp_path, capsys):
+    out = str(tmp_path / "run")
+    run_cli(["train", "--corpus", corpus, "--steps", "1", "--out", out, "--json"] + SMALL, capsys)
+    with open(os.path.join(out, "checkpoint.npz"), "wb") as f:
+        f.write(b"not a zip")
+    for args in (["sample", out], ["train", "--resume", out]):
+        rc, _, err = run_cli(args, capsys)
+        assert rc == 2 and "corrupt" in err and len(err.strip().splitlines()) == 1
+
+
+def test_prime_outside_vocabulary(corpus, tmp_path, capsys):
+    out = str(tmp_path / "run")
+    run_cli(["train", "--corpus", corpus, "--steps", "1", "--out", out, "--json"] + SMALL, capsys)
+    rc, _, err = run_cli(["sample", out, "--prime", "Zounds"], capsys)
+    assert rc == 2 and "'Z'" in err
+
+
+def test_gradcheck_command(capsys):
+    rc, out, _ = run_cli(["gradcheck", "--cell", "gru", "--layers", "2", "--bidirectional", "--json"], capsys)
+    result = json.loads(out)
+    assert rc == 0 and result["ok"] and result["worst"] < 1e-6
+
+
+def test_corpora_command(capsys):
+    rc, out, _ = run_cli(["corpora", "--json"], capsys)
+    names = {r["name"] for r in json.loads(out)}
+    assert rc == 0 and {"shakespeare", "python", "names"} <= names
+
+
+def test_python_dash_m_and_help():
+    out = subprocess.run([sys.executable, "-m", "rnnjit", "train", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0
+    for option in ("--corpus", "--cell", "--hidden", "--layers", "--dropout", "--seq-len", "--batch", "--steps",
+                   "--optimizer", "--lr", "--clip", "--clip-mode", "--seed", "--dtype", "--eval-every",
+                   "--sample-every", "--checkpoint-every", "--out", "--resume", "--json"):
+        assert option in out.stdout

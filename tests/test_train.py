@@ -1,0 +1,138 @@
+"""The engine: events, run directory, checkpoints, resume bit for bit, the divergence guard."""
+
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+from rnnjit.train import TrainConfig, Trainer
+from rnnjit.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+
+TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n" * 40)
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    p = tmp_path / "tiny.txt"
+    p.write_text(TEXT, encoding="utf-8")
+    return str(p)
+
+
+def tiny(corpus, **kw):
+    base = dict(corpus=corpus, hidden=12, layers=2, seq_len=8, batch=4, steps=10, eval_every=5,
+                sample_every=5, sample_length=20, checkpoint_every=0, dropout=0.2, seed=3)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def read_events(run_dir):
+    with open(os.path.join(run_dir, "metrics.jsonl"), encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+def test_run_writes_events_config_and_checkpoint(corpus, tmp_path):
+    out = str(tmp_path / "run")
+    events = list(Trainer(tiny(corpus), out_dir=out).run())
+    kinds = [e.kind for e in events]
+    assert kinds[0] == "start" and kinds[-1] == "end" and events[-1].reason == "done"
+    assert kinds.count("step") == 10 and kinds.count("eval") == 2 and kinds.count("sample") == 2
+    assert "checkpoint" in kinds
+    logged = read_events(out)
+    assert [e["event"] for e in logged] == kinds
+    step = next(e for e in logged if e["event"] == "step")
+    for field in ("step", "loss", "grad_norm", "hidden_grad_norms", "lr", "tokens_per_s"):
+        assert field in step
+    assert np.array(step["hidden_grad_norms"]).shape == (2, 8)  # (layers, T)
+    ev = next(e for e in logged if e["event"] == "eval")
+    assert ev["val_bpc"] == pytest.approx(ev["val_loss"] / math.log(2))
+    sample = next(e for e in logged if e["event"] == "sample")
+    assert isinstance(sample["text"], str) and sample["temperature"] == 0.8
+    with open(os.path.join(out, "config.json")) as f:
+        assert json.load(f)["hidden"] == 12
+    arrays, meta = load_checkpoint(os.path.join(out, "checkpoint.npz"))
+    assert meta["step"] == 10 and "vocab" in arrays and any(k.startswith("optim/") for k in arrays)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_resume_is_bit_for_bit(corpus, tmp_path, cell):
+    whole = [e.loss for e in Trainer(tiny(corpus, cell=cell), out_dir=str(tmp_path / "a")).run()
+             if e.kind == "step"]
+    b = str(tmp_path / "b")
+    first = [e.loss for e in Trainer(tiny(corpus, cell=cell, steps=4), out_dir=b).run() if e.kind == "step"]
+    second = [e.loss for e in Trainer(tiny(corpus, cell=cell), out_dir=b, resume=True).run() if e.kind == "step"]
+    assert len(first) == 4 and len(second) == 6
+    assert first + second == whole  # exactly equal, not approximately
+
+
+def test_loss_falls(corpus, tmp_path):
+    losses = [e.loss for e in Trainer(tiny(corpus, steps=80, lr=1e-2, hidden=32, layers=1, dropout=0.0, eval_every=0, sample_every=0),
+                                      out_dir=str(tmp_path / "r")).run() if e.kind == "step"]
+    assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:5])
+
+
+def test_divergence_guard_keeps_last_good_checkpoint(corpus, tmp_path):
+    out = str(tmp_path / "run")
+    list(Trainer(tiny(corpus, steps=3, eval_every=0, sample_every=0), out_dir=out).run())
+    before = open(os.path.join(out, "checkpoint.npz"), "rb").read()
+    trainer = Trainer(tiny(corpus, steps=6, eval_every=0, sample_every=0), out_dir=out, resume=True)
+    trainer.model.params["decoder.weight"][...] = np.nan  # poison the weights: the loss turns NaN
+    events = list(trainer.run())
+    end = events[-1]
+    assert end.reason == "diverged" and "not finite" in end.message and "\n" not in end.message
+    assert not any(e.kind == "checkpoint" for e in events)
+    assert open(os.path.join(out, "checkpoint.npz"), "rb").read() == before
+
+
+def test_explosion_guard(corpus, tmp_path):
+    trainer = Trainer(tiny(corpus, steps=5, eval_every=0, sample_every=0), out_dir=str(tmp_path / "r"))
+    real = trainer.task.train_step
+    calls = []
+
+    def exploding():
+        loss = real()
+        calls.append(loss)
+        return loss if len(calls) < 3 else 10 * calls[0]
+
+    trainer.task.train_step = exploding
+    events = list(trainer.run())
+    assert events[-1].reason == "diverged" and "3x the first loss" in events[-1].message
+    assert trainer.step == 2
+
+
+def test_stop_saves_a_checkpoint(corpus, tmp_path):
+    out = str(tmp_path / "run")
+    trainer = Trainer(tiny(corpus, steps=100, eval_every=0, sample_every=0), out_dir=out)
+    events = []
+    for e in trainer.run():
+        events.append(e)
+        if e.kind == "step" and e.step == 3:
+            trainer.stop()
+    assert events[-1].reason == "stopped" and trainer.step == 3
+    _, meta = load_checkpoint(os.path.join(out, "checkpoint.npz"))
+    assert meta["step"] == 3
+
+
+def test_clipping_is_reported(corpus, tmp_path):
+    events = [e for e in Trainer(tiny(corpus, clip=1e-3, steps=3, eval_every=0, sample_every=0),
+                                 out_dir=str(tmp_path / "r")).run() if e.kind == "step"]
+    assert all(e.clipped and e.grad_norm > 1e-3 for e in events)
+
+
+def test_checkpoint_is_atomic_and_corruption_is_one_line(tmp_path):
+    path = str(tmp_path / "c.npz")
+    save_checkpoint(path, {"a": np.arange(3)}, {"step": 1})
+    assert [f for f in os.listdir(tmp_path)] == ["c.npz"]  # no temp file left behind
+    with open(path, "r+b") as f:
+        f.truncate(40)
+    with pytest.raises(CheckpointError) as e:
+        load_checkpoint(path)
+    assert "corrupt" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_resume_refuses_an_incompatible_configuration(corpus, tmp_path):
+    out = str(tmp_path / "run")
+    list(Trainer(tiny(corpus, steps=2, eval_every=0, sample_every=0), out_dir=out).run())
+    with pytest.raises(CheckpointError, match="--hidden 12"):
+        Trainer(tiny(corpus, hidden=16), out_dir=out, resume=True)
