@@ -5,11 +5,19 @@
     out, (h_n, c_n) = lstm(x)                 # x: (T, B, 8) float32
     dx, (dh0, dc0) = lstm.backward(dout)      # gradients in lstm.grads
 
-The math lives in ``rnnjit.kernels`` (importable on its own); ``rnnjit.nn`` holds the layers.
+The math lives in ``rnnjit.kernels`` (importable on its own: ``import rnnjit.kernels`` loads
+nothing above it); ``rnnjit.nn`` holds the layers. The names below load on first use.
 """
-
-from .gradcheck import gradcheck
-from .nn import GRU, LSTM, RNN
 
 __version__ = "0.1.0"
 __all__ = ["RNN", "LSTM", "GRU", "gradcheck", "__version__"]
+
+
+def __getattr__(name):
+    if name in ("RNN", "LSTM", "GRU"):
+        from . import nn
+        return getattr(nn, name)
+    if name == "gradcheck":
+        from .gradcheck import gradcheck
+        return gradcheck
+    raise AttributeError(f"module 'rnnjit' has no attribute {name!r}")

@@ -122,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _extra_commands(sub) -> None:
     """Commands that live in their own modules (registered here so --help lists them)."""
-    for module in ("rnnjit.bench", "rnnjit.vanish"):
+    for module in ("rnnjit.bench", "rnnjit.vanish", "rnnjit.task_bench"):
         try:
             mod = __import__(module, fromlist=["register"])
         except ImportError:
@@ -233,8 +233,9 @@ def _train_with_progress(trainer):
                                 tps=f"{event.tokens_per_s:,.0f}")
             elif kind == "eval":
                 extra = "".join(f", {k} {v:.4g}" if isinstance(v, float) else f", {k} {v}" for k, v in event.metrics.items())
-                progress.console.print(f"step {event.step}: validation loss [bold]{event.val_loss:.4f}[/] "
-                                       f"({event.val_bpc:.3f} bpc){escape(extra)}")
+                bpc = f" ({event.val_bpc:.3f} bpc)" if c.task == "charlm" else ""
+                progress.console.print(f"step {event.step}: validation loss [bold]{event.val_loss:.4f}[/]"
+                                       f"{bpc}{escape(extra)}")
             elif kind == "sample":
                 progress.console.print(f"[dim]sample at step {event.step}, temperature {event.temperature}:[/]")
                 progress.console.print(event.text, markup=False, highlight=False)

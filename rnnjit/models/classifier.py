@@ -34,6 +34,7 @@ class SequenceClassifier(Module):
             raise ValueError(f"loss must be 'mse' (regression) or 'ce' (classification), got {loss!r}")
         self.input_size, self.output_size = int(input_size), int(output_size)
         self.hidden_size, self.num_layers, self.loss_kind = int(hidden_size), int(num_layers), loss
+        self.cell = cell
         self.dtype = np.dtype(dtype).type
         rnn_seed, own_seed = seeds(seed, 2)
         self.rnn = make_layer(cell, input_size, hidden_size, num_layers, dtype, rnn_seed, bidirectional)

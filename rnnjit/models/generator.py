@@ -1,0 +1,89 @@
+"""One-to-many: a fixed-size vector sets the initial state, then the network writes a sequence.
+
+This is the shape of image captioning in the m-RNN / "Show and Tell" line of work: an image's
+features condition the recurrent state, and the decoder writes the caption word by word.
+
+    s    = tanh(W_init v + b_init)           v (B, F): the condition (here an image's pixels)
+    h_0  = s, cut into one (B, H) block per layer
+    c_0  = 0                                 (LSTM: only h is conditioned; the memory cell starts
+                                              empty and the gates decide what of h_0 to store)
+    e_t  = E[w_{t-1}],  w_0 = <bos>          word embeddings of the previous word
+    h_t  = cell(e_t, h_{t-1})                stacked RNN/LSTM/GRU
+    z_t  = W h_t + b                         scores over the words
+    L    = mean over non-<pad> targets of -log softmax(z_t)[w_t]      (captions end with <eos>)
+
+Training is teacher-forced: the true previous word is the input, so the layer runs over the
+whole caption in one call. Backward: the gradient of h_0 leaves the layer, goes through the tanh
+(ds ⊙ (1 - s²)) and the linear map to W_init, b_init and v (``input_grad``).
+``generate`` decodes greedily, one word at a time, feeding each argmax back in.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .module import (Module, decode, decode_backward, greedy, linear, linear_grad, make_layer,
+                     masked_cross_entropy, seeds, shift_right, strip, uniform)
+
+
+class ConditionedGenerator(Module):
+    layer_names = ("rnn",)
+
+    def __init__(self, condition_size: int, vocab_size: int, hidden_size: int = 64, num_layers: int = 1,
+                 cell: str = "lstm", embedding_size: int | None = None, pad: int = 0, bos: int = 1,
+                 eos: int = 2, dtype=np.float32, seed: int | None = None):
+        self.condition_size, self.vocab_size = int(condition_size), int(vocab_size)
+        self.hidden_size, self.num_layers = int(hidden_size), int(num_layers)
+        self.pad, self.bos, self.eos = pad, bos, eos
+        self.dtype = np.dtype(dtype).type
+        E = int(embedding_size or hidden_size)
+        rnn_seed, own_seed = seeds(seed, 2)
+        self.rnn = make_layer(cell, E, hidden_size, num_layers, dtype, rnn_seed)
+        rng = np.random.default_rng(own_seed)
+        LH, F, V, H = num_layers * hidden_size, condition_size, vocab_size, hidden_size
+        self.params = {
+            "init.weight": uniform(rng, (LH, F), F, dtype), "init.bias": np.zeros(LH, dtype),
+            "embedding.weight": rng.standard_normal((V, E)).astype(dtype),
+            "head.weight": uniform(rng, (V, H), H, dtype), "head.bias": np.zeros(V, dtype),
+        }
+        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+        self.input_grad = None   # dL/dv after forward_backward
+
+    @property
+    def hidden_grad_norms(self):
+        return self.rnn.hidden_grad_norms
+
+    def initial_state(self, v):
+        """v (B, F) -> the decoder's initial state (and s, kept for backward)."""
+        v = np.ascontiguousarray(v, dtype=self.dtype)
+        s = np.tanh(linear(self.params, "init", v))
+        B, L, H = v.shape[0], self.num_layers, self.hidden_size
+        h0 = np.ascontiguousarray(s.reshape(B, L, H).transpose(1, 0, 2))
+        return ((h0, np.zeros_like(h0)) if self.rnn.cell.has_cell_state else h0), s
+
+    def loss(self, v, y) -> float:
+        """Teacher-forced loss of targets y (T, B) without gradients."""
+        state, _ = self.initial_state(v)
+        z, _, _ = decode(self.params, self.rnn, "embedding", "head", shift_right(y, self.bos), state)
+        return masked_cross_entropy(z, y, self.pad, grad=False)[0]
+
+    def forward_backward(self, v, y) -> float:
+        """v (B, F) conditions, y (T, B) target ids ending in <eos>, then <pad>. Returns the loss."""
+        v = np.ascontiguousarray(v, dtype=self.dtype)
+        state, s = self.initial_state(v)
+        z, _, cache = decode(self.params, self.rnn, "embedding", "head", shift_right(y, self.bos), state)
+        loss, dz = masked_cross_entropy(z, y, self.pad)
+        dstate = decode_backward(self.params, self.grads, self.rnn, "embedding", "head", cache, dz)
+        dh0 = dstate[0] if isinstance(dstate, tuple) else dstate     # c_0 is constant: no gradient
+        ds = dh0.transpose(1, 0, 2).reshape(s.shape)
+        self.input_grad = linear_grad(self.params, self.grads, "init", v, ds * (1 - s * s))
+        return loss
+
+    def generate(self, v, max_len: int = 20) -> list[list[int]]:
+        """Greedy decoding: one list of word ids (without <eos>) per condition row."""
+        was = self.rnn.training
+        self.eval()
+        state, _ = self.initial_state(v)
+        ids = greedy(self.params, self.rnn, "embedding", "head", state, self.bos, self.eos, max_len)
+        self.train(was)
+        return strip(ids, self.eos)

@@ -1,0 +1,95 @@
+"""Encoder-decoder (many-to-many, unaligned): read one sequence, then write another.
+
+    encoder:  e_t = E_src[x_t],   h_t = cell_enc(e_t, h_{t-1}),  h_0 = 0        t = 1..S
+    decoder:  starts from the encoder's final state: h'_0 = h_S (and c'_0 = c_S for an LSTM,
+              so the memory cell is handed over too); then, as a word-by-word decoder,
+              d_u = E_tgt[y_{u-1}] (y_0 = <bos>),  h'_u = cell_dec(d_u, h'_{u-1}),  z_u = W h'_u + b
+    L = mean over non-<pad> targets of -log softmax(z_u)[y_u]                   (targets end in <eos>)
+
+The encoder's final state is the only bridge (no attention): the whole input must pass through
+one fixed-size vector, the bottleneck of Sutskever et al. 2014 and Cho et al. 2014. Sources of
+different lengths are padded on the left, so the real characters are the last ones read and h_S
+follows them directly.
+
+Training: teacher forcing (the decoder reads the true previous symbol; the decoder layer runs over
+the whole target in one call). Backward: the decoder returns dL/dh'_0 (and dL/dc'_0), which is the
+gradient of the encoder's final state; the encoder's outputs get zero gradient. Inference:
+``translate`` decodes greedily. ``hidden_grad_norms`` puts the encoder's steps and the decoder's
+side by side, (layers, S + U): the gradient's whole path back to the first input character.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..kernels.dense import embedding_backward, embedding_forward
+from .module import (Module, decode, decode_backward, greedy, make_layer, masked_cross_entropy, seeds,
+                     shift_right, strip, uniform)
+
+
+class Seq2Seq(Module):
+    layer_names = ("encoder", "decoder")
+
+    def __init__(self, src_vocab: int, tgt_vocab: int, hidden_size: int = 64, num_layers: int = 1,
+                 cell: str = "lstm", embedding_size: int | None = None, pad: int = 0, bos: int = 1,
+                 eos: int = 2, dtype=np.float32, seed: int | None = None):
+        self.src_vocab, self.tgt_vocab = int(src_vocab), int(tgt_vocab)
+        self.hidden_size, self.num_layers = int(hidden_size), int(num_layers)
+        self.pad, self.bos, self.eos = pad, bos, eos
+        self.dtype = np.dtype(dtype).type
+        E = self.embedding_size = int(embedding_size or hidden_size)
+        enc_seed, dec_seed, own_seed = seeds(seed, 3)
+        self.encoder = make_layer(cell, E, hidden_size, num_layers, dtype, enc_seed)
+        self.decoder = make_layer(cell, E, hidden_size, num_layers, dtype, dec_seed)
+        rng = np.random.default_rng(own_seed)
+        self.params = {
+            "src_embedding.weight": rng.standard_normal((src_vocab, E)).astype(dtype),
+            "tgt_embedding.weight": rng.standard_normal((tgt_vocab, E)).astype(dtype),
+            "head.weight": uniform(rng, (tgt_vocab, hidden_size), hidden_size, dtype),
+            "head.bias": np.zeros(tgt_vocab, dtype),
+        }
+        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+
+    @property
+    def hidden_grad_norms(self):
+        enc, dec = self.encoder.hidden_grad_norms, self.decoder.hidden_grad_norms
+        return None if enc is None or dec is None else np.concatenate([enc, dec], axis=1)
+
+    def encode(self, x):
+        """x (S, B) source ids -> the encoder's final state (the decoder's initial state)."""
+        S, B = x.shape
+        flat = np.ascontiguousarray(x.reshape(-1), dtype=np.int64)
+        e = embedding_forward(self.params["src_embedding.weight"], flat).reshape(S, B, self.embedding_size)
+        _, state = self.encoder(e)
+        return state, flat
+
+    def _decode(self, state, y):
+        return decode(self.params, self.decoder, "tgt_embedding", "head", shift_right(y, self.bos), state)
+
+    def loss(self, x, y) -> float:
+        """Teacher-forced loss of targets y (U, B) given sources x (S, B), without gradients."""
+        state, _ = self.encode(x)
+        z, _, _ = self._decode(state, y)
+        return masked_cross_entropy(z, y, self.pad, grad=False)[0]
+
+    def forward_backward(self, x, y) -> float:
+        """Sources x (S, B), targets y (U, B) ending in <eos> (then <pad>). Returns the loss."""
+        S, B = x.shape
+        state, flat = self.encode(x)
+        z, _, cache = self._decode(state, y)
+        loss, dz = masked_cross_entropy(z, y, self.pad)
+        dstate = decode_backward(self.params, self.grads, self.decoder, "tgt_embedding", "head", cache, dz)
+        dout = np.zeros((S, B, self.hidden_size), self.dtype)         # only the final state is used
+        de, _ = self.encoder.backward(dout, dstate)
+        embedding_backward(self.grads["src_embedding.weight"], flat,
+                           np.ascontiguousarray(de.reshape(S * B, self.embedding_size)))
+        return loss
+
+    def translate(self, x, max_len: int = 20) -> list[list[int]]:
+        """Greedy decoding: one list of target ids (without <eos>) per source column of x (S, B)."""
+        was = self.encoder.training
+        self.eval()
+        state, _ = self.encode(x)
+        ids = greedy(self.params, self.decoder, "tgt_embedding", "head", state, self.bos, self.eos, max_len)
+        self.train(was)
+        return strip(ids, self.eos)
