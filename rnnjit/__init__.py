@@ -18,6 +18,6 @@ def __getattr__(name):
         from . import nn
         return getattr(nn, name)
     if name == "gradcheck":
-        from .gradcheck import gradcheck
+        from .finite_differences import gradcheck
         return gradcheck
     raise AttributeError(f"module 'rnnjit' has no attribute {name!r}")

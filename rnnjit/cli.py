@@ -294,7 +294,7 @@ def cmd_sample(args) -> int:
 
 def cmd_gradcheck(args) -> int:
     import numpy as np
-    from .gradcheck import gradcheck
+    from .finite_differences import gradcheck
     from .nn import LAYERS
     for name in ("layers", "hidden", "input", "seq_len"):
         if getattr(args, name) < 1:

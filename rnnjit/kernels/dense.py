@@ -13,6 +13,8 @@ and the probabilities are never stored.
 import numpy as np
 from numba import njit
 
+from ._blas import column_sums, gemm
+
 
 @njit(cache=True, nogil=True)
 def embedding_forward(E, ids):
@@ -35,17 +37,21 @@ def embedding_backward(dE, ids, dout):
 @njit(cache=True, nogil=True)
 def linear_forward(h, W, b):
     """h (N, H), W (V, H), b (V,) -> z (N, V), one GEMM."""
-    z = np.dot(h, W.T)
-    z += b
+    z = np.empty((h.shape[0], W.shape[0]), h.dtype)
+    for n in range(h.shape[0]):
+        z[n] = b
+    gemm(h, False, W, True, z, 1.0, 1.0)
     return z
 
 
 @njit(cache=True, nogil=True)
 def linear_backward(h, W, dz, dW, db):
     """Writes dW (V, H) and db (V,); returns dh (N, H)."""
-    np.dot(dz.T, h, dW)
-    db[:] = dz.sum(axis=0)
-    return np.dot(dz, W)
+    gemm(dz, True, h, False, dW, 1.0, 0.0)
+    db[:] = column_sums(dz)
+    dh = np.empty((dz.shape[0], W.shape[1]), dz.dtype)
+    gemm(dz, False, W, False, dh, 1.0, 0.0)
+    return dh
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

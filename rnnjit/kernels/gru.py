@@ -17,13 +17,15 @@ Backward, with dh the total gradient reaching h_t:
     recurrent side: dah = [dr_pre, dz_pre, dn_pre * r]     -> dh_{t-1} += dah W_hh, dW_hh += dah^T h_{t-1}
 
 The two sides differ only in the n block, so the sequence backward keeps both (``dGx``, ``dGh``).
-Layout of states and the reverse direction: as in ``lstm.py``.
+Layout of states, the reverse direction and the fast path (fused per-row loops, numpy's
+OpenBLAS, float32 activations that vectorise): as in ``lstm.py``.
 """
 
 import numpy as np
 from numba import njit
 
-from .activations import sigmoid
+from ._blas import column_sums, gemm, sum_squares_of_sum
+from .activations import fast_sigmoid, fast_tanh, sigmoid
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -59,6 +61,51 @@ def gru_step_backward(dnext_h, cache):
     return dx, dprev_h, dW_ih, dW_hh, dax.sum(axis=0), dah.sum(axis=0)
 
 
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+def gru_cell_forward(ax, ah, b_hn, prev_h, next_h, hn):
+    """The fused gate math of one batch row. ax (3H,) holds W_ih x + b_ih (+ b_hr, b_hz in the r and
+    z blocks) and becomes the activated r, z, n (in place); ah (3H,) holds W_hh h_{t-1} without
+    bias. Writes h_t and hn = W_hn h_{t-1} + b_hn (H,)."""
+    H = prev_h.shape[0]
+    ar, az, an = ax[:H], ax[H:2 * H], ax[2 * H:]
+    hr, hz, hh = ah[:H], ah[H:2 * H], ah[2 * H:]
+    for j in range(H):
+        r = fast_sigmoid(ar[j] + hr[j])
+        z = fast_sigmoid(az[j] + hz[j])
+        hn_v = hh[j] + b_hn[j]
+        n = fast_tanh(an[j] + r * hn_v)
+        next_h[j] = (1 - z) * n + z * prev_h[j]
+        ar[j] = r
+        az[j] = z
+        an[j] = n
+        hn[j] = hn_v
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+def gru_cell_backward(a, hn, prev_h, dh, dout, dax, dah):
+    """Backward of ``gru_cell_forward`` for one batch row. dh + dout is the total dL/dh_t; dh
+    leaves holding dh * z (the direct path to h_{t-1}); writes dax, dah (3H,)."""
+    H = prev_h.shape[0]
+    ar, az, an = a[:H], a[H:2 * H], a[2 * H:]
+    xr, xz, xn = dax[:H], dax[H:2 * H], dax[2 * H:]
+    hr, hz, hh = dah[:H], dah[H:2 * H], dah[2 * H:]
+    for j in range(H):
+        r = ar[j]
+        z = az[j]
+        n = an[j]
+        dhv = dh[j] + dout[j]
+        dn_pre = dhv * (1 - z) * (1 - n * n)
+        dr_pre = dn_pre * hn[j] * r * (1 - r)
+        dz_pre = dhv * (prev_h[j] - n) * z * (1 - z)
+        xr[j] = dr_pre
+        xz[j] = dz_pre
+        xn[j] = dn_pre
+        hr[j] = dr_pre
+        hz[j] = dz_pre
+        hh[j] = dn_pre * r
+        dh[j] = dhv * z
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, reverse):
     """Run a GRU over a sequence.
@@ -75,26 +122,23 @@ def gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, reverse):
     hh = np.empty((B, G), x.dtype)
     nxt = 0 if reverse else 1
     hs[T if reverse else 0] = h0
+    bias = b_ih.copy()  # b_hr and b_hz add to the inputs; b_hn stays inside r * (...)
+    bias[:2 * H] += b_hh[:2 * H]
+    b_hn = b_hh[2 * H:]
 
-    np.dot(x.reshape(T * B, I), W_ih.T, gates.reshape(T * B, G))  # inputs of all steps: one GEMM
+    a2 = gates.reshape(T * B, G)
+    for n in range(T * B):
+        a2[n] = bias
+    gemm(x.reshape(T * B, I), False, W_ih, True, a2, 1.0, 1.0)  # inputs of all steps: one GEMM
     for s in range(T):
         t = T - 1 - s if reverse else s
         prev_h = hs[t + 1 - nxt]
         next_h = hs[t + nxt]
         a = gates[t]
         hn = hns[t]
-        np.dot(prev_h, W_hh.T, hh)  # the recurrent GEMM
+        gemm(prev_h, False, W_hh, True, hh, 1.0, 0.0)  # the recurrent GEMM
         for b in range(B):
-            for j in range(H):
-                r = sigmoid(a[b, j] + b_ih[j] + hh[b, j] + b_hh[j])
-                z = sigmoid(a[b, H + j] + b_ih[H + j] + hh[b, H + j] + b_hh[H + j])
-                hn_v = hh[b, 2 * H + j] + b_hh[2 * H + j]
-                n = np.tanh(a[b, 2 * H + j] + b_ih[2 * H + j] + r * hn_v)
-                next_h[b, j] = (1 - z) * n + z * prev_h[b, j]
-                a[b, j] = r
-                a[b, H + j] = z
-                a[b, 2 * H + j] = n
-                hn[b, j] = hn_v
+            gru_cell_forward(a[b], hh[b], b_hn, prev_h[b], next_h[b], hn[b])
     return hs, gates, hns
 
 
@@ -112,7 +156,6 @@ def gru_backward(x, W_ih, W_hh, hs, gates, hns, dout, dh_n, reverse):
     dGx = np.empty((T, B, G), x.dtype)
     dGh = np.empty((T, B, G), x.dtype)
     dh = dh_n.copy()
-    dh_rec = np.empty((B, H), x.dtype)
     norms = np.empty(T, np.float64)
 
     for s in range(T):
@@ -122,32 +165,18 @@ def gru_backward(x, W_ih, W_hh, hs, gates, hns, dout, dh_n, reverse):
         hn = hns[t]
         dax = dGx[t]
         dah = dGh[t]
-        sq = 0.0
+        norms[t] = np.sqrt(sum_squares_of_sum(dh, dout[t]))
         for b in range(B):
-            for j in range(H):
-                r = a[b, j]
-                z = a[b, H + j]
-                n = a[b, 2 * H + j]
-                dhv = dh[b, j] + dout[t, b, j]
-                sq += dhv * dhv
-                dn_pre = dhv * (1 - z) * (1 - n * n)
-                dr_pre = dn_pre * hn[b, j] * r * (1 - r)
-                dz_pre = dhv * (prev_h[b, j] - n) * z * (1 - z)
-                dax[b, j] = dr_pre
-                dax[b, H + j] = dz_pre
-                dax[b, 2 * H + j] = dn_pre
-                dah[b, j] = dr_pre
-                dah[b, H + j] = dz_pre
-                dah[b, 2 * H + j] = dn_pre * r
-                dh[b, j] = dhv * z
-        norms[t] = np.sqrt(sq)
-        np.dot(dah, W_hh, dh_rec)  # dh_{t-1} = dh * z + dah W_hh
-        dh += dh_rec
+            gru_cell_backward(a[b], hn[b], prev_h[b], dh[b], dout[t, b], dax[b], dah[b])
+        gemm(dah, False, W_hh, False, dh, 1.0, 1.0)  # dh_{t-1} = dh * z + dah W_hh
 
     dGx2 = dGx.reshape(T * B, G)
     dGh2 = dGh.reshape(T * B, G)
-    dx = np.dot(dGx2, W_ih).reshape(T, B, I)
-    dW_ih = np.dot(dGx2.T, x.reshape(T * B, I))
+    dx = np.empty((T, B, I), x.dtype)
+    gemm(dGx2, False, W_ih, False, dx.reshape(T * B, I), 1.0, 0.0)
+    dW_ih = np.empty((G, I), x.dtype)
+    gemm(dGx2, True, x.reshape(T * B, I), False, dW_ih, 1.0, 0.0)
     prev_hs = hs[1 - nxt:T + 1 - nxt]
-    dW_hh = np.dot(dGh2.T, prev_hs.reshape(T * B, H))
-    return dx, dh, dW_ih, dW_hh, dGx2.sum(axis=0), dGh2.sum(axis=0), norms
+    dW_hh = np.empty((G, H), x.dtype)
+    gemm(dGh2, True, prev_hs.reshape(T * B, H), False, dW_hh, 1.0, 0.0)
+    return dx, dh, dW_ih, dW_hh, column_sums(dGx2), column_sums(dGh2), norms

@@ -22,10 +22,13 @@ The file holds two versions of the same math:
 * ``lstm_step_forward`` / ``lstm_step_backward``: one timestep, written with whole-array
   expressions that read like the equations above (the teaching path).
 * ``lstm_forward`` / ``lstm_backward``: a whole sequence, the way cuDNN and torch-rnn do it
-  (the training path). One GEMM projects the inputs of all timesteps before the time loop;
-  each step does one recurrent GEMM and one fused loop over the gates; backward keeps every
-  step's gate gradients ``dG`` and forms ``dx``, ``dW_ih`` and ``dW_hh`` with one GEMM each after
-  the loop. All workspaces are allocated before the loop.
+  (the training path). One GEMM projects the inputs of all timesteps (biases included) before
+  the time loop; each step adds one recurrent GEMM to them and runs one fused loop over the gates
+  of each batch row (``lstm_cell_forward``); backward keeps every step's gate gradients ``dG``
+  and forms ``dx``, ``dW_ih`` and ``dW_hh`` with one GEMM each after the loop. All workspaces are
+  allocated before the loop. The products go to numpy's OpenBLAS (``_blas.gemm``; a batch of one
+  is a GEMV), and in float32 the fused loops use a rational tanh and sigmoid that vectorise
+  (``activations.fast_tanh``, error < 4e-7); float64 uses the exact functions.
 
 Sequence layout: ``x`` is (T, B, I). Hidden and cell states live in buffers of T + 1 rows,
 ``hs`` and ``cs``: in the forward direction ``hs[0]`` is h0 and ``hs[t + 1]`` is the state after
@@ -38,7 +41,8 @@ single GEMM over them.
 import numpy as np
 from numba import njit
 
-from .activations import sigmoid
+from ._blas import column_sums, gemm, sum_squares_of_sum
+from .activations import fast_sigmoid, fast_tanh, sigmoid
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -76,6 +80,48 @@ def lstm_step_backward(dnext_h, dnext_c, cache):
     return dx, dprev_h, dprev_c, dW_ih, dW_hh, db
 
 
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+def lstm_cell_forward(a, prev_c, next_c, next_h):
+    """The fused gate math of one batch row: a (4H,) pre-activations i, f, g, o in, activated
+    gates out (in place); writes c_t and h_t (H,). A loop LLVM turns into SIMD code."""
+    H = prev_c.shape[0]
+    ai, af, ag, ao = a[:H], a[H:2 * H], a[2 * H:3 * H], a[3 * H:]
+    for j in range(H):
+        i = fast_sigmoid(ai[j])
+        f = fast_sigmoid(af[j])
+        g = fast_tanh(ag[j])
+        o = fast_sigmoid(ao[j])
+        c = f * prev_c[j] + i * g
+        next_c[j] = c
+        next_h[j] = o * fast_tanh(c)
+        ai[j] = i
+        af[j] = f
+        ag[j] = g
+        ao[j] = o
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+def lstm_cell_backward(a, prev_c, c_t, dh, dout, dc, da):
+    """Backward of ``lstm_cell_forward`` for one batch row. dh + dout is the total dL/dh_t; dc (H,)
+    comes in as dL/dc_t and leaves as dL/dc_{t-1}; writes da (4H,)."""
+    H = prev_c.shape[0]
+    ai, af, ag, ao = a[:H], a[H:2 * H], a[2 * H:3 * H], a[3 * H:]
+    di, df, dg, do = da[:H], da[H:2 * H], da[2 * H:3 * H], da[3 * H:]
+    for j in range(H):
+        i = ai[j]
+        f = af[j]
+        g = ag[j]
+        o = ao[j]
+        dhv = dh[j] + dout[j]
+        tanh_c = fast_tanh(c_t[j])
+        dcv = dc[j] + dhv * o * (1 - tanh_c * tanh_c)
+        di[j] = dcv * g * i * (1 - i)
+        df[j] = dcv * prev_c[j] * f * (1 - f)
+        dg[j] = dcv * i * (1 - g * g)
+        do[j] = dhv * tanh_c * o * (1 - o)
+        dc[j] = dcv * f
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, reverse):
     """Run an LSTM over a sequence.
@@ -89,14 +135,16 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, reverse):
     hs = np.empty((T + 1, B, H), x.dtype)
     cs = np.empty((T + 1, B, H), x.dtype)
     gates = np.empty((T, B, G), x.dtype)
-    hh = np.empty((B, G), x.dtype)
     bias = b_ih + b_hh
     nxt = 0 if reverse else 1  # row of hs holding the state after step t is t + nxt
     first = T if reverse else 0
     hs[first] = h0
     cs[first] = c0
 
-    np.dot(x.reshape(T * B, I), W_ih.T, gates.reshape(T * B, G))  # inputs of all steps: one GEMM
+    a2 = gates.reshape(T * B, G)
+    for n in range(T * B):
+        a2[n] = bias
+    gemm(x.reshape(T * B, I), False, W_ih, True, a2, 1.0, 1.0)  # inputs of all steps: one GEMM
     for s in range(T):
         t = T - 1 - s if reverse else s
         prev_h = hs[t + 1 - nxt]
@@ -104,20 +152,9 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, reverse):
         next_h = hs[t + nxt]
         next_c = cs[t + nxt]
         a = gates[t]
-        np.dot(prev_h, W_hh.T, hh)  # the recurrent GEMM
+        gemm(prev_h, False, W_hh, True, a, 1.0, 1.0)  # the recurrent GEMM, added to the inputs
         for b in range(B):
-            for j in range(H):
-                i = sigmoid(a[b, j] + hh[b, j] + bias[j])
-                f = sigmoid(a[b, H + j] + hh[b, H + j] + bias[H + j])
-                g = np.tanh(a[b, 2 * H + j] + hh[b, 2 * H + j] + bias[2 * H + j])
-                o = sigmoid(a[b, 3 * H + j] + hh[b, 3 * H + j] + bias[3 * H + j])
-                c = f * prev_c[b, j] + i * g
-                next_c[b, j] = c
-                next_h[b, j] = o * np.tanh(c)
-                a[b, j] = i
-                a[b, H + j] = f
-                a[b, 2 * H + j] = g
-                a[b, 3 * H + j] = o
+            lstm_cell_forward(a[b], prev_c[b], next_c[b], next_h[b])
     return hs, cs, gates
 
 
@@ -144,29 +181,18 @@ def lstm_backward(x, W_ih, W_hh, hs, cs, gates, dout, dh_n, dc_n, reverse):
         c_t = cs[t + nxt]
         a = gates[t]
         da = dG[t]
-        sq = 0.0
+        norms[t] = np.sqrt(sum_squares_of_sum(dh, dout[t]))
         for b in range(B):
-            for j in range(H):
-                i = a[b, j]
-                f = a[b, H + j]
-                g = a[b, 2 * H + j]
-                o = a[b, 3 * H + j]
-                dhv = dh[b, j] + dout[t, b, j]
-                sq += dhv * dhv
-                tanh_c = np.tanh(c_t[b, j])
-                dcv = dc[b, j] + dhv * o * (1 - tanh_c * tanh_c)
-                da[b, j] = dcv * g * i * (1 - i)
-                da[b, H + j] = dcv * prev_c[b, j] * f * (1 - f)
-                da[b, 2 * H + j] = dcv * i * (1 - g * g)
-                da[b, 3 * H + j] = dhv * tanh_c * o * (1 - o)
-                dc[b, j] = dcv * f
-        norms[t] = np.sqrt(sq)
-        np.dot(da, W_hh, dh)  # dh_{t-1} = da W_hh
+            lstm_cell_backward(a[b], prev_c[b], c_t[b], dh[b], dout[t, b], dc[b], da[b])
+        gemm(da, False, W_hh, False, dh, 1.0, 0.0)  # dh_{t-1} = da W_hh
 
     dG2 = dG.reshape(T * B, G)
-    dx = np.dot(dG2, W_ih).reshape(T, B, I)
-    dW_ih = np.dot(dG2.T, x.reshape(T * B, I))
+    dx = np.empty((T, B, I), x.dtype)
+    gemm(dG2, False, W_ih, False, dx.reshape(T * B, I), 1.0, 0.0)
+    dW_ih = np.empty((G, I), x.dtype)
+    gemm(dG2, True, x.reshape(T * B, I), False, dW_ih, 1.0, 0.0)
     prev_hs = hs[1 - nxt:T + 1 - nxt]
-    dW_hh = np.dot(dG2.T, prev_hs.reshape(T * B, H))
-    db = dG2.sum(axis=0)
+    dW_hh = np.empty((G, H), x.dtype)
+    gemm(dG2, True, prev_hs.reshape(T * B, H), False, dW_hh, 1.0, 0.0)
+    db = column_sums(dG2)
     return dx, dh, dc, dW_ih, dW_hh, db, db.copy(), norms
