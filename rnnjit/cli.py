@@ -49,6 +49,8 @@ def _train_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dropout", type=float, default=S, metavar="F", help="dropout between layers (default 0)")
     g.add_argument("--embedding", type=int, default=S, metavar="N", help="embedding size (default: --hidden)")
     g.add_argument("--dtype", default=S, choices=["float32", "float64"], help="precision (default float32)")
+    g.add_argument("--device", default=S, choices=["cpu", "cuda"],
+                   help="where the recurrent layers run (default cpu; cuda needs a GPU and rnnjit[cuda])")
     g = p.add_argument_group("the optimisation")
     g.add_argument("--seq-len", type=int, default=S, metavar="T",
                    help=f"characters per truncated-BPTT chunk (default {d.seq_len})")
@@ -101,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--argmax", action="store_true", help="always take the likeliest character")
     s.add_argument("--stop", default=None, metavar="CHAR", help="stop after writing this character")
     s.add_argument("--seed", type=int, default=None, metavar="N", help="make the sample repeatable")
+    s.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where the model runs (default cpu)")
 
     g = sub.add_parser("gradcheck", help="check backpropagation through time against finite differences",
                        description="Compare a layer's analytic gradients with central finite differences "
@@ -166,7 +169,7 @@ def make_trainer(args):
     config, out, resume = config_from_args(args)
     try:
         return Trainer(config, out_dir=out, resume=resume)
-    except (ConfigError, CorpusError, CheckpointError) as e:
+    except (ConfigError, CorpusError, CheckpointError, RuntimeError) as e:  # RuntimeError: no CUDA here
         raise CLIError(str(e)) from None
     except ValueError as e:  # data too short for the batch, etc.: still the user's input
         raise CLIError(str(e).splitlines()[0]) from None
@@ -249,7 +252,7 @@ def _train_with_progress(trainer):
 
 # ---- sample -----------------------------------------------------------------------------------
 
-def load_model(run_dir: str):
+def load_model(run_dir: str, device: str = "cpu"):
     """-> (model, vocab, config) from the checkpoint in a run directory."""
     from .data import Vocab
     from .models import CharLM
@@ -266,7 +269,7 @@ def load_model(run_dir: str):
     vocab = Vocab.from_array(arrays["vocab"])
     cell, nl = ("rnn", "relu") if config.cell == "rnn-relu" else (config.cell, "tanh")
     model = CharLM(vocab.size, config.hidden, config.layers, cell, 0.0, config.embedding or None,
-                   dtype=config.np_dtype, nonlinearity=nl)
+                   dtype=config.np_dtype, nonlinearity=nl, device=device)
     try:
         model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("param/")})
     except ValueError as e:
@@ -276,7 +279,10 @@ def load_model(run_dir: str):
 
 def cmd_sample(args) -> int:
     from .models import sample
-    model, vocab, _ = load_model(args.run)
+    try:
+        model, vocab, _ = load_model(args.run, args.device)
+    except RuntimeError as e:  # no CUDA here
+        raise CLIError(str(e)) from None
     if args.length < 0:
         raise CLIError(f"--length must be >= 0, got {args.length}")
     if args.stop is not None and len(args.stop) != 1:

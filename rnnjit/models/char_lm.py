@@ -21,7 +21,8 @@ from ..nn.recurrent import LAYERS
 class CharLM:
     def __init__(self, vocab_size: int, hidden_size: int = 128, num_layers: int = 2, cell: str = "lstm",
                  dropout: float = 0.0, embedding_size: int | None = None, input: str = "embedding",
-                 dtype=np.float32, seed: int | None = None, nonlinearity: str = "tanh"):
+                 dtype=np.float32, seed: int | None = None, nonlinearity: str = "tanh",
+                 device: str = "cpu"):
         if cell not in LAYERS:
             raise ValueError(f"unknown cell {cell!r}: choose one of {', '.join(LAYERS)}")
         if input not in ("embedding", "onehot"):
@@ -33,7 +34,7 @@ class CharLM:
         rnn_seed, own_seed = np.random.SeedSequence(seed).spawn(2)
         extra = {"nonlinearity": nonlinearity} if cell == "rnn" else {}
         self.rnn = LAYERS[cell](E, hidden_size, num_layers=num_layers, dropout=dropout, dtype=dtype,
-                                seed=int(rnn_seed.generate_state(1)[0]), **extra)
+                                seed=int(rnn_seed.generate_state(1)[0]), device=device, **extra)
         rng = np.random.default_rng(own_seed)
         bound = 1.0 / np.sqrt(hidden_size)
         self.params = {

@@ -12,6 +12,12 @@ The layer holds no math of its own: each layer and direction is one call of the 
 sequence kernel (``rnnjit.kernels``). What it adds is bookkeeping: shapes, the order of the
 stack, dropout between layers, and the gradients.
 
+``device="cuda"`` runs the same calls through the CUDA twins (``rnnjit.kernels.cuda``, an
+optional extra). The whole time loop of a layer runs on the GPU in one persistent kernel; the
+layer's inputs, weights and results cross to and from the host once per layer and direction
+per call (parameters, gradients and optimizer state stay NumPy arrays on the host, so
+``state_dict`` and the optimizers are the same for both devices).
+
 ``backward`` is explicit, as in CS231n-style code: call it after ``forward`` with the gradient
 of the loss with respect to the outputs (and, optionally, the final state). It returns the
 gradients with respect to the inputs and the initial state, sets ``grads`` (same keys as
@@ -28,6 +34,10 @@ from ..kernels.cells import CELLS
 _DTYPES = (np.float32, np.float64)
 
 
+def _identity(a):
+    return a
+
+
 def _shape(a) -> str:
     return "(" + ", ".join(str(n) for n in a.shape) + ")"
 
@@ -39,7 +49,7 @@ class Recurrent:
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
-                 dtype=np.float32, seed: int | None = None, nonlinearity: str = "tanh"):
+                 dtype=np.float32, seed: int | None = None, nonlinearity: str = "tanh", device: str = "cpu"):
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -50,7 +60,17 @@ class Recurrent:
         dtype = np.dtype(dtype).type
         if dtype not in _DTYPES:
             raise TypeError(f"dtype must be np.float32 or np.float64, got {np.dtype(dtype).name}")
-        self.cell = CELLS[self.cell_name]
+        if device not in ("cpu", "cuda"):
+            raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+        self.device = device
+        if device == "cuda":
+            from ..kernels import cuda as kcuda
+            kcuda.require_cuda()  # one line that says what is missing, and how to simulate
+            self.cell = kcuda.CUDA_CELLS[self.cell_name]
+            self._to_device, self._to_host = kcuda.to_device, kcuda.to_host
+        else:
+            self.cell = CELLS[self.cell_name]
+            self._to_device = self._to_host = _identity
         self.input_size = int(input_size)
         self.hidden_size = int(hidden_size)
         self.num_layers = int(num_layers)
@@ -189,10 +209,14 @@ class Recurrent:
             for d in range(D):
                 idx = k * D + d
                 sfx = f"_l{k}" + ("_reverse" if d else "")
-                W_ih, W_hh, b_ih, b_hh = self._weights(sfx)
+                dev, host = self._to_device, self._to_host
+                W_ih, W_hh, b_ih, b_hh = (dev(w) for w in self._weights(sfx))
                 o, hn, cn, cache = self.cell.forward(
-                    layer_in, np.ascontiguousarray(h0[idx]), None if c0 is None else np.ascontiguousarray(c0[idx]),
+                    dev(layer_in), dev(np.ascontiguousarray(h0[idx])),
+                    None if c0 is None else dev(np.ascontiguousarray(c0[idx])),
                     W_ih, W_hh, b_ih, b_hh, d == 1, self.nonlinearity)
+                o, hn = host(o), host(hn)
+                cn = None if cn is None else host(cn)
                 h_n[idx] = hn
                 if lstm:
                     c_n[idx] = cn
@@ -278,9 +302,11 @@ class Recurrent:
                 idx = k * D + d
                 sfx = f"_l{k}" + ("_reverse" if d else "")
                 g = np.ascontiguousarray(d_layer_out[:, :, d * H:(d + 1) * H])
-                dx, dh, dc, dW_ih, dW_hh, db_ih, db_hh, nrm = self.cell.backward(
-                    caches[idx], g, np.ascontiguousarray(dh_n[idx]),
-                    None if dc_n is None else np.ascontiguousarray(dc_n[idx]))
+                dev, host = self._to_device, self._to_host
+                results = self.cell.backward(
+                    caches[idx], dev(g), dev(np.ascontiguousarray(dh_n[idx])),
+                    None if dc_n is None else dev(np.ascontiguousarray(dc_n[idx])))
+                dx, dh, dc, dW_ih, dW_hh, db_ih, db_hh, nrm = (None if r is None else host(r) for r in results)
                 dh0[idx] = dh
                 if lstm:
                     dc0[idx] = dc
@@ -306,7 +332,8 @@ class Recurrent:
         extra = f", nonlinearity={self.nonlinearity!r}" if self.cell_name == "rnn" else ""
         return (f"{type(self).__name__}({self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "
                 f"bias={self.bias}, batch_first={self.batch_first}, dropout={self.dropout}, "
-                f"bidirectional={self.bidirectional}, dtype={np.dtype(self.dtype).name}{extra})")
+                f"bidirectional={self.bidirectional}, dtype={np.dtype(self.dtype).name}{extra}"
+                + (", device='cuda')" if self.device == "cuda" else ")"))
 
 
 class RNN(Recurrent):
@@ -315,9 +342,9 @@ class RNN(Recurrent):
     cell_name = "rnn"
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
-                 batch_first=False, dropout=0.0, bidirectional=False, dtype=np.float32, seed=None):
+                 batch_first=False, dropout=0.0, bidirectional=False, dtype=np.float32, seed=None, device="cpu"):
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         dtype, seed, nonlinearity)
+                         dtype, seed, nonlinearity, device)
 
 
 class LSTM(Recurrent):
@@ -326,9 +353,9 @@ class LSTM(Recurrent):
     cell_name = "lstm"
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, dtype=np.float32, seed=None):
+                 dropout=0.0, bidirectional=False, dtype=np.float32, seed=None, device="cpu"):
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         dtype, seed)
+                         dtype, seed, device=device)
 
 
 class GRU(Recurrent):
@@ -337,9 +364,9 @@ class GRU(Recurrent):
     cell_name = "gru"
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, dtype=np.float32, seed=None):
+                 dropout=0.0, bidirectional=False, dtype=np.float32, seed=None, device="cpu"):
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         dtype, seed)
+                         dtype, seed, device=device)
 
 
 LAYERS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}

@@ -40,6 +40,7 @@ class TrainConfig:
     temperature: float = 0.8      # sampling temperature
     checkpoint_every: int = 500   # save a checkpoint every N steps (and always at the end)
     threads: int = 0              # BLAS/Numba threads (0: leave as is)
+    device: str = "cpu"           # cpu, or cuda (the recurrent layers run on the GPU; needs rnnjit[cuda])
 
     def validate(self) -> "TrainConfig":
         positive = ("hidden", "layers", "seq_len", "batch", "steps", "length", "sample_length", "lr_decay_every")
@@ -65,6 +66,8 @@ class TrainConfig:
             raise ConfigError(f"--clip-mode must be norm or value, got {self.clip_mode!r}")
         if self.dtype not in ("float32", "float64"):
             raise ConfigError(f"--dtype must be float32 or float64, got {self.dtype!r}")
+        if self.device not in ("cpu", "cuda"):
+            raise ConfigError(f"--device must be cpu or cuda, got {self.device!r}")
         if not self.temperature > 0:
             raise ConfigError(f"--temperature must be > 0, got {self.temperature}")
         if not 0 < self.lr_decay <= 1:

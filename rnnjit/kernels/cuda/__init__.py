@@ -42,24 +42,32 @@ def simulator_enabled() -> bool:
     """True when Numba's CUDA simulator is switched on (NUMBA_ENABLE_CUDASIM=1)."""
     try:
         from numba import config
-        return bool(config.ENABLE_CUDASIM)
+        return bool(getattr(config, "ENABLE_CUDASIM", 0))
     except ImportError:
         return os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
 
 
+def _has_numba_cuda() -> bool:
+    """numba-cuda, the NVIDIA-maintained CUDA target behind ``numba.cuda`` (Numba's own built-in
+    target is deprecated and not what these kernels are written for)."""
+    try:
+        import numba_cuda  # noqa: F401  (a version string only: cheap)
+    except ImportError:
+        return False
+    return True
+
+
 def _why_unavailable():
     """None if CUDA kernels can run here, else a one-line reason."""
-    if simulator_enabled():
-        try:
-            from numba import cuda  # noqa: F401
-        except ImportError:
-            return 'the CUDA simulator needs numba-cuda: pip install "rnnjit[cuda]"'
-        return None
+    if not _has_numba_cuda():
+        how = "" if simulator_enabled() else f' (or use device="cpu"; {_HOW_TO_SIMULATE})'
+        return f'CUDA kernels need numba-cuda, which is not installed: pip install "rnnjit[cuda]"{how}'
     try:
         from numba import cuda
-    except ImportError:
-        return (f'CUDA kernels need numba-cuda, which is not installed: pip install "rnnjit[cuda]" '
-                f'(or use device="cpu"; {_HOW_TO_SIMULATE})')
+    except ImportError as e:
+        return f"numba.cuda could not be imported ({e}); reinstall with pip install \"rnnjit[cuda]\""
+    if simulator_enabled():
+        return None
     try:
         ok = cuda.is_available()
     except Exception:  # a broken driver install raises instead of answering False
@@ -88,10 +96,12 @@ def to_device(a):
     (a CuPy array, a CUDA torch tensor) as a ``DeviceNDArray`` view of the same memory.
     """
     require_cuda()
-    from numba import cuda
-    if cuda.is_cuda_array(a):
-        return cuda.as_cuda_array(a)
     import numpy as np
+    from numba import cuda
+    if hasattr(a, "copy_to_host"):
+        return a
+    if hasattr(a, "__cuda_array_interface__"):
+        return cuda.as_cuda_array(a)
     return cuda.to_device(np.ascontiguousarray(a))
 
 

@@ -19,22 +19,25 @@ One tile is one block of JT x KS threads (``threadIdx.x`` = unit within the tile
 ``threadIdx.y`` = a slice of the k axis):
 
   1. split-K product: thread (x, y) sums k = y, y + KS, y + 2 KS, ... for its unit, for all G
-     gates and all BT batch rows, in G*BT registers. A warp reads 32 consecutive units of one
-     row of W (coalesced) and one h value that all lanes share (a broadcast), and every W value
-     it loads serves BT batch rows.
+     gates and all BT batch rows, in G*BT registers. A warp (32 consecutive thread ids: JT
+     units times 32/JT k-slices) reads runs of JT consecutive units from rows of W (whole
+     32-byte sectors for JT >= 8) and h values that many lanes share (broadcasts), and every W
+     value it loads serves BT batch rows.
   2. the KS partial sums meet in shared memory (``cuda.syncthreads()``);
-  3. thread (x, y) adds them up and does the gate math for unit x and batch rows
-     bb = y, y + KS, ... < BT (with BT <= KS, the usual case, one row per thread).
+  3. thread (x, y) for y < BT adds them up and does the gate math for unit x, batch row y
+     (BT <= KS). Everything the gate math reads besides the product (the input projections,
+     the biases) is loaded before step 1, so that its memory latency overlaps the product.
 
 If there are more tiles than blocks that can be resident at once (a cooperative launch requires
 all blocks resident), each block loops over tiles ``blockIdx.x, blockIdx.x + gridDim.x, ...``;
 every block reaches the grid barrier the same number of times. Under the simulator a cooperative
 grid has one block, which then loops over all tiles: the same code path.
 
-BT (batch rows per tile) is chosen per call: the largest of 8, 4, 2, 1 that still makes at least
-one tile per multiprocessor, so small batches spread over the GPU and large batches reuse each W
-load for more rows. KS = 8 and JT = 32 (one warp across units) on a GPU; the simulator uses
-smaller blocks (JT = 4, KS = 2) because it runs every thread as a Python thread.
+Blocks have 256 threads on a GPU (JT x KS = 8 x 32, 16 x 16 or 32 x 8). JT and BT (batch rows per
+tile) are chosen per call (``plan``): the most rows per tile (8, 4, 2, 1: each W load then serves
+more rows) and the narrowest tiles (8, 16, 32 units) that still make at least one tile per
+multiprocessor, so that small batches spread over the whole GPU and large batches reuse every
+load of W. The simulator uses blocks of 8 threads, as it runs every thread as a Python thread.
 """
 
 import contextlib
@@ -45,18 +48,24 @@ from dataclasses import dataclass
 import numpy as np
 from numba import config, cuda
 
+# numba-cuda (0.30 at least) registers an overload for ``np.row_stack``, an alias of ``np.vstack``
+# that NumPy 2.5 removed; without it the first kernel compile fails with AttributeError. Restore it.
+if not hasattr(np, "row_stack"):
+    np.row_stack = np.vstack
+
 
 def simulating() -> bool:
-    return bool(config.ENABLE_CUDASIM)
+    return bool(getattr(config, "ENABLE_CUDASIM", 0))
 
 
 # Tunables. ``tuning(...)`` overrides them for a block of code (the tests use it to run the
 # GPU-sized configuration in the simulator too).
 SETTINGS = {
-    "jt": 4 if simulating() else 32,     # hidden units per tile (threadIdx.x)
-    "ks": 2 if simulating() else 8,      # k-slices per tile (threadIdx.y)
-    "bt": None,                          # batch rows per tile; None: choose per call
-    "max_blocks": None,                  # cap on the cooperative grid; None: what fits
+    "jt": None,            # hidden units per tile (threadIdx.x); None: choose per call
+    "ks": None,            # k-slices per tile (threadIdx.y); None: threads // jt
+    "bt": None,            # batch rows per tile; None: choose per call
+    "threads": 8 if simulating() else 256,   # threads per block, jt * ks
+    "max_blocks": None,    # cap on the cooperative grid; None: what fits
 }
 
 
@@ -81,7 +90,7 @@ def tuning(**kw):
         gemm.SETTINGS.update(old_g)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def sm_count() -> int:
     """Streaming multiprocessors of the current GPU (4 under the simulator, to exercise splits)."""
     if simulating():
@@ -107,22 +116,32 @@ class Plan:
 
 
 def plan(B, H, dtype) -> Plan:
-    """Split a (B, H) step into tiles (see the module docstring)."""
-    jt, ks = SETTINGS["jt"], SETTINGS["ks"]
-    tiles_j = math.ceil(H / jt)
-    bt = SETTINGS["bt"]
-    if bt is None:
-        # float64 keeps the partial sums of at most 4 rows (shared memory of KS*G*BT*JT values)
-        choices = (4, 2, 1) if np.dtype(dtype) == np.float64 else (8, 4, 2, 1)
-        bt = 1
-        for c in choices:
-            if tiles_j * math.ceil(B / c) >= sm_count():
-                bt = c
+    """Split a (B, H) step into tiles (see the module docstring).
+
+    Preference: many batch rows per tile (each W_hh load serves them all), then narrow tiles
+    (8 units x 32 k-slices: short k loops, many tiles to hide memory latency; measured on an
+    H200, see benchmarks/cuda_check.py --sweep), as long as there is at least one tile per
+    multiprocessor; otherwise the narrowest, one-row tiles, which spread best.
+    """
+    threads = SETTINGS["threads"]
+    sim = simulating()
+    jts = (SETTINGS["jt"],) if SETTINGS["jt"] else ((2, 4) if sim else (8, 16, 32))
+    bts = (SETTINGS["bt"],) if SETTINGS["bt"] else ((4, 2, 1) if np.dtype(dtype) == np.float64 else (8, 4, 2, 1))
+    # float64 keeps the partial sums of at most 4 rows (shared memory of KS * G * BT * JT values)
+    choice = None
+    for bt in bts:
+        for jt in jts:
+            if math.ceil(H / jt) * math.ceil(B / bt) >= sm_count():
+                choice = (jt, bt)
                 break
-    bt = max(1, min(bt, B))
+        if choice:
+            break
+    jt, bt = choice or (jts[0], bts[-1])
+    ks = SETTINGS["ks"] or max(1, threads // jt)
+    bt = max(1, min(bt, B, ks))  # the gate math gives each row of a tile to one k-slice of threads
     if (jt * ks) & (jt * ks - 1):
         raise ValueError(f"jt * ks must be a power of two (a tree reduction), got {jt} * {ks}")
-    return Plan(jt, ks, bt, tiles_j, math.ceil(B / bt))
+    return Plan(jt, ks, bt, math.ceil(H / jt), math.ceil(B / bt))
 
 
 _grid_cache = {}
@@ -151,13 +170,20 @@ def launch_persistent(kernel, p: Plan, *args):
     kernel[cooperative_grid(kernel, args, p), p.threads](*args)
 
 
+def is_device_array(a) -> bool:
+    """A numba device array (or, on a GPU, anything with ``__cuda_array_interface__``)."""
+    if simulating():
+        return hasattr(a, "copy_to_host")
+    return cuda.is_cuda_array(a)
+
+
 def check(name, *arrays):
     """All arrays C-contiguous device arrays of one float dtype; returns that dtype."""
     dtype = arrays[0].dtype
     if dtype not in (np.float32, np.float64):
         raise TypeError(f"{name}: arrays must be float32 or float64, got {dtype}")
     for a in arrays:
-        if not cuda.is_cuda_array(a):
+        if not is_device_array(a):
             raise TypeError(f"{name}: expected device arrays (rnnjit.kernels.cuda.to_device), got {type(a).__name__}")
         if a.dtype != dtype:
             raise TypeError(f"{name}: mixed dtypes {dtype} and {a.dtype}")
@@ -169,3 +195,24 @@ def check(name, *arrays):
 def copy(dst, src):
     """Device-to-device copy of a whole (contiguous) array."""
     dst.copy_to_device(src)
+
+
+@cuda.jit(cache=True)
+def _norms_kernel(part, norms):
+    """norms[t] = sqrt(sum over tiles of part[t, tile]): one thread per step, a fixed order."""
+    t = cuda.grid(1)
+    if t < norms.shape[0]:
+        s = 0.0
+        for i in range(part.shape[1]):
+            s += part[t, i]
+        norms[t] = math.sqrt(s)
+
+
+def finish_norms(part):
+    """The per-step L2 norms of dL/dh_t from the per-tile sums of squares (T, tiles) -> (T,)."""
+    T = part.shape[0]
+    norms = cuda.device_array(T, np.float64)
+    if T:
+        per = 32 if simulating() else 128
+        _norms_kernel[(T + per - 1) // per, per](part, norms)
+    return norms

@@ -1,0 +1,405 @@
+"""Check and time the CUDA kernels on a real GPU: parity with the CPU path and with cuDNN, then speed.
+
+    python benchmarks/cuda_check.py            # B in {1, 32, 256} x H in {128, 512, 1024}, T = 100
+    python benchmarks/cuda_check.py --quick    # B in {1, 256} x H in {128, 1024}, fewer repeats
+    NUMBA_ENABLE_CUDASIM=1 python benchmarks/cuda_check.py --tiny    # tiny sizes in the simulator
+
+For every cell (RNN tanh, LSTM, GRU; RNN relu for parity) and size it
+
+* runs our forward and backward once (compiling the kernels on first use; ``cache=True`` keeps
+  them for the next run),
+* compares them with the CPU kernels (``rnnjit.kernels.CELLS``; with --quick only for B = 1)
+  and with PyTorch's cuDNN (``torch.nn.RNN/LSTM/GRU`` on CUDA,
+  TF32 off so that both sides do float32 arithmetic; skipped when torch or torch.cuda is missing):
+  outputs, final states, dx, dh0, dc0, all weight and bias gradients, and the norms (CPU only),
+  printed as the largest absolute error over the largest magnitude of the reference (and, for
+  context, cuDNN against the CPU),
+* times inference (forward) and a training step (forward + backward), ours and cuDNN's: the
+  median wall time of a few calls, each followed by a device synchronize, Python overhead
+  included on both sides.
+
+It prints the device, the versions and every parity error, then a table in ms with the ratio
+ours / cuDNN (below 1: we are faster). Exit status 1 if any parity check fails.
+Needs numpy, numba, numba-cuda and (optionally) torch; nothing else outside the repository.
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+PARITY_TOL = 1e-3          # float32, max |ours - ref| / max |ref|, over T = 100 steps
+RELU_TOL = 2e-2            # the relu RNN: see the comment where it is used
+TORCH_NAMES = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
+OUT_NAMES = ("out", "h_n", "c_n", "dx", "dh0", "dc0", "dW_ih", "dW_hh", "db_ih", "db_hh", "norms")
+
+
+def log(*a):
+    print(*a, flush=True)
+
+
+def versions():
+    import numba
+    v = {"python": platform.python_version(), "numpy": np.__version__, "numba": numba.__version__}
+    try:
+        from importlib.metadata import version
+        v["numba-cuda"] = version("numba-cuda")
+    except Exception:
+        v["numba-cuda"] = "?"
+    try:
+        import torch
+        v["torch"] = torch.__version__
+        v["torch.cuda"] = str(torch.version.cuda)
+        v["cudnn"] = str(torch.backends.cudnn.version()) if torch.cuda.is_available() else "-"
+    except ImportError:
+        v["torch"] = "not installed"
+    return v
+
+
+def device_info(cuda):
+    from rnnjit.kernels.cuda.launch import simulating
+    if simulating():
+        return "Numba CUDA simulator (NUMBA_ENABLE_CUDASIM=1)", {}
+    dev = cuda.get_current_device()
+    name = dev.name.decode() if isinstance(dev.name, bytes) else str(dev.name)
+    info = {"compute_capability": ".".join(map(str, dev.compute_capability)),
+            "multiprocessors": dev.MULTIPROCESSOR_COUNT}
+    try:
+        from numba.cuda.cudadrv import driver
+        info["driver"] = driver.driver.get_version()
+    except Exception:
+        pass
+    try:
+        info["runtime"] = cuda.runtime.get_version()
+    except Exception:
+        pass
+    return name, info
+
+
+def get_torch():
+    """torch with a CUDA device, or (None, reason)."""
+    try:
+        import torch
+    except ImportError:
+        return None, "torch is not installed"
+    if not torch.cuda.is_available():
+        return None, "torch.cuda is not available"
+    return torch, ""
+
+
+def make_case(cell, B, H, I, T, seed=0):
+    from rnnjit.kernels import CELLS
+    rng = np.random.default_rng(seed)
+    G = CELLS[cell].gates
+    bound = 1 / np.sqrt(H)
+    f32 = np.float32
+    d = {
+        "x": rng.standard_normal((T, B, I)).astype(f32),
+        "h0": (0.5 * rng.standard_normal((B, H))).astype(f32),
+        "c0": (0.5 * rng.standard_normal((B, H))).astype(f32) if CELLS[cell].has_cell_state else None,
+        "W_ih": rng.uniform(-bound, bound, (G * H, I)).astype(f32),
+        "W_hh": rng.uniform(-bound, bound, (G * H, H)).astype(f32),
+        "b_ih": rng.uniform(-bound, bound, G * H).astype(f32),
+        "b_hh": rng.uniform(-bound, bound, G * H).astype(f32),
+        "dout": rng.standard_normal((T, B, H)).astype(f32),
+        "dh_n": rng.standard_normal((B, H)).astype(f32),
+        "dc_n": rng.standard_normal((B, H)).astype(f32) if CELLS[cell].has_cell_state else None,
+    }
+    return d
+
+
+def rel_err(got, ref):
+    got = np.asarray(got, np.float64)
+    ref = np.asarray(ref, np.float64)
+    if got.shape != ref.shape:
+        return float("inf")
+    scale = max(np.abs(ref).max(initial=0.0), 1e-30)
+    return float(np.abs(got - ref).max(initial=0.0) / scale)
+
+
+class Ours:
+    """Our CUDA cell with device buffers for one case."""
+
+    def __init__(self, cell, nl, d):
+        from rnnjit.kernels.cuda import to_device
+        from rnnjit.kernels.cuda.cells import CUDA_CELLS
+        self.cell = CUDA_CELLS[cell]
+        self.nl = nl
+        self.d = {k: (None if v is None else to_device(v)) for k, v in d.items()}
+
+    def forward(self):
+        d = self.d
+        return self.cell.forward(d["x"], d["h0"], d["c0"], d["W_ih"], d["W_hh"], d["b_ih"], d["b_hh"], False, self.nl)
+
+    def train_step(self):
+        out, h_n, c_n, cache = self.forward()
+        return (out, h_n, c_n) + tuple(self.cell.backward(cache, self.d["dout"], self.d["dh_n"], self.d["dc_n"]))
+
+    def results(self):
+        from rnnjit.kernels.cuda import to_host
+        return [to_host(a) for a in self.train_step()]
+
+
+class Cudnn:
+    """torch.nn.RNN/LSTM/GRU on CUDA (cuDNN) with the same weights."""
+
+    def __init__(self, torch, cell, nl, d):
+        self.torch = torch
+        I = d["x"].shape[2]
+        H = d["h0"].shape[1]
+        kw = {"nonlinearity": nl} if cell == "rnn" else {}
+        self.m = getattr(torch.nn, TORCH_NAMES[cell])(I, H, **kw).cuda().float()
+        with torch.no_grad():
+            for name in ("W_ih", "W_hh", "b_ih", "b_hh"):
+                tname = {"W_ih": "weight_ih_l0", "W_hh": "weight_hh_l0", "b_ih": "bias_ih_l0", "b_hh": "bias_hh_l0"}[name]
+                getattr(self.m, tname).copy_(torch.from_numpy(d[name]))
+        dev = torch.device("cuda")
+        self.lstm = cell == "lstm"
+        self.x = torch.from_numpy(d["x"]).to(dev).requires_grad_()
+        self.h0 = torch.from_numpy(d["h0"])[None].to(dev).requires_grad_()
+        self.c0 = torch.from_numpy(d["c0"])[None].to(dev).requires_grad_() if self.lstm else None
+        self.dout = torch.from_numpy(d["dout"]).to(dev)
+        self.dh_n = torch.from_numpy(d["dh_n"])[None].to(dev)
+        self.dc_n = torch.from_numpy(d["dc_n"])[None].to(dev) if self.lstm else None
+
+    def _run(self):
+        if self.lstm:
+            out, (h_n, c_n) = self.m(self.x, (self.h0, self.c0))
+            return out, h_n, c_n
+        out, h_n = self.m(self.x, self.h0)
+        return out, h_n, None
+
+    def forward(self):
+        with self.torch.no_grad():
+            return self._run()
+
+    def train_step(self):
+        for p in (self.x, self.h0, self.c0, *self.m.parameters()):
+            if p is not None:
+                p.grad = None
+        out, h_n, c_n = self._run()
+        outs, grads = [out, h_n], [self.dout, self.dh_n]
+        if self.lstm:
+            outs.append(c_n)
+            grads.append(self.dc_n)
+        self.torch.autograd.backward(outs, grads)
+        return out, h_n, c_n
+
+    def results(self):
+        out, h_n, c_n = self.train_step()
+        m = self.m
+
+        def np_(t):
+            return None if t is None else t.detach().cpu().numpy()
+
+        return [np_(out), np_(h_n[0]), None if c_n is None else np_(c_n[0]), np_(self.x.grad), np_(self.h0.grad[0]),
+                None if self.c0 is None else np_(self.c0.grad[0]), np_(m.weight_ih_l0.grad), np_(m.weight_hh_l0.grad),
+                np_(m.bias_ih_l0.grad), np_(m.bias_hh_l0.grad), None]
+
+
+def cpu_results(cell, nl, d):
+    from rnnjit.kernels import CELLS
+    c = CELLS[cell]
+    out, h_n, c_n, cache = c.forward(d["x"], d["h0"], d["c0"], d["W_ih"], d["W_hh"], d["b_ih"], d["b_hh"], False, nl)
+    return [out, h_n, c_n] + list(c.backward(cache, d["dout"], d["dh_n"], d["dc_n"]))
+
+
+def compare(label, ours, ref, failures, tol=None, info=False):
+    parts, worst = [], 0.0
+    for name, g, r in zip(OUT_NAMES, ours, ref):
+        if r is None or g is None:
+            continue
+        e = rel_err(g, r)
+        worst = max(worst, e)
+        parts.append(f"{name}={e:.1e}")
+    ok = worst <= (tol or PARITY_TOL)
+    if not ok and not info:
+        failures.append(label)
+    verdict = "info" if info else ("ok  " if ok else "FAIL")
+    log(f"  parity {label:<34} {verdict} max {worst:.1e} | " + " ".join(parts))
+    return worst
+
+
+def timeit(fn, sync, repeats):
+    """Median wall time in ms of fn() + sync(), after one warm-up call."""
+    t0 = time.perf_counter()
+    fn()
+    sync()
+    first = time.perf_counter() - t0
+    if first > 1.0:
+        repeats = 1
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        ts.append(time.perf_counter() - t0)
+    return 1e3 * statistics.median(ts)
+
+
+def sweep(cuda, args):
+    """Time our LSTM (and GRU at one size) under several tile shapes, to tune ``launch.plan``."""
+    from rnnjit.kernels.cuda import gemm
+    from rnnjit.kernels.cuda.launch import plan, tuning
+    T = args.T or (3 if args.tiny else 100)
+    sizes = [(1, 4), (3, 6)] if args.tiny else [(1, 128), (1, 1024), (32, 512), (256, 128), (256, 1024)]
+    variants = [{}, {"jt": 32}, {"jt": 16}, {"jt": 8}, {"jt": 32, "bt": 1}, {"jt": 32, "bt": 2},
+                {"jt": 32, "bt": 4}, {"jt": 32, "bt": 8}, {"jt": 16, "ks": 8}, {"jt": 32, "ks": 4}]
+    if args.tiny:
+        variants = [{}, {"jt": 2}, {"jt": 4, "bt": 1}, {"jt": 4, "bt": 2}]
+    repeats = args.repeats or 3
+    log(f"sweep: LSTM T={T}, {repeats} timed calls; variants of launch.SETTINGS (default = plan's choice)")
+    for B, H in sizes:
+        d = make_case("lstm", B, H, H, T)
+        ours = Ours("lstm", "tanh", d)
+        for v in variants:
+            with tuning(**v):
+                p = plan(B, H, np.float32)
+                t0 = time.perf_counter()
+                ours.train_step()
+                cuda.synchronize()
+                first = time.perf_counter() - t0
+                fwd = timeit(ours.forward, cuda.synchronize, repeats)
+                train = timeit(ours.train_step, cuda.synchronize, repeats)
+            log(f"  B={B:<4} H={H:<5} {v!s:<24} jt={p.jt:<2} ks={p.ks:<2} bt={p.bt} tiles={p.tiles:<5} "
+                f"fwd {fwd:8.3f} ms  train {train:8.3f} ms  (first {first:.1f} s)")
+        for tile in (gemm.TILE_64, gemm.TILE_128):
+            with tuning(gemm_tile=tile):
+                train = timeit(ours.train_step, cuda.synchronize, repeats)
+            log(f"  B={B:<4} H={H:<5} gemm tile {tile}: train {train:8.3f} ms")
+    return 0
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="B in {1, 256}, H in {128, 1024}, fewer repeats")
+    ap.add_argument("--tiny", action="store_true", help="tiny sizes, for a check in the simulator")
+    ap.add_argument("--cells", default="rnn,lstm,gru", help="comma-separated cells to time (default: all)")
+    ap.add_argument("-T", type=int, default=None, help="sequence length (default 100; 3 with --tiny)")
+    ap.add_argument("--repeats", type=int, default=None, help="timed calls per measurement")
+    ap.add_argument("--tf32", action="store_true", help="let cuDNN use TF32 (faster, less precise; parity looser)")
+    ap.add_argument("--no-cpu", action="store_true", help="skip the parity check against the CPU kernels")
+    ap.add_argument("--json", default=None, help="also write the results to this JSON file")
+    ap.add_argument("--sweep", action="store_true",
+                    help="instead: time our LSTM under several tile shapes (for tuning launch.plan)")
+    args = ap.parse_args(argv)
+
+    from rnnjit.kernels.cuda import require_cuda
+    require_cuda()
+    from numba import cuda
+
+    from rnnjit.kernels.cuda.launch import simulating
+    if simulating():
+        sys.setswitchinterval(2e-4)  # the simulator polls its Python threads; this makes it ~3x faster
+    if args.sweep:
+        return sweep(cuda, args)
+
+    if args.tiny:
+        T, Bs, Hs, repeats = 3, (1, 3), (4, 6), 1
+    elif args.quick:
+        T, Bs, Hs, repeats = 100, (1, 256), (128, 1024), 3
+    else:
+        T, Bs, Hs, repeats = 100, (1, 32, 256), (128, 512, 1024), 5
+    T = args.T or T
+    repeats = args.repeats or repeats
+    cells = [c.strip() for c in args.cells.split(",") if c.strip()]
+    global PARITY_TOL
+    if args.tf32:
+        PARITY_TOL = 2e-2
+
+    name, info = device_info(cuda)
+    log("=" * 100)
+    log(f"device   : {name}  {info}")
+    log("versions : " + ", ".join(f"{k} {v}" for k, v in versions().items()))
+    torch, why = get_torch()
+    if torch is None:
+        log(f"cuDNN    : skipped ({why})")
+    else:
+        torch.backends.cudnn.allow_tf32 = bool(args.tf32)
+        torch.backends.cuda.matmul.allow_tf32 = bool(args.tf32)
+        log(f"cuDNN    : torch.nn on {torch.cuda.get_device_name()} (TF32 {'on' if args.tf32 else 'off'})")
+    log(f"sizes    : T={T}, B in {Bs}, H in {Hs}, I=H, float32, {repeats} timed calls (median)")
+    log("=" * 100)
+
+    failures, rows = [], []
+    t_start = time.perf_counter()
+    # the RNN with relu only for parity (its timing is the tanh RNN's)
+    parity_cases = [(c, "tanh") for c in cells] + ([("rnn", "relu")] if "rnn" in cells else [])
+    for cell, nl in parity_cases:
+        timed = nl == "tanh"
+        for B in Bs:
+            for H in Hs:
+                label = f"{cell}{'-relu' if nl == 'relu' else ''} B={B} H={H}"
+                log(f"{label}")
+                d = make_case(cell, B, H, H, T)
+                ours = Ours(cell, nl, d)
+                t0 = time.perf_counter()
+                got = ours.results()
+                cuda.synchronize()
+                log(f"  first call (with compile) {time.perf_counter() - t0:.2f} s")
+                bad = [n for n, a in zip(OUT_NAMES, got) if a is not None and not np.all(np.isfinite(a))]
+                if bad:
+                    failures.append(f"{label}: non-finite {bad}")
+                    log(f"  FAIL non-finite values in {bad}")
+                # relu: where a pre-activation lies within rounding of 0, two correct implementations
+                # can disagree on relu'(a) and the gradients then differ by O(1) at that element
+                # (it spreads back through time); cuDNN vs CPU shows the same, so a looser bound.
+                tol = RELU_TOL if nl == "relu" else None
+                cpu = None
+                if not args.no_cpu and (not args.quick or B == 1):
+                    cpu = cpu_results(cell, nl, d)
+                    compare(f"vs CPU  {label}", got, cpu, failures, tol)
+                ref = None
+                if torch is not None:
+                    ref = Cudnn(torch, cell, nl, d)
+                    theirs = ref.results()
+                    compare(f"vs cuDNN {label}", got, theirs, failures, tol)
+                    if cpu is not None:
+                        compare(f"(cuDNN vs CPU {label})", theirs, cpu, failures, tol, info=True)
+                if not timed:
+                    continue
+                row = {"cell": cell, "B": B, "H": H, "T": T}
+                row["ours_fwd"] = timeit(ours.forward, cuda.synchronize, repeats)
+                row["ours_train"] = timeit(ours.train_step, cuda.synchronize, repeats)
+                if ref is not None:
+                    row["cudnn_fwd"] = timeit(ref.forward, torch.cuda.synchronize, repeats)
+                    row["cudnn_train"] = timeit(ref.train_step, torch.cuda.synchronize, repeats)
+                    del ref
+                    torch.cuda.empty_cache()
+                rows.append(row)
+                log("  time   " + "  ".join(f"{k} {v:.3f} ms" for k, v in row.items() if k.startswith(("ours", "cudnn"))))
+                del ours
+
+    log("=" * 100)
+    log(f"{'cell':<5} {'B':>4} {'H':>5} | {'fwd ours':>9} {'cuDNN':>9} {'ratio':>6} | "
+        f"{'train ours':>10} {'cuDNN':>9} {'ratio':>6}   (ms; ratio = ours / cuDNN)")
+    def cell_(r, k):
+        return f"{r[k]:9.3f}" if k in r else f"{'-':>9}"
+
+    def ratio(r, a, b):
+        return f"{r[a] / r[b]:6.2f}" if b in r and r[b] > 0 else f"{'-':>6}"
+
+    for r in rows:
+        log(f"{r['cell']:<5} {r['B']:>4} {r['H']:>5} | {cell_(r, 'ours_fwd')} {cell_(r, 'cudnn_fwd')} "
+            f"{ratio(r, 'ours_fwd', 'cudnn_fwd')} | {cell_(r, 'ours_train'):>10} {cell_(r, 'cudnn_train')} "
+            f"{ratio(r, 'ours_train', 'cudnn_train')}")
+    log("=" * 100)
+    log(f"total {time.perf_counter() - t_start:.1f} s; parity: "
+        + ("all ok" if not failures else f"{len(failures)} FAILED: " + "; ".join(failures)))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"device": name, "info": info, "versions": versions(), "rows": rows, "failures": failures},
+                      f, indent=1, default=str)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

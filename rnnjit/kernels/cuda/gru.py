@@ -1,0 +1,263 @@
+"""Gated recurrent unit on the GPU: the CUDA twin of ``rnnjit/kernels/gru.py``.
+
+Same equations (PyTorch's formulation, gate order r, z, n; the reset gate multiplies the
+projected previous state, bias included):
+
+    r_t  = sigmoid(W_ir x_t + b_ir + W_hr h_{t-1} + b_hr)      reset gate
+    z_t  = sigmoid(W_iz x_t + b_iz + W_hz h_{t-1} + b_hz)      update gate
+    hn_t = W_hn h_{t-1} + b_hn
+    n_t  = tanh(W_in x_t + b_in + r_t * hn_t)                  candidate state
+    h_t  = (1 - z_t) * n_t + z_t * h_{t-1}
+
+Backward, with dh the total gradient reaching h_t:
+
+    dn = dh * (1 - z)          dz = dh * (h_{t-1} - n)          dh_{t-1} = dh * z  + ...
+    dn_pre = dn * (1 - n^2)    dr_pre = dn_pre * hn * r(1-r)    dz_pre = dz * z(1-z)
+    input side:     dax = [dr_pre, dz_pre, dn_pre]         -> dx_t = dax W_ih, dW_ih += dax^T x_t
+    recurrent side: dah = [dr_pre, dz_pre, dn_pre * r]     -> dh_{t-1} += dah W_hh, dW_hh += dah^T h_{t-1}
+
+Same signatures and return values as the CPU ``gru_forward`` / ``gru_backward``, same state
+layout (``hs`` of T + 1 rows, ``reverse``), but device arrays in and out.
+
+How the work is split: exactly as in ``lstm.py`` (read that header first), with three gate
+blocks instead of four. Forward: one GEMM for the input projections of all steps, W_hh^T, then
+ONE persistent cooperative kernel for the time loop (per step: split-K recurrent product per tile,
+partial sums meet in shared memory, gate math, ``grid.sync()``). Backward: ONE persistent kernel
+in reverse, which per step finishes dh_t = dh_{t+1} z + dah_{t+1} W_hh for its units and then
+writes both gradient rows dax_t and dah_t (they differ in the n block); the ``dh * z`` part is
+kept per (b, j) in a small buffer by the thread that owns (b, j). Then dx, dW_ih (from dax),
+dW_hh (from dah) as three big GEMMs, and the two bias gradients as column sums.
+"""
+
+import functools
+import math
+
+import numpy as np
+from numba import cuda
+
+from .activations import sigmoid
+from .gemm import column_sums, gemm, transpose
+from .launch import check, copy, finish_norms, launch_persistent, plan
+
+
+@functools.cache
+def _forward_kernel(JT, KS, BT):
+    """The persistent forward kernel for tiles of JT units x BT rows, KS k-slices."""
+    RED = (KS, 3 * BT, JT)
+
+    @cuda.jit(cache=True)
+    def gru_forward_persistent(gates, hns, b_ih, b_hh, W_hhT, hs, reverse, tiles_j, tiles_b):
+        T, B, _ = gates.shape
+        H = hs.shape[2]
+        tx = cuda.threadIdx.x
+        ty = cuda.threadIdx.y
+        grid = cuda.cg.this_grid()
+        red = cuda.shared.array(RED, dtype=hs.dtype)
+        acc = cuda.local.array((3, BT), dtype=hs.dtype)
+        hk = cuda.local.array(BT, dtype=hs.dtype)
+        rows = cuda.local.array(BT, dtype=np.int64)
+        nxt = 0 if reverse else 1
+
+        for s in range(T):
+            t = T - 1 - s if reverse else s
+            prev_h = hs[t + 1 - nxt]
+            next_h = hs[t + nxt]
+            a = gates[t]
+            hn = hns[t]
+            for tile in range(cuda.blockIdx.x, tiles_j * tiles_b, cuda.gridDim.x):
+                j = (tile % tiles_j) * JT + tx
+                b0 = (tile // tiles_j) * BT
+                b = b0 + ty                           # the batch row of this thread's gate math
+                jc = min(j, H - 1)
+                bc = min(b, B - 1)
+                # 0. what the gate math needs besides h_{t-1} W_hh^T, loaded first so that its
+                #    latency overlaps the product
+                x_r = a[bc, jc] + b_ih[jc]
+                x_z = a[bc, H + jc] + b_ih[H + jc]
+                x_n = a[bc, 2 * H + jc] + b_ih[2 * H + jc]
+                bh_r = b_hh[jc]
+                bh_z = b_hh[H + jc]
+                bh_n = b_hh[2 * H + jc]
+                h_prev = prev_h[bc, jc]
+                for bb in range(BT):
+                    rows[bb] = min(b0 + bb, B - 1)
+                    for g in range(3):
+                        acc[g, bb] = 0
+                # 1. this thread's k-slice of the recurrent GEMM h_{t-1} W_hh^T
+                for k in range(ty, H, KS):
+                    for bb in range(BT):
+                        hk[bb] = prev_h[rows[bb], k]
+                    for g in range(3):
+                        w = W_hhT[k, g * H + jc]
+                        for bb in range(BT):
+                            acc[g, bb] += hk[bb] * w
+                # 2. the KS slices meet in shared memory
+                for g in range(3):
+                    for bb in range(BT):
+                        red[ty, g * BT + bb, tx] = acc[g, bb]
+                cuda.syncthreads()
+                # 3. the gate math of unit j, batch row b
+                if ty < BT and b < B and j < H:
+                    hh_r = red[0, ty, tx]
+                    hh_z = red[0, BT + ty, tx]
+                    hh_n = red[0, 2 * BT + ty, tx]
+                    for y in range(1, KS):
+                        hh_r += red[y, ty, tx]
+                        hh_z += red[y, BT + ty, tx]
+                        hh_n += red[y, 2 * BT + ty, tx]
+                    r = sigmoid(x_r + hh_r + bh_r)
+                    z = sigmoid(x_z + hh_z + bh_z)
+                    hn_v = hh_n + bh_n
+                    n = math.tanh(x_n + r * hn_v)
+                    next_h[b, j] = (1 - z) * n + z * h_prev
+                    a[b, j] = r
+                    a[b, H + j] = z
+                    a[b, 2 * H + j] = n
+                    hn[b, j] = hn_v
+                cuda.syncthreads()
+            grid.sync()
+
+    return gru_forward_persistent
+
+
+@functools.cache
+def _backward_kernel(JT, KS, BT):
+    """The persistent backward kernel for tiles of JT units x BT rows, KS k-slices."""
+    RED = (KS, BT, JT)
+    NT = JT * KS
+
+    @cuda.jit(cache=True)
+    def gru_backward_persistent(gates, hns, hs, W_hh, dout, dh_n, dhz, dGx, dGh, dh0, part, reverse,
+                                tiles_j, tiles_b):
+        T, B, G = gates.shape
+        H = hs.shape[2]
+        tx = cuda.threadIdx.x
+        ty = cuda.threadIdx.y
+        tid = ty * JT + tx
+        grid = cuda.cg.this_grid()
+        red = cuda.shared.array(RED, dtype=hs.dtype)
+        sqs = cuda.shared.array(NT, dtype=np.float64)
+        acc = cuda.local.array(BT, dtype=hs.dtype)
+        rows = cuda.local.array(BT, dtype=np.int64)
+        nxt = 0 if reverse else 1
+
+        for s in range(T + 1):
+            t = s if reverse else T - 1 - s
+            tp = t - 1 if reverse else t + 1
+            for tile in range(cuda.blockIdx.x, tiles_j * tiles_b, cuda.gridDim.x):
+                j = (tile % tiles_j) * JT + tx
+                b0 = (tile // tiles_j) * BT
+                jc = min(j, H - 1)
+                # 1. this thread's k-slice of dah_{t+1} W_hh (k runs over all 3H gates)
+                if s > 0:
+                    for bb in range(BT):
+                        rows[bb] = min(b0 + bb, B - 1)
+                        acc[bb] = 0
+                    for k in range(ty, G, KS):
+                        w = W_hh[k, jc]
+                        for bb in range(BT):
+                            acc[bb] += dGh[tp, rows[bb], k] * w
+                    for bb in range(BT):
+                        red[ty, bb, tx] = acc[bb]
+                cuda.syncthreads()
+                # 2. the gate math of step t for unit j, batch rows b0 + bb
+                sq = 0.0
+                for bb in range(ty, BT, KS):
+                    b = b0 + bb
+                    if b < B and j < H:
+                        if s == 0:
+                            dh = dh_n[b, j]
+                        else:
+                            rec = red[0, bb, tx]
+                            for y in range(1, KS):
+                                rec += red[y, bb, tx]
+                            dh = dhz[b, j] + rec         # dh_t = dh_{t+1} z + dah W_hh
+                        if s == T:
+                            dh0[b, j] = dh
+                        else:
+                            r = gates[t, b, j]
+                            z = gates[t, b, H + j]
+                            n = gates[t, b, 2 * H + j]
+                            dhv = dh + dout[t, b, j]
+                            sq += dhv * dhv
+                            dn_pre = dhv * (1 - z) * (1 - n * n)
+                            dr_pre = dn_pre * hns[t, b, j] * r * (1 - r)
+                            dz_pre = dhv * (hs[t + 1 - nxt, b, j] - n) * z * (1 - z)
+                            dGx[t, b, j] = dr_pre
+                            dGx[t, b, H + j] = dz_pre
+                            dGx[t, b, 2 * H + j] = dn_pre
+                            dGh[t, b, j] = dr_pre
+                            dGh[t, b, H + j] = dz_pre
+                            dGh[t, b, 2 * H + j] = dn_pre * r
+                            dhz[b, j] = dhv * z
+                # 3. this tile's share of norms[t]
+                sqs[tid] = sq
+                cuda.syncthreads()
+                stride = NT // 2
+                while stride > 0:
+                    if tid < stride:
+                        sqs[tid] += sqs[tid + stride]
+                    cuda.syncthreads()
+                    stride //= 2
+                if tid == 0 and s < T:
+                    part[t, tile] = sqs[0]
+                cuda.syncthreads()
+            if s < T:
+                grid.sync()
+
+    return gru_backward_persistent
+
+
+def gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, reverse):
+    """Run a GRU over a sequence (device arrays in and out).
+
+    Returns hs (T+1, B, H), gates (T, B, 3H) holding r, z, n of every step, and hns (T, B, H)
+    holding W_hn h_{t-1} + b_hn (what backward needs).
+    """
+    dtype = check("gru_forward", x, h0, W_ih, W_hh, b_ih, b_hh)
+    T, B, I = x.shape
+    H = h0.shape[1]
+    G = 3 * H
+    hs = cuda.device_array((T + 1, B, H), dtype)
+    gates = cuda.device_array((T, B, G), dtype)
+    hns = cuda.device_array((T, B, H), dtype)
+    copy(hs[T if reverse else 0], h0)
+    if T == 0:
+        return hs, gates, hns
+    gemm(x.reshape(T * B, I), W_ih, trans_b=True, out=gates.reshape(T * B, G))  # inputs of all steps
+    W_hhT = transpose(W_hh)
+    p = plan(B, H, dtype)
+    launch_persistent(_forward_kernel(p.jt, p.ks, p.bt), p,
+                      gates, hns, b_ih, b_hh, W_hhT, hs, bool(reverse), p.tiles_j, p.tiles_b)
+    return hs, gates, hns
+
+
+def gru_backward(x, W_ih, W_hh, hs, gates, hns, dout, dh_n, reverse):
+    """Backpropagation through time for ``gru_forward`` (device arrays in and out).
+
+    Returns dx, dh0, dW_ih, dW_hh, db_ih, db_hh and ``norms`` (T,), the L2 norm of the total
+    dL/dh_t at every timestep (a float64 device array).
+    """
+    dtype = check("gru_backward", x, W_ih, W_hh, hs, gates, hns, dout, dh_n)
+    T, B, I = x.shape
+    H = hs.shape[2]
+    G = 3 * H
+    nxt = 0 if reverse else 1
+    p = plan(B, H, dtype)
+    dGx = cuda.device_array((T, B, G), dtype)
+    dGh = cuda.device_array((T, B, G), dtype)
+    dhz = cuda.device_array((B, H), dtype)
+    dh0 = cuda.device_array((B, H), dtype)
+    part = cuda.device_array((T, p.tiles), np.float64)
+    launch_persistent(_backward_kernel(p.jt, p.ks, p.bt), p,
+                      gates, hns, hs, W_hh, dout, dh_n, dhz, dGx, dGh, dh0, part, bool(reverse),
+                      p.tiles_j, p.tiles_b)
+    norms = finish_norms(part)
+
+    dGx2 = dGx.reshape(T * B, G)
+    dGh2 = dGh.reshape(T * B, G)
+    dx = gemm(dGx2, W_ih).reshape(T, B, I)
+    dW_ih = gemm(dGx2, x.reshape(T * B, I), trans_a=True)
+    prev_hs = hs[1 - nxt:T + 1 - nxt]
+    dW_hh = gemm(dGh2, prev_hs.reshape(T * B, H), trans_a=True)
+    return dx, dh0, dW_ih, dW_hh, column_sums(dGx2), column_sums(dGh2), norms

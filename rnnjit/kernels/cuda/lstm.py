@@ -1,0 +1,280 @@
+"""Long short-term memory on the GPU: the CUDA twin of ``rnnjit/kernels/lstm.py``.
+
+Same equations (PyTorch's formulation, gate order i, f, g, o):
+
+    i_t = sigmoid(W_ii x_t + b_ii + W_hi h_{t-1} + b_hi)      input gate
+    f_t = sigmoid(W_if x_t + b_if + W_hf h_{t-1} + b_hf)      forget gate
+    g_t = tanh   (W_ig x_t + b_ig + W_hg h_{t-1} + b_hg)      candidate cell
+    o_t = sigmoid(W_io x_t + b_io + W_ho h_{t-1} + b_ho)      output gate
+    c_t = f_t * c_{t-1} + i_t * g_t
+    h_t = o_t * tanh(c_t)
+
+Backward, with dh and dc the total gradients reaching h_t and c_t:
+
+    do = dh * tanh(c_t)
+    dc = dc + dh * o_t * (1 - tanh(c_t)^2)
+    di = dc * g_t      df = dc * c_{t-1}      dg = dc * i_t      dc_{t-1} = dc * f_t
+    da = [di * i(1-i), df * f(1-f), dg * (1-g^2), do * o(1-o)]       (pre-activation gates)
+    dx_t = da W_ih      dh_{t-1} = da W_hh      dW_ih += da^T x_t      dW_hh += da^T h_{t-1}
+
+Same signatures and return values as the CPU ``lstm_forward`` / ``lstm_backward``, same state
+layout (``hs`` and ``cs`` of T + 1 rows, ``reverse``), but device arrays in and out.
+
+How the work is split (see ``launch.py`` for the tiles, ``gemm.py`` for the products):
+
+forward
+  1. ``gemm``: gates = X W_ih^T for all T*B rows at once (one launch, tiled shared-memory GEMM).
+  2. ``transpose``: W_hh^T (H, 4H), so that threads of neighbouring units read neighbouring addresses.
+  3. ``lstm_forward_persistent``: ONE cooperative launch runs the whole time loop. Per step,
+     each tile (JT units x BT batch rows, all four gates) computes its slice of
+     h_{t-1} W_hh^T split over KS k-slices, meets in shared memory, does the gate math above,
+     writes h_t, c_t and the activated gates; then the whole grid waits at ``grid.sync()``
+     because step t + 1 reads every unit of h_t.
+backward
+  1. ``lstm_backward_persistent``: ONE cooperative launch runs the time loop in reverse. Per
+     step, each tile first finishes dh_t = dA_{t+1} W_hh for its units (split over KS slices
+     of the 4H-long k axis, reading the dA row the whole grid wrote the step before), then does
+     the gate math, writes dA_t (the per-step gate gradients, kept for the GEMMs) and its
+     tile's sum of dh^2 for ``norms``; ``grid.sync()``. One last pass forms dh0.
+  2. ``gemm`` three times and ``column_sums``: dx = dA W_ih, dW_ih = dA^T X,
+     dW_hh = dA^T H_prev, db = the column sums of dA, each over all T*B rows at once.
+
+Precision: the matrix products accumulate in the input dtype (float32 or float64), the gate
+math follows the CPU kernel expression for expression (see ``activations.py``).
+"""
+
+import functools
+import math
+
+import numpy as np
+from numba import cuda
+
+from .activations import sigmoid
+from .gemm import column_sums, gemm, transpose
+from .launch import check, copy, finish_norms, launch_persistent, plan
+
+
+@functools.cache
+def _forward_kernel(JT, KS, BT):
+    """The persistent forward kernel for tiles of JT units x BT rows, KS k-slices."""
+    RED = (KS, 4 * BT, JT)   # partial sums: k-slice, (gate, row), unit
+
+    @cuda.jit(cache=True)
+    def lstm_forward_persistent(gates, b_ih, b_hh, W_hhT, hs, cs, reverse, tiles_j, tiles_b):
+        T, B, _ = gates.shape
+        H = hs.shape[2]
+        tx = cuda.threadIdx.x            # unit within the tile
+        ty = cuda.threadIdx.y            # k-slice (then batch row for the gate math)
+        grid = cuda.cg.this_grid()
+        red = cuda.shared.array(RED, dtype=hs.dtype)
+        acc = cuda.local.array((4, BT), dtype=hs.dtype)
+        hk = cuda.local.array(BT, dtype=hs.dtype)
+        rows = cuda.local.array(BT, dtype=np.int64)
+        nxt = 0 if reverse else 1        # row of hs holding the state after step t is t + nxt
+
+        for s in range(T):
+            t = T - 1 - s if reverse else s
+            prev_h = hs[t + 1 - nxt]
+            prev_c = cs[t + 1 - nxt]
+            next_h = hs[t + nxt]
+            next_c = cs[t + nxt]
+            a = gates[t]
+            for tile in range(cuda.blockIdx.x, tiles_j * tiles_b, cuda.gridDim.x):
+                j = (tile % tiles_j) * JT + tx
+                b0 = (tile // tiles_j) * BT
+                b = b0 + ty                           # the batch row of this thread's gate math
+                jc = min(j, H - 1)                    # out-of-range lanes compute, never store
+                bc = min(b, B - 1)
+                # 0. what the gate math needs besides h_{t-1} W_hh^T, loaded first so that its
+                #    latency overlaps the product: input projections + biases, c_{t-1}
+                x_i = a[bc, jc] + (b_ih[jc] + b_hh[jc])
+                x_f = a[bc, H + jc] + (b_ih[H + jc] + b_hh[H + jc])
+                x_g = a[bc, 2 * H + jc] + (b_ih[2 * H + jc] + b_hh[2 * H + jc])
+                x_o = a[bc, 3 * H + jc] + (b_ih[3 * H + jc] + b_hh[3 * H + jc])
+                c_prev = prev_c[bc, jc]
+                for bb in range(BT):
+                    rows[bb] = min(b0 + bb, B - 1)
+                    for g in range(4):
+                        acc[g, bb] = 0
+                # 1. this thread's k-slice of the recurrent GEMM h_{t-1} W_hh^T
+                for k in range(ty, H, KS):
+                    for bb in range(BT):
+                        hk[bb] = prev_h[rows[bb], k]
+                    for g in range(4):
+                        w = W_hhT[k, g * H + jc]
+                        for bb in range(BT):
+                            acc[g, bb] += hk[bb] * w
+                # 2. the KS slices meet in shared memory
+                for g in range(4):
+                    for bb in range(BT):
+                        red[ty, g * BT + bb, tx] = acc[g, bb]
+                cuda.syncthreads()
+                # 3. the gate math of unit j, batch row b
+                if ty < BT and b < B and j < H:
+                    hh_i = red[0, ty, tx]
+                    hh_f = red[0, BT + ty, tx]
+                    hh_g = red[0, 2 * BT + ty, tx]
+                    hh_o = red[0, 3 * BT + ty, tx]
+                    for y in range(1, KS):
+                        hh_i += red[y, ty, tx]
+                        hh_f += red[y, BT + ty, tx]
+                        hh_g += red[y, 2 * BT + ty, tx]
+                        hh_o += red[y, 3 * BT + ty, tx]
+                    i = sigmoid(x_i + hh_i)
+                    f = sigmoid(x_f + hh_f)
+                    g = math.tanh(x_g + hh_g)
+                    o = sigmoid(x_o + hh_o)
+                    c = f * c_prev + i * g
+                    next_c[b, j] = c
+                    next_h[b, j] = o * math.tanh(c)
+                    a[b, j] = i
+                    a[b, H + j] = f
+                    a[b, 2 * H + j] = g
+                    a[b, 3 * H + j] = o
+                cuda.syncthreads()               # ``red`` is reused by the next tile
+            grid.sync()                          # step t + 1 reads all of h_t
+
+    return lstm_forward_persistent
+
+
+@functools.cache
+def _backward_kernel(JT, KS, BT):
+    """The persistent backward kernel for tiles of JT units x BT rows, KS k-slices."""
+    RED = (KS, BT, JT)
+    NT = JT * KS
+
+    @cuda.jit(cache=True)
+    def lstm_backward_persistent(gates, cs, W_hh, dout, dh_n, dc, dG, dh0, part, reverse, tiles_j, tiles_b):
+        T, B, G = gates.shape
+        H = cs.shape[2]
+        tx = cuda.threadIdx.x
+        ty = cuda.threadIdx.y
+        tid = ty * JT + tx
+        grid = cuda.cg.this_grid()
+        red = cuda.shared.array(RED, dtype=cs.dtype)
+        sqs = cuda.shared.array(NT, dtype=np.float64)
+        acc = cuda.local.array(BT, dtype=cs.dtype)
+        rows = cuda.local.array(BT, dtype=np.int64)
+        nxt = 0 if reverse else 1
+
+        for s in range(T + 1):                   # pass T only finishes dh0
+            t = s if reverse else T - 1 - s      # the step whose gate gradients this pass makes
+            tp = t - 1 if reverse else t + 1     # the step the previous pass made
+            for tile in range(cuda.blockIdx.x, tiles_j * tiles_b, cuda.gridDim.x):
+                j = (tile % tiles_j) * JT + tx
+                b0 = (tile // tiles_j) * BT
+                jc = min(j, H - 1)
+                # 1. this thread's k-slice of dh_t = dA_{t+1} W_hh (k runs over all 4H gates)
+                if s > 0:
+                    for bb in range(BT):
+                        rows[bb] = min(b0 + bb, B - 1)
+                        acc[bb] = 0
+                    for k in range(ty, G, KS):
+                        w = W_hh[k, jc]
+                        for bb in range(BT):
+                            acc[bb] += dG[tp, rows[bb], k] * w
+                    for bb in range(BT):
+                        red[ty, bb, tx] = acc[bb]
+                cuda.syncthreads()
+                # 2. the gate math of step t for unit j, batch rows b0 + bb
+                sq = 0.0
+                for bb in range(ty, BT, KS):
+                    b = b0 + bb
+                    if b < B and j < H:
+                        if s == 0:
+                            dh = dh_n[b, j]
+                        else:
+                            dh = red[0, bb, tx]
+                            for y in range(1, KS):
+                                dh += red[y, bb, tx]
+                        if s == T:
+                            dh0[b, j] = dh
+                        else:
+                            i = gates[t, b, j]
+                            f = gates[t, b, H + j]
+                            g = gates[t, b, 2 * H + j]
+                            o = gates[t, b, 3 * H + j]
+                            dhv = dh + dout[t, b, j]
+                            sq += dhv * dhv
+                            tanh_c = math.tanh(cs[t + nxt, b, j])
+                            dcv = dc[b, j] + dhv * o * (1 - tanh_c * tanh_c)
+                            dG[t, b, j] = dcv * g * i * (1 - i)
+                            dG[t, b, H + j] = dcv * cs[t + 1 - nxt, b, j] * f * (1 - f)
+                            dG[t, b, 2 * H + j] = dcv * i * (1 - g * g)
+                            dG[t, b, 3 * H + j] = dhv * tanh_c * o * (1 - o)
+                            dc[b, j] = dcv * f
+                # 3. this tile's share of norms[t]: a tree sum over the block
+                sqs[tid] = sq
+                cuda.syncthreads()
+                stride = NT // 2
+                while stride > 0:
+                    if tid < stride:
+                        sqs[tid] += sqs[tid + stride]
+                    cuda.syncthreads()
+                    stride //= 2
+                if tid == 0 and s < T:
+                    part[t, tile] = sqs[0]
+                cuda.syncthreads()               # ``red`` and ``sqs`` are reused by the next tile
+            if s < T:
+                grid.sync()                      # the next pass reads all of dA_t
+
+    return lstm_backward_persistent
+
+
+def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, reverse):
+    """Run an LSTM over a sequence (device arrays in and out).
+
+    Returns hs (T+1, B, H), cs (T+1, B, H) and gates (T, B, 4H), the activated i, f, g, o of
+    every step (what backward needs).
+    """
+    dtype = check("lstm_forward", x, h0, c0, W_ih, W_hh, b_ih, b_hh)
+    T, B, I = x.shape
+    H = h0.shape[1]
+    G = 4 * H
+    hs = cuda.device_array((T + 1, B, H), dtype)
+    cs = cuda.device_array((T + 1, B, H), dtype)
+    gates = cuda.device_array((T, B, G), dtype)
+    first = T if reverse else 0
+    copy(hs[first], h0)
+    copy(cs[first], c0)
+    if T == 0:
+        return hs, cs, gates
+    gemm(x.reshape(T * B, I), W_ih, trans_b=True, out=gates.reshape(T * B, G))  # inputs of all steps
+    W_hhT = transpose(W_hh)
+    p = plan(B, H, dtype)
+    launch_persistent(_forward_kernel(p.jt, p.ks, p.bt), p,
+                      gates, b_ih, b_hh, W_hhT, hs, cs, bool(reverse), p.tiles_j, p.tiles_b)
+    return hs, cs, gates
+
+
+def lstm_backward(x, W_ih, W_hh, hs, cs, gates, dout, dh_n, dc_n, reverse):
+    """Backpropagation through time for ``lstm_forward`` (device arrays in and out).
+
+    dout (T, B, H) is dL/dh_t from above (the outputs), dh_n and dc_n the gradients of the
+    final state. Returns dx, dh0, dc0, dW_ih, dW_hh, db_ih, db_hh and ``norms`` (T,), the L2
+    norm of the total dL/dh_t at every timestep (a float64 device array).
+    """
+    dtype = check("lstm_backward", x, W_ih, W_hh, hs, cs, gates, dout, dh_n, dc_n)
+    T, B, I = x.shape
+    H = hs.shape[2]
+    G = 4 * H
+    nxt = 0 if reverse else 1
+    p = plan(B, H, dtype)
+    dG = cuda.device_array((T, B, G), dtype)
+    dc = cuda.device_array((B, H), dtype)
+    copy(dc, dc_n)
+    dh0 = cuda.device_array((B, H), dtype)
+    part = cuda.device_array((T, p.tiles), np.float64)
+    launch_persistent(_backward_kernel(p.jt, p.ks, p.bt), p,
+                      gates, cs, W_hh, dout, dh_n, dc, dG, dh0, part, bool(reverse), p.tiles_j, p.tiles_b)
+    norms = finish_norms(part)
+
+    dG2 = dG.reshape(T * B, G)
+    dx = gemm(dG2, W_ih).reshape(T, B, I)
+    dW_ih = gemm(dG2, x.reshape(T * B, I), trans_a=True)
+    prev_hs = hs[1 - nxt:T + 1 - nxt]
+    dW_hh = gemm(dG2, prev_hs.reshape(T * B, H), trans_a=True)
+    db = column_sums(dG2)
+    db_hh = cuda.device_array_like(db)
+    copy(db_hh, db)
+    return dx, dh0, dc, dW_ih, dW_hh, db, db_hh, norms

@@ -1,0 +1,206 @@
+"""The vanilla (Elman) recurrent network on the GPU: the CUDA twin of ``rnnjit/kernels/rnn.py``.
+
+    h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)        act = tanh or relu
+
+Backward, with dh the total gradient reaching h_t:
+
+    da = dh * act'(a_t)        tanh'(a) = 1 - h_t^2        relu'(a) = [h_t > 0]
+    dx_t = da W_ih      dh_{t-1} = da W_hh      dW_ih += da^T x_t      dW_hh += da^T h_{t-1}
+
+Same signatures and return values as the CPU ``rnn_forward`` / ``rnn_backward``, same state
+layout (``hs`` of T + 1 rows, ``reverse``), but device arrays in and out.
+
+How the work is split: exactly as in ``lstm.py`` (read that header first), with one gate block.
+Forward: one GEMM for the input projections of all steps (``xa``), W_hh^T, then ONE persistent
+cooperative kernel for the time loop (per step: split-K recurrent product per tile of JT units x
+BT rows, partial sums meet in shared memory, the activation, ``grid.sync()``). Backward: ONE
+persistent kernel in reverse (per step: dh_t = da_{t+1} W_hh for the tile's units, then
+da_t = dh * act', stored for the GEMMs; ``grid.sync()``), then dx, dW_ih, dW_hh as three big GEMMs
+and db as column sums.
+"""
+
+import functools
+import math
+
+import numpy as np
+from numba import cuda
+
+from .gemm import column_sums, gemm, transpose
+from .launch import check, copy, finish_norms, launch_persistent, plan
+
+
+@functools.cache
+def _forward_kernel(JT, KS, BT):
+    """The persistent forward kernel for tiles of JT units x BT rows, KS k-slices."""
+    RED = (KS, BT, JT)
+
+    @cuda.jit(cache=True)
+    def rnn_forward_persistent(xa, b_ih, b_hh, W_hhT, hs, reverse, use_relu, tiles_j, tiles_b):
+        T, B, H = xa.shape
+        tx = cuda.threadIdx.x
+        ty = cuda.threadIdx.y
+        grid = cuda.cg.this_grid()
+        red = cuda.shared.array(RED, dtype=hs.dtype)
+        acc = cuda.local.array(BT, dtype=hs.dtype)
+        rows = cuda.local.array(BT, dtype=np.int64)
+        nxt = 0 if reverse else 1
+
+        for s in range(T):
+            t = T - 1 - s if reverse else s
+            prev_h = hs[t + 1 - nxt]
+            next_h = hs[t + nxt]
+            for tile in range(cuda.blockIdx.x, tiles_j * tiles_b, cuda.gridDim.x):
+                j = (tile % tiles_j) * JT + tx
+                b0 = (tile // tiles_j) * BT
+                b = b0 + ty                           # the batch row of this thread's activation
+                jc = min(j, H - 1)
+                # 0. the input projection + biases, loaded first so that its latency overlaps
+                #    the product
+                x_a = xa[t, min(b, B - 1), jc] + (b_ih[jc] + b_hh[jc])
+                for bb in range(BT):
+                    rows[bb] = min(b0 + bb, B - 1)
+                    acc[bb] = 0
+                # 1. this thread's k-slice of the recurrent GEMM h_{t-1} W_hh^T
+                for k in range(ty, H, KS):
+                    w = W_hhT[k, jc]
+                    for bb in range(BT):
+                        acc[bb] += prev_h[rows[bb], k] * w
+                # 2. the KS slices meet in shared memory
+                for bb in range(BT):
+                    red[ty, bb, tx] = acc[bb]
+                cuda.syncthreads()
+                # 3. the activation of unit j, batch row b
+                if ty < BT and b < B and j < H:
+                    hh = red[0, ty, tx]
+                    for y in range(1, KS):
+                        hh += red[y, ty, tx]
+                    v = x_a + hh
+                    next_h[b, j] = max(v, 0) if use_relu else math.tanh(v)
+                cuda.syncthreads()
+            grid.sync()
+
+    return rnn_forward_persistent
+
+
+@functools.cache
+def _backward_kernel(JT, KS, BT):
+    """The persistent backward kernel for tiles of JT units x BT rows, KS k-slices."""
+    RED = (KS, BT, JT)
+    NT = JT * KS
+
+    @cuda.jit(cache=True)
+    def rnn_backward_persistent(hs, W_hh, dout, dh_n, dG, dh0, part, reverse, use_relu, tiles_j, tiles_b):
+        T, B, H = dout.shape
+        tx = cuda.threadIdx.x
+        ty = cuda.threadIdx.y
+        tid = ty * JT + tx
+        grid = cuda.cg.this_grid()
+        red = cuda.shared.array(RED, dtype=hs.dtype)
+        sqs = cuda.shared.array(NT, dtype=np.float64)
+        acc = cuda.local.array(BT, dtype=hs.dtype)
+        rows = cuda.local.array(BT, dtype=np.int64)
+        nxt = 0 if reverse else 1
+
+        for s in range(T + 1):
+            t = s if reverse else T - 1 - s
+            tp = t - 1 if reverse else t + 1
+            for tile in range(cuda.blockIdx.x, tiles_j * tiles_b, cuda.gridDim.x):
+                j = (tile % tiles_j) * JT + tx
+                b0 = (tile // tiles_j) * BT
+                jc = min(j, H - 1)
+                # 1. this thread's k-slice of dh_t = da_{t+1} W_hh
+                if s > 0:
+                    for bb in range(BT):
+                        rows[bb] = min(b0 + bb, B - 1)
+                        acc[bb] = 0
+                    for k in range(ty, H, KS):
+                        w = W_hh[k, jc]
+                        for bb in range(BT):
+                            acc[bb] += dG[tp, rows[bb], k] * w
+                    for bb in range(BT):
+                        red[ty, bb, tx] = acc[bb]
+                cuda.syncthreads()
+                # 2. da_t = dh * act' for unit j, batch rows b0 + bb
+                sq = 0.0
+                for bb in range(ty, BT, KS):
+                    b = b0 + bb
+                    if b < B and j < H:
+                        if s == 0:
+                            dh = dh_n[b, j]
+                        else:
+                            dh = red[0, bb, tx]
+                            for y in range(1, KS):
+                                dh += red[y, bb, tx]
+                        if s == T:
+                            dh0[b, j] = dh
+                        else:
+                            dhv = dh + dout[t, b, j]
+                            sq += dhv * dhv
+                            h = hs[t + nxt, b, j]
+                            if use_relu:
+                                dG[t, b, j] = dhv if h > 0 else 0
+                            else:
+                                dG[t, b, j] = dhv * (1 - h * h)
+                # 3. this tile's share of norms[t]
+                sqs[tid] = sq
+                cuda.syncthreads()
+                stride = NT // 2
+                while stride > 0:
+                    if tid < stride:
+                        sqs[tid] += sqs[tid + stride]
+                    cuda.syncthreads()
+                    stride //= 2
+                if tid == 0 and s < T:
+                    part[t, tile] = sqs[0]
+                cuda.syncthreads()
+            if s < T:
+                grid.sync()
+
+    return rnn_backward_persistent
+
+
+def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh, reverse, use_relu):
+    """Run the network over a sequence (device arrays in and out). Returns hs (T+1, B, H)."""
+    dtype = check("rnn_forward", x, h0, W_ih, W_hh, b_ih, b_hh)
+    T, B, I = x.shape
+    H = h0.shape[1]
+    hs = cuda.device_array((T + 1, B, H), dtype)
+    copy(hs[T if reverse else 0], h0)
+    if T == 0:
+        return hs
+    xa = cuda.device_array((T, B, H), dtype)
+    gemm(x.reshape(T * B, I), W_ih, trans_b=True, out=xa.reshape(T * B, H))  # inputs of all steps
+    W_hhT = transpose(W_hh)
+    p = plan(B, H, dtype)
+    launch_persistent(_forward_kernel(p.jt, p.ks, p.bt), p,
+                      xa, b_ih, b_hh, W_hhT, hs, bool(reverse), bool(use_relu), p.tiles_j, p.tiles_b)
+    return hs
+
+
+def rnn_backward(x, W_ih, W_hh, hs, dout, dh_n, reverse, use_relu):
+    """Backpropagation through time for ``rnn_forward`` (device arrays in and out).
+
+    Returns dx, dh0, dW_ih, dW_hh, db_ih, db_hh and ``norms`` (T,), the L2 norm of the total
+    dL/dh_t at every timestep (a float64 device array).
+    """
+    dtype = check("rnn_backward", x, W_ih, W_hh, hs, dout, dh_n)
+    T, B, I = x.shape
+    H = hs.shape[2]
+    nxt = 0 if reverse else 1
+    p = plan(B, H, dtype)
+    dG = cuda.device_array((T, B, H), dtype)
+    dh0 = cuda.device_array((B, H), dtype)
+    part = cuda.device_array((T, p.tiles), np.float64)
+    launch_persistent(_backward_kernel(p.jt, p.ks, p.bt), p,
+                      hs, W_hh, dout, dh_n, dG, dh0, part, bool(reverse), bool(use_relu), p.tiles_j, p.tiles_b)
+    norms = finish_norms(part)
+
+    dG2 = dG.reshape(T * B, H)
+    dx = gemm(dG2, W_ih).reshape(T, B, I)
+    dW_ih = gemm(dG2, x.reshape(T * B, I), trans_a=True)
+    prev_hs = hs[1 - nxt:T + 1 - nxt]
+    dW_hh = gemm(dG2, prev_hs.reshape(T * B, H), trans_a=True)
+    db = column_sums(dG2)
+    db_hh = cuda.device_array_like(db)
+    copy(db_hh, db)
+    return dx, dh0, dW_ih, dW_hh, db, db_hh, norms

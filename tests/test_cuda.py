@@ -1,0 +1,245 @@
+"""The CUDA kernels (rnnjit.kernels.cuda) compute what the CPU kernels compute.
+
+The kernel tests run on a real GPU, or without one in Numba's CUDA simulator:
+
+    NUMBA_ENABLE_CUDASIM=1 python -m pytest tests/test_cuda.py
+
+(the variable must be set before Python starts, so run this module in its own process).
+Otherwise they skip. Two tests need neither: the package imports nothing from numba.cuda until
+asked, and asking without CUDA gives a one-line error that says what to do.
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from rnnjit.kernels import CELLS
+
+SIM = os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
+
+
+@pytest.fixture(scope="module")
+def cuda():
+    """numba.cuda, when the CUDA kernels can run here (a GPU, or the simulator); else skip."""
+    pytest.importorskip("numba_cuda")  # the maintained CUDA target (rnnjit's "cuda" extra)
+    nb_cuda = pytest.importorskip("numba.cuda")
+    if not SIM and not nb_cuda.is_available():
+        pytest.skip("no CUDA GPU; run `NUMBA_ENABLE_CUDASIM=1 python -m pytest tests/test_cuda.py` "
+                    "to test the CUDA kernels in Numba's simulator")
+    # The simulator runs every GPU thread as a Python thread and syncs them by polling; a short
+    # GIL switch interval makes it about 3x faster. Restored after the module.
+    old = sys.getswitchinterval()
+    if SIM:
+        sys.setswitchinterval(2e-4)
+    yield nb_cuda
+    sys.setswitchinterval(old)
+
+
+# ---- no GPU needed -----------------------------------------------------------------------------
+
+def _run_clean(code):
+    """Run code in a fresh interpreter without the simulator switched on."""
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], check=False, capture_output=True, text=True,
+                          env=env,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_import_is_lazy_and_errors_say_what_to_do():
+    out = _run_clean("""
+        import sys
+        import rnnjit, rnnjit.kernels, rnnjit.kernels.cuda as kc
+        loaded = [m for m in sys.modules if m.startswith(("numba.cuda", "numba_cuda"))]
+        print("LOADED", loaded)
+
+        # numba-cuda missing
+        sys.modules["numba_cuda"] = None
+        try:
+            kc.require_cuda()
+        except RuntimeError as e:
+            print("MISSING", e)
+        del sys.modules["numba_cuda"]
+
+        # numba-cuda present, no GPU
+        try:
+            import numba_cuda  # noqa: F401
+            from numba import cuda
+        except ImportError:
+            print("NOGPU skipped")
+        else:
+            cuda.is_available = lambda: False
+            try:
+                kc.CUDA_CELLS
+            except RuntimeError as e:
+                print("NOGPU", e)
+        """)
+    assert out.returncode == 0, out.stderr
+    lines = dict(line.split(" ", 1) for line in out.stdout.splitlines())
+    assert lines["LOADED"] == "[]"
+    assert 'pip install "rnnjit[cuda]"' in lines["MISSING"] and "NUMBA_ENABLE_CUDASIM=1" in lines["MISSING"]
+    if lines["NOGPU"] != "skipped":
+        assert "no CUDA GPU" in lines["NOGPU"] and "NUMBA_ENABLE_CUDASIM=1" in lines["NOGPU"]
+    assert all("\n" not in msg for msg in lines.values())
+
+
+# ---- the kernels against the CPU ---------------------------------------------------------------
+
+def _case(cell, dtype, T=4, B=2, I=3, H=5, seed=0):
+    rng = np.random.default_rng(seed)
+    G, lstm = CELLS[cell].gates, CELLS[cell].has_cell_state
+    x = rng.standard_normal((T, B, I)).astype(dtype)
+    h0 = rng.standard_normal((B, H)).astype(dtype)
+    c0 = rng.standard_normal((B, H)).astype(dtype) if lstm else None
+    weights = [rng.uniform(-0.5, 0.5, s).astype(dtype) for s in ((G * H, I), (G * H, H), (G * H,), (G * H,))]
+    dout = rng.standard_normal((T, B, H)).astype(dtype)
+    dh_n = rng.standard_normal((B, H)).astype(dtype)
+    dc_n = rng.standard_normal((B, H)).astype(dtype) if lstm else None
+    return x, h0, c0, weights, dout, dh_n, dc_n
+
+
+NAMES = ("out", "h_n", "c_n", "dx", "dh0", "dc0", "dW_ih", "dW_hh", "db_ih", "db_hh", "norms")
+
+
+def _compare(cell, nl, reverse, dtype, **shape):
+    from rnnjit.kernels.cuda import to_device, to_host
+    from rnnjit.kernels.cuda.cells import CUDA_CELLS
+
+    def dev(a):
+        return None if a is None else to_device(a)
+
+    x, h0, c0, weights, dout, dh_n, dc_n = _case(cell, dtype, **shape)
+    cpu, gpu = CELLS[cell], CUDA_CELLS[cell]
+    ref_f = cpu.forward(x, h0, c0, *weights, reverse, nl)
+    ref_b = cpu.backward(ref_f[3], dout, dh_n, dc_n)
+    got_f = gpu.forward(dev(x), dev(h0), dev(c0), *map(dev, weights), reverse, nl)
+    got_b = gpu.backward(got_f[3], dev(dout), dev(dh_n), dev(dc_n))
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    for name, ref, got in zip(NAMES, ref_f[:3] + tuple(ref_b), got_f[:3] + tuple(got_b)):
+        if ref is None:
+            assert got is None, name
+            continue
+        got = to_host(got)
+        assert got.shape == ref.shape and got.dtype == ref.dtype, name
+        np.testing.assert_allclose(got, ref, rtol=tol, atol=tol * 0.1, err_msg=f"{cell} {nl} {name}")
+
+
+CELL_CASES = [("rnn", "tanh"), ("rnn", "relu"), ("lstm", "tanh"), ("gru", "tanh")]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("cell,nl", CELL_CASES)
+def test_cuda_cells_match_cpu(cuda, cell, nl, reverse, dtype):
+    """Outputs, final states, every gradient and the norms, through the CUDA_CELLS adapters."""
+    _compare(cell, nl, reverse, dtype)
+
+
+@pytest.mark.parametrize("cell,nl", CELL_CASES)
+def test_several_tiles_and_ragged_edges(cuda, cell, nl):
+    """Several tiles along both axes with ragged last tiles (6 units in tiles of 4, 5 rows in
+    tiles of 4), more tiles than blocks (the simulator's cooperative grid has one block)."""
+    from rnnjit.kernels.cuda.launch import tuning
+    with tuning(jt=4, ks=4, bt=4, threads=16):
+        _compare(cell, nl, True, np.float32, T=3, B=5, I=2, H=6)
+
+
+def test_gpu_sized_tiles(cuda):
+    """The tile shape a GPU uses (32 units x 8 k-slices x 8 rows), on a small LSTM."""
+    from rnnjit.kernels.cuda.launch import tuning
+    with tuning(jt=32, ks=8, bt=8):
+        _compare("lstm", "tanh", False, np.float32, T=2, B=3, I=2, H=4)
+
+
+def test_direct_kernels_match_cpu(cuda):
+    """The sequence kernels themselves (not the adapters): same names, arguments and results."""
+    from rnnjit.kernels import gru as cpu_gru
+    from rnnjit.kernels.cuda import gru as gpu_gru
+    from rnnjit.kernels.cuda import to_device, to_host
+    x, h0, _, (W_ih, W_hh, b_ih, b_hh), dout, dh_n, _ = _case("gru", np.float64)
+    ref = cpu_gru.gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, False)
+    dev = [to_device(a) for a in (x, h0, W_ih, W_hh, b_ih, b_hh)]
+    got = gpu_gru.gru_forward(*dev, False)
+    for r, g in zip(ref, got):
+        np.testing.assert_allclose(to_host(g), r, rtol=1e-10)
+    ref_b = cpu_gru.gru_backward(x, W_ih, W_hh, *ref, dout, dh_n, False)
+    got_b = gpu_gru.gru_backward(dev[0], dev[2], dev[3], *got, to_device(dout), to_device(dh_n), False)
+    assert len(ref_b) == len(got_b) == 7
+    for r, g in zip(ref_b, got_b):
+        np.testing.assert_allclose(to_host(g), r, rtol=1e-10, atol=1e-12)
+
+
+# ---- building blocks ---------------------------------------------------------------------------
+
+def test_gemm_transposes_splits_and_tiles(cuda):
+    from rnnjit.kernels.cuda import gemm as g
+    from rnnjit.kernels.cuda.launch import tuning
+    rng = np.random.default_rng(1)
+    cases = [((7, 5, 9), None, None), ((9, 30, 4), None, 3), ((13, 6, 11), g.TILE_64, None)]
+    for (M, K, N), tile, splits in cases:
+        for ta in (False, True):
+            for tb in (False, True):
+                A = rng.standard_normal((K, M) if ta else (M, K))
+                B = rng.standard_normal((N, K) if tb else (K, N))
+                with tuning(gemm_tile=tile, gemm_splits=splits):
+                    got = g.gemm(cuda.to_device(A), cuda.to_device(B), ta, tb).copy_to_host()
+                ref = (A.T if ta else A) @ (B.T if tb else B)
+                np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12, err_msg=f"{M, K, N, ta, tb}")
+    A = rng.standard_normal((11, 6)).astype(np.float32)
+    np.testing.assert_allclose(g.column_sums(cuda.to_device(A)).copy_to_host(), A.sum(axis=0), rtol=1e-5)
+    np.testing.assert_array_equal(g.transpose(cuda.to_device(A)).copy_to_host(), A.T)
+
+
+def test_helpers_and_argument_errors(cuda):
+    from rnnjit.kernels.cuda import is_available, require_cuda, to_device, to_host
+    from rnnjit.kernels.cuda.lstm import lstm_forward
+    require_cuda()
+    assert is_available()
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    d = to_device(a)
+    assert to_device(d) is d
+    np.testing.assert_array_equal(to_host(d), a)
+    assert to_host(None) is None
+    x, h0, c0, weights, *_ = _case("lstm", np.float32)
+    with pytest.raises(TypeError, match="device arrays"):
+        lstm_forward(x, h0, c0, *weights, False)  # NumPy arrays, not device arrays
+    with pytest.raises(TypeError, match="mixed dtypes"):
+        lstm_forward(to_device(x), to_device(h0.astype(np.float64)), to_device(c0), *map(to_device, weights), False)
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_layers_on_cuda_match_cpu(cuda, cell):
+    """device="cuda" on a 2-layer bidirectional layer gives the CPU layer's results."""
+    from rnnjit.nn import LAYERS
+    kw = dict(num_layers=2, bidirectional=True, dtype=np.float32, seed=0)
+    cpu, gpu = LAYERS[cell](3, 4, **kw), LAYERS[cell](3, 4, device="cuda", **kw)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 2, 3)).astype(np.float32)
+    a, b = cpu(x), gpu(x)
+    np.testing.assert_allclose(b[0], a[0], rtol=1e-4, atol=1e-5)
+    dout = rng.standard_normal(a[0].shape).astype(np.float32)
+    da, db = cpu.backward(dout), gpu.backward(dout)
+    np.testing.assert_allclose(db[0], da[0], rtol=1e-4, atol=1e-5)
+    for k in cpu.grads:
+        np.testing.assert_allclose(gpu.grads[k], cpu.grads[k], rtol=1e-4, atol=1e-5, err_msg=k)
+    np.testing.assert_allclose(gpu.hidden_grad_norms, cpu.hidden_grad_norms, rtol=1e-4)
+
+
+def test_device_cuda_without_cuda_is_one_line():
+    out = _run_clean("""
+        import rnnjit.kernels.cuda as kc
+        if kc.is_available():
+            print("AVAILABLE")
+        else:
+            import rnnjit
+            try:
+                rnnjit.LSTM(3, 4, device="cuda")
+            except RuntimeError as e:
+                print("ERR", e)
+        """)
+    assert out.returncode == 0, out.stderr
+    line = out.stdout.strip()
+    assert line == "AVAILABLE" or (line.startswith("ERR") and "\\n" not in line and "NUMBA_ENABLE_CUDASIM" in line)
