@@ -134,3 +134,26 @@ def test_python_dash_m_and_help():
                    "--optimizer", "--lr", "--clip", "--clip-mode", "--seed", "--dtype", "--eval-every",
                    "--sample-every", "--checkpoint-every", "--out", "--resume", "--json"):
         assert option in out.stdout
+
+
+def test_ctrl_c_stops_cleanly_with_a_checkpoint(corpus, tmp_path):
+    """A real SIGINT to a running `rnnjit train`: exit 130, a checkpoint, and --resume continues."""
+    import signal
+    import time
+    out = str(tmp_path / "run")
+    cmd = [sys.executable, "-m", "rnnjit", "train", "--corpus", corpus, "--steps", "100000", "--out", out,
+           "--json"] + SMALL
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:  # wait until it is training
+        if '"event": "step"' in line:
+            break
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "--resume" in stderr and "Traceback" not in stderr
+    end = json.loads(stdout.strip().splitlines()[-1])
+    assert end["event"] == "end" and end["reason"] == "stopped"
+    from rnnjit.train.checkpoint import load_checkpoint
+    _, meta = load_checkpoint(os.path.join(out, "checkpoint.npz"))
+    assert meta["step"] == end["step"] > 0
