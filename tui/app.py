@@ -1,0 +1,741 @@
+"""``rnnjit-tui``: watch a recurrent network learn.
+
+    rnnjit-tui                                  train the default model (an LSTM on Shakespeare)
+    rnnjit-tui --cell rnn --seq-len 100         any `rnnjit train` option
+    rnnjit-tui --follow runs/DIR                watch a run that `rnnjit train` is writing (or wrote)
+
+Four panels: the loss (smoothed training loss and validation loss), the gradient norm per
+timestep (bars for the latest step and a heatmap over the whole run, log scale, per layer),
+the samples the model writes as it learns (newest first), and the run's numbers.
+
+How it is built: the engine (``rnnjit.train.Trainer``) yields events; here a thread worker
+iterates them (the kernels release the GIL, so the screen stays live) and posts them in batches
+of at most ~10 a second with ``post_message``, which never blocks the trainer. The screen's
+model of the run (:class:`rnnjit_tui.state.RunState`) is built from the event dicts alone, the
+same dicts ``metrics.jsonl`` holds, which is how ``--follow`` shows a run it did not start.
+Pausing holds the trainer between two events (after a step): while it is held, "sample now"
+and "save checkpoint" are served at once from the worker thread, the model being idle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import threading
+import time
+import traceback
+
+from rich.style import Style
+from rich.text import Text
+from textual import work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Container, Vertical, VerticalScroll
+from textual.message import Message
+from textual.screen import ModalScreen
+from textual.widgets import Footer, RichLog, Static
+
+from .sources import METRICS, JsonlTail, describe_missing
+from .state import RunState
+from .widgets import GradBars, GradHeatmap, LossPlot, TextLines
+from .widgets.loss import TRAIN as TRAIN_STYLE, VAL as VAL_STYLE
+from .widgets.scale import fmt_count, fmt_norm, ramp_hex
+
+LN2 = math.log(2)
+EXIT_USAGE = 2
+
+
+# ---- messages from the worker threads -----------------------------------------------------------
+
+class Events(Message):
+    """A batch of engine events, as dicts (``event.to_dict()``, or lines of metrics.jsonl)."""
+
+    def __init__(self, events: list[dict]):
+        super().__init__()
+        self.events = events
+
+
+class Note(Message):
+    """Set (or, with an empty text, clear) one line of the message bar."""
+
+    def __init__(self, slot: str, text: str):
+        super().__init__()
+        self.slot, self.text = slot, text
+
+
+class Held(Message):
+    """The trainer is now held (paused) or released."""
+
+    def __init__(self, held: bool):
+        super().__init__()
+        self.held = held
+
+
+class CaughtUp(Message):
+    """--follow: everything written so far has been read."""
+
+
+class Finished(Message):
+    """The training worker is done; ``error`` is a traceback if the trainer raised."""
+
+    def __init__(self, error: str = ""):
+        super().__init__()
+        self.error = error
+
+
+# ---- help ---------------------------------------------------------------------------------------
+
+HELP = """\
+[b]rnnjit-tui[/b]: a recurrent network learning, live.
+
+[b]Keys[/b]
+  [b]p[/b]      pause / resume (training is held after the current step)
+  [b]s[/b]      sample now, at the current temperature
+  [b]+ -[/b]    temperature up / down by 0.1 (also [b]][/b] and [b]\\[[/b]), used by the next sample
+  [b]c[/b]      save a checkpoint now (checkpoint.npz in the run directory)
+  [b]l[/b]      gradient panel: log / linear scale
+  [b]n[/b]      gradient panel: next layer
+  [b]? h[/b]    this help (escape closes it)
+  [b]q[/b]      quit: training stops after the current step and saves a checkpoint
+
+[b]Loss[/b]: [#4fc3f7]training loss[/] (a moving average) and [#ffb74d]validation loss[/] (on held-out text), \
+in nats per character; bpc is bits per character. Validation turning up while training still falls is overfitting.
+
+[b]Gradient norm per timestep[/b]: how much gradient, ‖dL/dh_t‖, reaches the hidden state at each timestep t \
+of the truncated-BPTT chunk. Bars: the latest step, on a log scale. Heatmap: the same over the whole run, \
+timesteps across (under the bars), training steps down, dark = small. In a language model every timestep has \
+a loss of its own, so the bars stay fairly level; where the loss comes only at the end (a synthetic task such as \
+--task adding), bars that fall away to the left, decade by decade, are the vanishing gradient: compare --cell rnn \
+with lstm. Clipping firing often means the gradient explodes. \
+‖g‖ is the global gradient norm before clipping, "clipped" how often clipping fired in the last 100 steps, \
+t1/tT the gradient at the first timestep over the last (0.001: a thousandth of it gets back).
+
+[b]Samples[/b]: what the model writes every --sample-every steps, newest first: noise, then letters, words, \
+names, verse.
+
+[b]Run[/b]: the configuration, progress, speed (tokens are characters), learning rate, elapsed time and an \
+estimate of the time left.
+"""
+
+
+class HelpScreen(ModalScreen):
+    BINDINGS = [Binding("escape,question_mark,h,q", "app.pop_screen", "close")]
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; }
+    HelpScreen > VerticalScroll {
+        width: 100; max-width: 100%; height: auto; max-height: 100%;
+        border: round $accent; padding: 0 1; background: $surface;
+    }
+    HelpScreen Static { height: auto; }
+    """
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll():
+            yield Static(HELP)
+
+
+# ---- the app ------------------------------------------------------------------------------------
+
+DIM, BOLD = Style(dim=True), Style(bold=True)
+RAMP_MARKUP = "".join(f"[{ramp_hex(i / 7)}]█[/]" for i in range(8))
+
+
+def _set(widget, attribute: str, value) -> None:
+    """Set a border title only when it changes (each change repaints the whole panel)."""
+    key = "_rnnjit_" + attribute
+    if getattr(widget, key, None) != value:
+        setattr(widget, key, value)
+        setattr(widget, attribute, value)
+
+
+def _as_dict(event) -> dict:
+    """An engine event as the dict ``to_dict()`` gives, without its deep copy (the trainer's thread
+    pays for this; the engine builds a fresh list of norms for every step, nothing is shared)."""
+    try:
+        return dict(vars(event), event=event.kind)
+    except TypeError:   # a dataclass with __slots__
+        return event.to_dict()
+
+
+def _hms(seconds: float) -> str:
+    if not math.isfinite(seconds) or seconds < 0:
+        return "-"
+    s = int(round(seconds))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+class DashboardApp(App):
+    """The dashboard. Give it a ``trainer`` (it trains) or a ``follow`` directory (it watches)."""
+
+    TITLE = "rnnjit-tui"
+    ENABLE_COMMAND_PALETTE = False
+    CSS = """
+    Screen { layout: vertical; }
+    #grid {
+        layout: grid; grid-size: 2 2; grid-columns: 11fr 9fr; grid-rows: 2fr 3fr; height: 1fr;
+    }
+    .panel {
+        border: round $primary 50%; border-title-color: $text; border-title-style: bold;
+        border-subtitle-color: $text-muted; height: 100%; width: 100%;
+    }
+    #run-panel, #samples-panel { padding: 0 1; }
+    #loss-numbers, #grad-numbers { height: 1; }
+    #grad-bars { height: 1fr; min-height: 4; max-height: 12; }
+    #grad-heatmap { height: 2fr; min-height: 2; }
+    #run-info { height: 1fr; }
+    #samples {
+        border: none; background: transparent; padding: 0; overflow-x: hidden;
+        scrollbar-size-vertical: 1;
+    }
+    #message {
+        display: none; height: auto; max-height: 4; padding: 0 1;
+        background: $warning 25%; color: $text;
+    }
+    #message.shown { display: block; }
+    """
+
+    BINDINGS = [
+        Binding("p", "pause", "pause"),
+        Binding("p", "resume", "resume"),
+        Binding("s", "sample", "sample"),
+        Binding("plus,equals_sign,right_square_bracket", "temperature(1)", "temp", key_display="+/-"),
+        Binding("minus,left_square_bracket", "temperature(-1)", "temp-", show=False),
+        Binding("c", "checkpoint", "save"),
+        Binding("l", "toggle_log", "log/lin"),
+        Binding("n", "next_layer", "layer"),
+        Binding("question_mark,h", "help", "help", key_display="?"),
+        Binding("q", "quit", "quit"),
+        Binding("ctrl+c", "quit", "quit", show=False, priority=True),
+    ]
+
+    REDRAW_HZ = 4           # run panel and samples: refreshes a second at most
+    PLOT_HZ = 2             # loss and gradient plots: refreshes a second at most
+    FLUSH_S = 0.1           # the trainer thread posts its events at most this often
+    FOLLOW_POLL_S = 0.2     # --follow: how often to look for new lines
+    PARTIAL_GRACE_S = 0.5   # --follow: how long a line may stay unfinished before it is reported
+    FOLLOW_BATCH = 2000     # --follow: events per message while catching up
+
+    def __init__(self, trainer=None, follow: str | None = None, **kw):
+        super().__init__(**kw)
+        if (trainer is None) == (follow is None):
+            raise ValueError("DashboardApp needs a trainer or a directory to follow, not both")
+        self.trainer = trainer
+        self.follow_dir = follow
+        self.state = RunState()
+        self.log_scale = True
+        self.layer = 0
+        self.temperature = trainer.temperature if trainer is not None else float("nan")
+        self.paused = False
+        self.caught_up = False          # --follow: read to the end of what is written
+        self.finished = False           # the trainer thread returned
+        self.error = ""                 # a traceback, if the trainer raised
+        self.stopping = False
+        self.trainer_done = threading.Event()
+        self._hold = threading.Event()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._want_sample = threading.Event()
+        self._want_checkpoint = threading.Event()
+        self._consumed = threading.Event()
+        self._notes: dict[str, str] = {}
+        self._drawn: dict[str, object] = {}
+        self._plotted = 0.0
+
+    # ---- layout ----------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        with Container(id="grid"):
+            with Vertical(id="loss-panel", classes="panel"):
+                yield TextLines(id="loss-numbers")
+                yield LossPlot(id="loss-plot")
+            with Vertical(id="run-panel", classes="panel"):
+                yield TextLines(id="run-info")
+            with Vertical(id="grad-panel", classes="panel"):
+                yield TextLines(id="grad-numbers")
+                yield GradBars(id="grad-bars")
+                yield GradHeatmap(id="grad-heatmap")
+            with Vertical(id="samples-panel", classes="panel"):
+                yield RichLog(id="samples", markup=False, highlight=False, wrap=True, auto_scroll=False, min_width=16)
+        yield Static(id="message")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#loss-panel").border_title = "Loss"
+        self.query_one("#samples-panel").border_title = "Samples"
+        self.query_one("#samples-panel").border_subtitle = "newest first"
+        self._redraw(force=True)
+        self.set_interval(1 / self.REDRAW_HZ, self._redraw)
+        if self.trainer is not None:
+            self._run_trainer()
+        else:
+            self._follow()
+
+    def on_unmount(self) -> None:
+        # however the app ends (q, ctrl+q, a test leaving run_test), the threads must end too
+        self.request_stop()
+
+    # ---- the training thread ---------------------------------------------------------------
+
+    @work(thread=True, exit_on_error=False, name="trainer", group="source")
+    def _run_trainer(self) -> None:
+        trainer = self.trainer
+        pending: list[dict] = []
+        last = time.monotonic()
+
+        def flush():
+            nonlocal pending, last
+            if pending:
+                self.post_message(Events(pending))
+                pending = []
+            last = time.monotonic()
+
+        error = ""
+        try:
+            if getattr(trainer, "resumed", False) and trainer.out_dir:
+                self._replay_history(os.path.join(trainer.out_dir, METRICS))
+            for event in trainer.run():
+                # a shallow dict: the engine builds a fresh list for each step's norms, so nothing
+                # here is shared with the kernels, and to_dict()'s deep copy would cost the trainer
+                pending.append(_as_dict(event))
+                if event.kind != "step" or time.monotonic() - last >= self.FLUSH_S:
+                    flush()
+                if self._hold.is_set() and not self._stop.is_set():
+                    flush()
+                    self._held()
+        except Exception:   # shown on screen and printed on exit, never a crash mid-screen
+            error = traceback.format_exc()
+        finally:
+            flush()
+            self.trainer_done.set()
+            self.post_message(Finished(error))
+
+    def _replay_history(self, path: str) -> None:
+        """A resumed run: show what it did before (its metrics.jsonl) under what it does now."""
+        tail = JsonlTail(path)
+        while True:
+            events = tail.poll()
+            if not events:
+                break
+            for i in range(0, len(events), self.FOLLOW_BATCH):
+                self.post_message(Events(events[i:i + self.FOLLOW_BATCH]))
+
+    def _held(self) -> None:
+        """Hold the trainer between two events; serve samples and checkpoints meanwhile."""
+        from rnnjit.train.events import Checkpoint
+        trainer = self.trainer
+        self.post_message(Held(True))
+        while self._hold.is_set() and not self._stop.is_set():
+            self._wake.clear()
+            try:   # a failure here is reported, and training goes on when resumed
+                if self._want_sample.is_set():
+                    self._want_sample.clear()
+                    s = trainer.sample_event()
+                    if s is not None:
+                        self.post_message(Events([s.to_dict()]))
+                if self._want_checkpoint.is_set():
+                    self._want_checkpoint.clear()
+                    if trainer.out_dir:
+                        self.post_message(Events([Checkpoint(trainer.step, trainer.save()).to_dict()]))
+            except Exception as e:
+                self.post_message(Note("checkpoint", f"failed while paused: {type(e).__name__}: {e}"))
+            self._wake.wait(0.5)
+        self.post_message(Held(False))
+
+    @work(thread=True, exit_on_error=False, name="sampler", group="sampler", exclusive=True)
+    def _sample_after_end(self) -> None:
+        """Once training has ended the model is idle: samples come straight from it."""
+        try:
+            s = self.trainer.sample_event()
+        except Exception as e:
+            self.post_message(Note("sample", f"sample failed: {e}"))
+            return
+        if s is not None:
+            self.post_message(Events([s.to_dict()]))
+
+    # ---- following a run directory ---------------------------------------------------------
+
+    @work(thread=True, exit_on_error=False, name="follow", group="source")
+    def _follow(self) -> None:
+        run_dir = self.follow_dir
+        tail = JsonlTail(os.path.join(run_dir, METRICS))
+        notes: dict[str, str] = {}
+
+        def note(slot, text):
+            if notes.get(slot, "") != text:
+                notes[slot] = text
+                self.post_message(Note(slot, text))
+
+        idle_since = None
+        announced = False
+        while not self._stop.is_set():
+            missing = describe_missing(run_dir)
+            note("source", missing or "")
+            events = [] if missing else tail.poll()
+            if tail.reset:
+                self.post_message(Events([{"event": "_reset"}]))
+                note("partial", "")
+                note("bad", "")
+            for i in range(0, len(events), self.FOLLOW_BATCH):
+                self._consumed.clear()
+                self.post_message(Events(events[i:i + self.FOLLOW_BATCH]))
+                # back-pressure: a long file is read no faster than the screen digests it
+                while not self._consumed.wait(0.2) and not self._stop.is_set():
+                    pass
+            if tail.bad_lines:
+                n, first = len(tail.bad_lines), tail.bad_lines[0]
+                note("bad", f"{METRICS}: {n} line{'s' if n > 1 else ''} that {'are' if n > 1 else 'is'} not "
+                            f"JSON skipped (line {first}{', ...' if n > 1 else ''}): the run was cut off mid-line")
+            if events:
+                idle_since = None
+                continue
+            now = time.monotonic()
+            idle_since = idle_since or now
+            waited = now - idle_since >= self.PARTIAL_GRACE_S
+            if tail.partial and waited:
+                note("partial", f"{METRICS} ends in the middle of line {tail.lineno + 1}: the run was cut off "
+                                f"while writing it (or is still writing). Showing the {tail.lineno} complete lines.")
+            elif not tail.partial:
+                note("partial", "")
+            if not announced and (missing or not tail.partial or waited):
+                announced = True
+                self.post_message(CaughtUp())
+            self._stop.wait(self.FOLLOW_POLL_S)
+
+    # ---- messages --------------------------------------------------------------------------
+
+    def on_events(self, message: Events) -> None:
+        feed = self.state.feed
+        for e in message.events:
+            if e.get("event") == "_reset":
+                self.state.reset()
+            else:
+                feed(e)
+            if e.get("event") == "checkpoint" and self._notes.pop("checkpoint", None):
+                self._set_note("checkpoint", "")
+                self.notify(f"checkpoint saved at step {e.get('step')}", timeout=3)
+        self._consumed.set()
+
+    def on_note(self, message: Note) -> None:
+        self._set_note(message.slot, message.text)
+
+    def on_held(self, message: Held) -> None:
+        self.state.versions["run"] += 1
+
+    def on_caught_up(self, message: CaughtUp) -> None:
+        self._redraw(force=True)
+        self.caught_up = True
+
+    def on_finished(self, message: Finished) -> None:
+        self.finished = True
+        self.paused = False
+        self.error = message.error
+        if message.error:
+            last = message.error.strip().splitlines()[-1]
+            self._set_note("error", f"training failed: {last}")
+        end = self.state.end
+        if end and end.get("reason") == "diverged":
+            self._set_note("error", str(end.get("message") or "the loss diverged"))
+        self.refresh_bindings()
+        self._redraw(force=True)
+
+    def _set_note(self, slot: str, text: str) -> None:
+        if text:
+            self._notes[slot] = text
+        else:
+            self._notes.pop(slot, None)
+        bar = self.query_one("#message", Static)
+        bar.update(Text("\n".join(self._notes.values())))
+        bar.set_class(bool(self._notes), "shown")
+
+    # ---- drawing ---------------------------------------------------------------------------
+
+    def _changed(self, key: str, token) -> bool:
+        if self._drawn.get(key) == token:
+            return False
+        self._drawn[key] = token
+        return True
+
+    def _redraw(self, force: bool = False) -> None:
+        """Repaint what changed: the run panel at REDRAW_HZ, the plots at most PLOT_HZ (``force``: now)."""
+        v = self.state.versions
+        now = time.monotonic()
+        plots = force or now - self._plotted >= 1 / self.PLOT_HZ
+        drew = False
+        if plots and self._changed("loss", v["loss"]):
+            self._draw_loss()
+            drew = True
+        if plots and self._changed("grad", (v["grad"], self.layer, self.log_scale)):
+            self._draw_grad()
+            drew = True
+        if drew:
+            self._plotted = now
+        if self._changed("samples", v["samples"]):
+            self._draw_samples()
+        if self._changed("run", (v["run"], self.paused, self.stopping, self.finished, self.temperature)):
+            self._draw_run()
+
+    def _draw_loss(self) -> None:
+        s = self.state
+        row: list = [("train ", None)]
+        if math.isfinite(s.smooth_loss):
+            row += [(f"{s.smooth_loss:.3f}", TRAIN_STYLE), (f" ({s.smooth_loss / LN2:.2f} bpc)  ", None)]
+        else:
+            row.append(("-  ", TRAIN_STYLE))
+        row.append(("val ", None))
+        if math.isfinite(s.val_loss):
+            row += [(f"{s.val_loss:.3f}", VAL_STYLE), (f" ({s.val_bpc:.2f})", None)]
+        else:
+            row.append(("-", VAL_STYLE))
+        self.query_one("#loss-numbers", TextLines).update([row])
+        vs = list(s.val_curve)
+        self.query_one(LossPlot).set_data(s.train_curve.points(), ([x for x, _ in vs], [y for _, y in vs]))
+
+    def _layer_name(self, rows: int) -> str:
+        layers = int(self.state.config.get("layers") or rows or 1)
+        dirs = max(1, rows // max(1, layers))
+        i = self.layer % max(1, rows)
+        if dirs == 1:
+            return f"layer {i + 1}/{rows}"
+        return f"layer {i // dirs + 1}/{layers} {'fwd' if i % dirs == 0 else 'bwd'}"
+
+    def _draw_grad(self) -> None:
+        import numpy as np
+        s = self.state
+        panel = self.query_one("#grad-panel")
+        numbers = self.query_one("#grad-numbers", TextLines)
+        rows = s.rows
+        _set(panel, "border_title", "Gradient norm per timestep")
+        if not rows:
+            numbers.update([[("waiting for the first step", DIM)]])
+            return
+        li = self.layer % rows
+        last = s.grad_last[li]
+        clip = s.clip_rate
+        row = [("‖g‖ ", None), (fmt_norm(s.grad_norm), BOLD), ("  clipped ", None),
+               (f"{clip:.0%}" if math.isfinite(clip) else "-", BOLD)]
+        if last.size > 1 and np.isfinite(last[0]) and np.isfinite(last[-1]):
+            row += [("  t1/tT ", None), (fmt_norm(10.0 ** (last[0] - last[-1])), BOLD)]
+        numbers.update([row])
+        self.query_one(GradBars).set_data(last, self.log_scale)
+        steps, values = s.grad_history.points()
+        heat = self.query_one(GradHeatmap)
+        heat.set_data(steps, np.stack([m[li] for m in values]) if values else None, self.log_scale)
+        if heat.scale:
+            lo, hi = heat.scale
+            lo_v, hi_v = (10.0 ** lo, 10.0 ** hi) if self.log_scale else (lo, hi)
+            scale = "log" if self.log_scale else "linear"
+            _set(panel, "border_subtitle", f"{self._layer_name(rows)} · {scale} {fmt_norm(lo_v)} {RAMP_MARKUP} "
+                                           f"{fmt_norm(hi_v)}")
+
+    def _draw_samples(self) -> None:
+        log = self.query_one("#samples", RichLog)
+        log.clear()
+        for step, temp, text in reversed(self.state.samples):
+            log.write(Text(f"step {step} · temperature {temp:.2f}", style="bold #ffb74d"))
+            log.write(Text(text))
+            log.write(Text(""))
+        if not self.state.samples:
+            log.write(Text("no samples yet", style="dim"))
+        log.scroll_home(animate=False)
+
+    def _status(self) -> str:
+        s = self.state
+        if self.error:
+            return "✗ failed"
+        if s.end:
+            reason = s.end.get("reason", "ended")
+            return {"done": "✓ done", "stopped": "■ stopped", "diverged": "✗ diverged"}.get(reason, reason)
+        if self.follow_dir is not None:
+            return "following" if s.started else "waiting"
+        if self.stopping:
+            return "■ stopping"
+        if self.paused:
+            return "‖ paused"
+        if not s.started:
+            return "starting"
+        if s.steps_seen == 0:
+            return "compiling"
+        return "▶ training"
+
+    def _draw_run(self) -> None:
+        s = self.state
+        c = s.config
+        _set(self.query_one("#run-panel"), "border_title", f"Run · {self._status()}")
+        rows: list[tuple[str, str]] = []
+        if c:
+            emb = f" emb {c['embedding']}" if c.get("embedding") else ""
+            rows.append(("model", f"{c.get('cell')} {c.get('layers')}×{c.get('hidden')}{emb}, "
+                                  f"{fmt_count(s.num_parameters)} params"))
+            if c.get("task", "charlm") == "charlm":
+                corpus = str(c.get("corpus", ""))
+                name = os.path.basename(corpus) if os.sep in corpus else corpus
+                rows.append(("corpus", name + (f", vocab {s.vocab_size}" if s.vocab_size else "")))
+            else:
+                rows.append(("task", f"{c.get('task')} · T={c.get('length')}"))
+            rows.append(("batch", f"B{c.get('batch')} × T{c.get('seq_len')} · {c.get('optimizer')}"))
+        total = s.total_steps
+        pct = f" · {100 * s.step / total:.0f}%" if total else ""
+        rows.append(("step", f"{s.step:,} / {total:,}{pct}" + (f" · epoch {s.epoch}" if s.epoch else "")))
+        tps = f"{fmt_count(s.tokens_per_s)} tok/s" if math.isfinite(s.tokens_per_s) else "- tok/s"
+        lr = f"lr {fmt_norm(s.lr)}" if math.isfinite(s.lr) else "lr -"
+        rows.append(("speed", f"{tps} · {lr}"))
+        eta = "" if s.end else f" · ETA {_hms(s.eta)}"
+        rows.append(("time", f"{_hms(s.elapsed)}{eta}"))
+        temp = self.temperature if self.trainer is not None else (
+            s.samples[-1][1] if s.samples else c.get("temperature", float("nan")))
+        rows.append(("temp", f"{temp:.2f}" if isinstance(temp, (int, float)) and math.isfinite(temp) else "-"))
+        if s.checkpoint:
+            rows.append(("saved", f"step {s.checkpoint[0]:,} · {os.path.basename(s.checkpoint[1])}"))
+        where = self.follow_dir if self.follow_dir is not None else self.trainer.out_dir
+        if where:
+            rows.append(("dir", str(where)))
+        self.query_one("#run-info", TextLines).update([[(f"{label:<7}", DIM), (value, None)] for label, value in rows])
+
+    # ---- keys ------------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        live = self.trainer is not None
+        running = live and not self.finished and not self.stopping
+        if action == "pause":
+            return running and not self.paused
+        if action == "resume":
+            return running and self.paused
+        if action in ("checkpoint",):
+            return running
+        if action in ("sample", "temperature"):
+            return live and not self.stopping
+        return True
+
+    def action_pause(self) -> None:
+        self.paused = True
+        self._hold.set()
+        self.refresh_bindings()
+        self._redraw()
+
+    def action_resume(self) -> None:
+        self.paused = False
+        self._hold.clear()
+        self._wake.set()
+        self.refresh_bindings()
+        self._redraw()
+
+    def action_sample(self) -> None:
+        if self.finished:
+            self._sample_after_end()
+        elif self.paused:
+            self._want_sample.set()
+            self._wake.set()
+        else:
+            self.trainer.request_sample()
+
+    def action_temperature(self, direction: int) -> None:
+        t = round(min(3.0, max(0.1, self.temperature + 0.1 * direction)), 2)
+        self.temperature = t
+        self.trainer.temperature = t
+        self._redraw()
+
+    def action_checkpoint(self) -> None:
+        self._set_note("checkpoint", "saving a checkpoint" + ("" if self.paused else " after this step") + " ...")
+        if self.paused:
+            self._want_checkpoint.set()
+            self._wake.set()
+        else:
+            self.trainer.request_checkpoint()
+
+    def action_toggle_log(self) -> None:
+        self.log_scale = not self.log_scale
+        self._redraw(force=True)
+
+    def action_next_layer(self) -> None:
+        self.layer = (self.layer + 1) % max(1, self.state.rows)
+        self._redraw(force=True)
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    async def action_quit(self) -> None:
+        self.request_stop()
+        self.exit(0)
+
+    def request_stop(self) -> None:
+        """Stop the trainer after its current step (it saves a checkpoint) and the follower."""
+        self._stop.set()
+        if self.trainer is not None and not self.trainer_done.is_set():
+            self.stopping = True
+            self.trainer.stop()
+        self._hold.clear()
+        self._wake.set()
+        self._consumed.set()
+
+
+# ---- the command --------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    from rnnjit.cli import _train_options
+    p = argparse.ArgumentParser(
+        prog="rnnjit-tui",
+        description="Watch a recurrent network learn: loss, gradient norm per timestep, samples. "
+                    "Takes the options of `rnnjit train` and starts training at once (with none: a "
+                    "2-layer LSTM on the shakespeare corpus), or follows a run with --follow.",
+        epilog="Keys: p pause, s sample, +/- temperature, c checkpoint, l log scale, n layer, ? help, q quit.")
+    p.add_argument("--follow", metavar="DIR", default=argparse.SUPPRESS,
+                   help="watch the run that `rnnjit train` is writing (or wrote) in DIR instead of training")
+    _train_options(p)
+    return p
+
+
+def main(argv=None) -> int:
+    from rnnjit.cli import CLIError, make_trainer
+    from rnnjit.train.config import ConfigError
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    follow = vars(args).pop("follow", None)
+    if follow is not None:
+        given = sorted(vars(args))
+        if given:
+            print(f"rnnjit-tui: error: --follow watches a run and takes no training options "
+                  f"(got --{given[0].replace('_', '-')})", file=sys.stderr)
+            return EXIT_USAGE
+        app = DashboardApp(follow=follow)
+    else:
+        try:
+            trainer = make_trainer(args)
+        except (CLIError, ConfigError) as e:
+            print(f"rnnjit-tui: error: {e}", file=sys.stderr)
+            return EXIT_USAGE
+        app = DashboardApp(trainer=trainer)
+    try:
+        app.run()
+    finally:
+        app.request_stop()
+    if app.trainer is None:
+        return app.return_code or 0
+    if not app.trainer_done.wait(0.5):
+        print("rnnjit-tui: finishing the current step and saving a checkpoint ...", file=sys.stderr)
+        app.trainer_done.wait()
+    return _report(app)
+
+
+def _report(app: DashboardApp) -> int:
+    """After the screen closes: say where the run is, as `rnnjit train` does."""
+    trainer, end = app.trainer, app.state.end or {}
+    out = trainer.out_dir
+    if app.error:
+        print(app.error, file=sys.stderr, end="")
+        return 1
+    if end.get("reason") == "diverged":
+        print(f"rnnjit-tui: {end.get('message')}", file=sys.stderr)
+        return 1
+    if end.get("reason") == "done":
+        print(f"rnnjit-tui: done: {trainer.step} steps. Sample from it with: rnnjit sample {out}", file=sys.stderr)
+    else:
+        print(f"rnnjit-tui: stopped at step {trainer.step}; checkpoint saved. "
+              f"Continue with: rnnjit train --resume {out}", file=sys.stderr)
+    return app.return_code or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
