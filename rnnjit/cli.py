@@ -186,6 +186,7 @@ def cmd_train(args) -> int:
         trainer.stop()
 
     previous = signal.signal(signal.SIGINT, on_sigint)
+    previous_term = signal.signal(signal.SIGTERM, on_sigint)  # a kill or a closing terminal: same clean stop
     try:
         if args.json:
             last = None
@@ -196,6 +197,7 @@ def cmd_train(args) -> int:
             last = _train_with_progress(trainer)
     finally:
         signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGTERM, previous_term)
     if last is not None and last.reason == "diverged":
         print(f"rnnjit: {last.message}", file=sys.stderr)
         return 1

@@ -136,3 +136,20 @@ def test_resume_refuses_an_incompatible_configuration(corpus, tmp_path):
     list(Trainer(tiny(corpus, steps=2, eval_every=0, sample_every=0), out_dir=out).run())
     with pytest.raises(CheckpointError, match="--hidden 12"):
         Trainer(tiny(corpus, hidden=16), out_dir=out, resume=True)
+
+
+def test_paused_run_answers_sample_and_checkpoint_requests(corpus, tmp_path):
+    import threading
+    out = str(tmp_path / "run")
+    trainer = Trainer(tiny(corpus, steps=6, eval_every=0, sample_every=0), out_dir=out)
+    seen = []
+    for e in trainer.run():
+        seen.append(e.kind)
+        if e.kind == "step" and e.step == 2:
+            trainer.pause()
+            trainer.request_sample()
+            trainer.request_checkpoint()
+            threading.Timer(0.5, trainer.resume).start()
+    i = seen.index("step")
+    assert seen[i + 2:i + 4] == ["sample", "checkpoint"]  # answered at step 2, before step 3
+    assert seen.count("step") == 6 and seen[-1] == "end"

@@ -182,8 +182,9 @@ class Trainer:
         reason, message = "done", ""
         last_saved = self.step if self.resumed else -1
         while self.step < c.steps:
-            if not self._running.is_set():
-                self._running.wait()
+            while not self._running.is_set():  # paused: still answer "sample now" and "save now"
+                self._running.wait(0.05)
+                yield from self._requests(log, paused=True)
             if self._stop.is_set():
                 reason = "stopped"
                 break
@@ -210,22 +211,32 @@ class Trainer:
                               getattr(self.task, "epoch", 0)))
             if c.eval_every and self.step % c.eval_every == 0:
                 yield log(self.evaluate())
-            if (c.sample_every and self.step % c.sample_every == 0) or self._sample_now.is_set():
-                self._sample_now.clear()
-                s = self.sample_event()
-                if s is not None:
-                    yield log(s)
-            if (c.checkpoint_every and self.step % c.checkpoint_every == 0) or self._checkpoint_now.is_set():
-                self._checkpoint_now.clear()
-                if self.out_dir:
-                    yield log(ev.Checkpoint(self.step, self.save()))
+            if c.sample_every and self.step % c.sample_every == 0:
+                self._sample_now.set()
+            if c.checkpoint_every and self.step % c.checkpoint_every == 0:
+                self._checkpoint_now.set()
+            for e in self._requests(log):
+                if e.kind == "checkpoint":
                     last_saved = self.step
+                yield e
         if reason != "diverged":
             if reason == "done" and not (c.eval_every and self.step % c.eval_every == 0) and self.step > 0:
                 yield log(self.evaluate())
             if self.out_dir and last_saved != self.step:
                 yield log(ev.Checkpoint(self.step, self.save()))
         yield log(ev.Stopped(self.step, reason, message))
+
+    def _requests(self, log, paused=False):
+        """Samples and checkpoints that are due or were asked for (between steps, or while paused)."""
+        if self._sample_now.is_set():
+            self._sample_now.clear()
+            s = self.sample_event()
+            if s is not None:
+                yield log(s)
+        if self._checkpoint_now.is_set():
+            self._checkpoint_now.clear()
+            if self.out_dir:
+                yield log(ev.Checkpoint(self.step, self.save()))
 
     def evaluate(self) -> ev.Eval:
         val, metrics = self.task.evaluate()
