@@ -478,14 +478,16 @@ class DashboardApp(App):
 
     def _draw_loss(self) -> None:
         s = self.state
+        chars = s.config.get("task", "charlm") == "charlm"  # bits per character mean something only for text
         row: list = [("train ", None)]
         if math.isfinite(s.smooth_loss):
-            row += [(f"{s.smooth_loss:.3f}", TRAIN_STYLE), (f" ({s.smooth_loss / LN2:.2f} bpc)  ", None)]
+            row += [(f"{s.smooth_loss:.3f}", TRAIN_STYLE),
+                    (f" ({s.smooth_loss / LN2:.2f} bpc)  " if chars else "  ", None)]
         else:
             row.append(("-  ", TRAIN_STYLE))
         row.append(("val ", None))
         if math.isfinite(s.val_loss):
-            row += [(f"{s.val_loss:.3f}", VAL_STYLE), (f" ({s.val_bpc:.2f})", None)]
+            row += [(f"{s.val_loss:.3f}", VAL_STYLE), (f" ({s.val_bpc:.2f})" if chars else "", None)]
         else:
             row.append(("-", VAL_STYLE))
         self.query_one("#loss-numbers", TextLines).update([row])
@@ -574,7 +576,8 @@ class DashboardApp(App):
                 rows.append(("corpus", name + (f", vocab {s.vocab_size}" if s.vocab_size else "")))
             else:
                 rows.append(("task", f"{c.get('task')} · T={c.get('length')}"))
-            rows.append(("batch", f"B{c.get('batch')} × T{c.get('seq_len')} · {c.get('optimizer')}"))
+            chunk = f" × T{c.get('seq_len')}" if c.get("task", "charlm") == "charlm" else ""
+            rows.append(("batch", f"B{c.get('batch')}{chunk} · {c.get('optimizer')}"))
         total = s.total_steps
         pct = f" · {100 * s.step / total:.0f}%" if total else ""
         rows.append(("step", f"{s.step:,} / {total:,}{pct}" + (f" · epoch {s.epoch}" if s.epoch else "")))
