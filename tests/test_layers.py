@@ -197,3 +197,37 @@ def test_dropout_gradient_uses_the_same_mask():
         layer.dropout_rng.bit_generator.state = state   # replay the same dropout mask
         numeric.append((layer(xp)[0] * G).sum())
     assert abs((numeric[0] - numeric[1]) / (2 * eps) - dx[i]) < 1e-6 * max(1, abs(dx[i]))
+
+
+@pytest.mark.parametrize("dtype,rtol", [(np.float64, 1e-8), (np.float32, 1e-4)], ids=["f64", "f32"])
+@pytest.mark.parametrize("cell,nl", CELL_VARIANTS, ids=[f"{c}-{n}" for c, n in CELL_VARIANTS])
+def test_batches_of_four_and_more_match_torch(cell, nl, dtype, rtol):
+    """B >= 4 takes the packed-weight recurrent product (kernels/_smallgemm.py): odd sizes cover
+    partial column panels and leftover rows."""
+    t = _torch()
+    tdt = t.float64 if dtype == np.float64 else t.float32
+    kw = {"nonlinearity": nl} if cell == "rnn" else {}
+    Bb, Hh, Ii, Tt = 9, 37, 5, 6
+    ref = {"rnn": t.nn.RNN, "lstm": t.nn.LSTM, "gru": t.nn.GRU}[cell](Ii, Hh, num_layers=2, bidirectional=True,
+                                                                      dtype=tdt, **kw)
+    layer = LAYERS[cell](Ii, Hh, num_layers=2, bidirectional=True, dtype=dtype, **kw)
+    layer.load_state_dict(ref.state_dict())
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((Tt, Bb, Ii)).astype(dtype)
+    dout = rng.standard_normal((Tt, Bb, 2 * Hh)).astype(dtype)
+    out = layer(x)[0]
+    dx = layer.backward(dout)[0]
+    tx = t.tensor(x, requires_grad=True)
+    tout = ref(tx)[0]
+    (tout * t.tensor(dout)).sum().backward()
+    assert_close(out, tout.detach().numpy(), rtol, "out")
+    assert_close(dx, tx.grad.numpy(), rtol, "dx")
+    for name, p in ref.named_parameters():
+        assert_close(layer.grads[name], p.grad.numpy(), rtol, name)
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_batches_of_four_and_more_by_finite_differences(cell):
+    layer = LAYERS[cell](3, 33, num_layers=1, bidirectional=True, dtype=np.float64, seed=0)
+    errors = rnnjit.gradcheck(layer, seq_len=3, batch=9, max_entries=8)
+    assert max(errors.values()) < 1e-6, errors

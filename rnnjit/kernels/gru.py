@@ -25,6 +25,7 @@ import numpy as np
 from numba import njit
 
 from ._blas import column_sums, gemm, sum_squares_of_sum
+from ._smallgemm import pack_weights, recurrent_gemm, use_packed
 from .activations import fast_sigmoid, fast_tanh, sigmoid
 
 
@@ -130,13 +131,15 @@ def gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, reverse):
     for n in range(T * B):
         a2[n] = bias
     gemm(x.reshape(T * B, I), False, W_ih, True, a2, 1.0, 1.0)  # inputs of all steps: one GEMM
+    packed = use_packed(B, T)
+    Whp = pack_weights(W_hh, True, packed)  # W_hh^T packed once for the recurrent products
     for s in range(T):
         t = T - 1 - s if reverse else s
         prev_h = hs[t + 1 - nxt]
         next_h = hs[t + nxt]
         a = gates[t]
         hn = hns[t]
-        gemm(prev_h, False, W_hh, True, hh, 1.0, 0.0)  # the recurrent GEMM
+        recurrent_gemm(prev_h, W_hh, True, Whp, packed, hh, 0.0)  # the recurrent GEMM
         for b in range(B):
             gru_cell_forward(a[b], hh[b], b_hn, prev_h[b], next_h[b], hn[b])
     return hs, gates, hns
@@ -158,6 +161,8 @@ def gru_backward(x, W_ih, W_hh, hs, gates, hns, dout, dh_n, reverse):
     dh = dh_n.copy()
     norms = np.empty(T, np.float64)
 
+    packed = use_packed(B, T)
+    Whp = pack_weights(W_hh, False, packed)  # W_hh packed once for dh_{t-1} = da W_hh
     for s in range(T):
         t = s if reverse else T - 1 - s
         prev_h = hs[t + 1 - nxt]
@@ -168,7 +173,7 @@ def gru_backward(x, W_ih, W_hh, hs, gates, hns, dout, dh_n, reverse):
         norms[t] = np.sqrt(sum_squares_of_sum(dh, dout[t]))
         for b in range(B):
             gru_cell_backward(a[b], hn[b], prev_h[b], dh[b], dout[t, b], dax[b], dah[b])
-        gemm(dah, False, W_hh, False, dh, 1.0, 1.0)  # dh_{t-1} = dh * z + dah W_hh
+        recurrent_gemm(dah, W_hh, False, Whp, packed, dh, 1.0)  # dh_{t-1} = dh * z + dah W_hh
 
     dGx2 = dGx.reshape(T * B, G)
     dGh2 = dGh.reshape(T * B, G)

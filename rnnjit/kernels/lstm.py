@@ -42,6 +42,7 @@ import numpy as np
 from numba import njit
 
 from ._blas import column_sums, gemm, sum_squares_of_sum
+from ._smallgemm import pack_weights, recurrent_gemm, use_packed
 from .activations import fast_sigmoid, fast_tanh, sigmoid
 
 
@@ -145,6 +146,8 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, reverse):
     for n in range(T * B):
         a2[n] = bias
     gemm(x.reshape(T * B, I), False, W_ih, True, a2, 1.0, 1.0)  # inputs of all steps: one GEMM
+    packed = use_packed(B, T)
+    Whp = pack_weights(W_hh, True, packed)  # W_hh^T packed once for the recurrent products
     for s in range(T):
         t = T - 1 - s if reverse else s
         prev_h = hs[t + 1 - nxt]
@@ -152,7 +155,7 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, reverse):
         next_h = hs[t + nxt]
         next_c = cs[t + nxt]
         a = gates[t]
-        gemm(prev_h, False, W_hh, True, a, 1.0, 1.0)  # the recurrent GEMM, added to the inputs
+        recurrent_gemm(prev_h, W_hh, True, Whp, packed, a, 1.0)  # the recurrent GEMM, added to the inputs
         for b in range(B):
             lstm_cell_forward(a[b], prev_c[b], next_c[b], next_h[b])
     return hs, cs, gates
@@ -175,6 +178,8 @@ def lstm_backward(x, W_ih, W_hh, hs, cs, gates, dout, dh_n, dc_n, reverse):
     dc = dc_n.copy()
     norms = np.empty(T, np.float64)
 
+    packed = use_packed(B, T)
+    Whp = pack_weights(W_hh, False, packed)  # W_hh packed once for dh_{t-1} = da W_hh
     for s in range(T):
         t = s if reverse else T - 1 - s
         prev_c = cs[t + 1 - nxt]
@@ -184,7 +189,7 @@ def lstm_backward(x, W_ih, W_hh, hs, cs, gates, dout, dh_n, dc_n, reverse):
         norms[t] = np.sqrt(sum_squares_of_sum(dh, dout[t]))
         for b in range(B):
             lstm_cell_backward(a[b], prev_c[b], c_t[b], dh[b], dout[t, b], dc[b], da[b])
-        gemm(da, False, W_hh, False, dh, 1.0, 0.0)  # dh_{t-1} = da W_hh
+        recurrent_gemm(da, W_hh, False, Whp, packed, dh, 0.0)  # dh_{t-1} = da W_hh
 
     dG2 = dG.reshape(T * B, G)
     dx = np.empty((T, B, I), x.dtype)

@@ -20,6 +20,7 @@ import numpy as np
 from numba import njit
 
 from ._blas import column_sums, gemm, sum_squares_of_sum
+from ._smallgemm import pack_weights, recurrent_gemm, use_packed
 from .activations import fast_tanh, relu
 
 
@@ -84,12 +85,14 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh, reverse, use_relu):
     for n in range(T * B):
         xa2[n] = bias
     gemm(x.reshape(T * B, I), False, W_ih, True, xa2, 1.0, 1.0)  # inputs of all steps: one GEMM
+    packed = use_packed(B, T)
+    Whp = pack_weights(W_hh, True, packed)  # W_hh^T packed once for the recurrent products
     for s in range(T):
         t = T - 1 - s if reverse else s
         prev_h = hs[t + 1 - nxt]
         next_h = hs[t + nxt]
         a = xa[t]
-        gemm(prev_h, False, W_hh, True, a, 1.0, 1.0)  # the recurrent GEMM, added to the inputs
+        recurrent_gemm(prev_h, W_hh, True, Whp, packed, a, 1.0)  # the recurrent GEMM, added to the inputs
         for b in range(B):
             rnn_cell_forward(a[b], next_h[b], use_relu)
     return hs
@@ -109,6 +112,8 @@ def rnn_backward(x, W_ih, W_hh, hs, dout, dh_n, reverse, use_relu):
     dh = dh_n.copy()
     norms = np.empty(T, np.float64)
 
+    packed = use_packed(B, T)
+    Whp = pack_weights(W_hh, False, packed)  # W_hh packed once for dh_{t-1} = da W_hh
     for s in range(T):
         t = s if reverse else T - 1 - s
         h = hs[t + nxt]
@@ -116,7 +121,7 @@ def rnn_backward(x, W_ih, W_hh, hs, dout, dh_n, reverse, use_relu):
         norms[t] = np.sqrt(sum_squares_of_sum(dh, dout[t]))
         for b in range(B):
             rnn_cell_backward(h[b], dh[b], dout[t, b], da[b], use_relu)
-        gemm(da, False, W_hh, False, dh, 1.0, 0.0)  # dh_{t-1} = da W_hh
+        recurrent_gemm(da, W_hh, False, Whp, packed, dh, 0.0)  # dh_{t-1} = da W_hh
 
     dG2 = dG.reshape(T * B, H)
     dx = np.empty((T, B, I), x.dtype)
