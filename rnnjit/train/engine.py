@@ -98,15 +98,13 @@ class Trainer:
                 raise CheckpointError(f"checkpoint was made with --{key.replace('_', '-')} {saved.get(key)}, "
                                       f"not {getattr(c, key)}: drop that option to resume, or start a new run")
         params = {k[6:]: v for k, v in arrays.items() if k.startswith("param/")}
-        task_model = None
         try:
-            task_model = self.task.model
-            task_model.load_state_dict(params)
+            self.task.model.load_state_dict(params)
         except ValueError as e:
             raise CheckpointError(f"checkpoint does not match this configuration: {e}") from None
         opt_cls = OPTIMIZERS[c.optimizer]
         kw = {"momentum": c.momentum} if c.optimizer == "sgd" else {}
-        self.optimizer = opt_cls(task_model.parameters(), c.lr, **kw)
+        self.optimizer = opt_cls(self.task.model.parameters(), c.lr, **kw)
         if meta.get("optimizer") == c.optimizer:
             self.optimizer.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("optim/")})
         self.step = int(meta["step"])
