@@ -163,12 +163,12 @@ def torch_rnn_lstm_bytes(B, T, H, D, itemsize):
 class RnnjitImpl:
     name = "rnnjit"
 
-    def __init__(self, cell, B, T, H, layers, dtype, seed=0):
+    def __init__(self, cell, B, T, H, layers, dtype, seed=0, device="cpu"):
         import numpy as np
         from .models.char_lm import CharLM
         from .train.optim import SGD
         self.np = np
-        self.model = CharLM(V, H, layers, cell, input="onehot", dtype=dtype, seed=seed)
+        self.model = CharLM(V, H, layers, cell, input="onehot", dtype=dtype, seed=seed, device=device)
         self.opt = SGD(self.model.parameters(), lr=0.01)
         self.B, self.T = B, T
 
@@ -334,13 +334,13 @@ def _train_memory(cell, B, T, H, layers, dtype):
     return total
 
 
-def run_point(point, modes, impls, repeats, sample_chars, log=None):
+def run_point(point, modes, impls, repeats, sample_chars, log=None, device="cpu"):
     import numpy as np
     cell, B, T, H, layers, dtype = point
     rng = np.random.default_rng(1)
     x = rng.integers(0, V, (T, B)).astype(np.int64)
     y = rng.integers(0, V, (T, B)).astype(np.int64)
-    rj = RnnjitImpl(cell, B, T, H, layers, dtype)
+    rj = RnnjitImpl(cell, B, T, H, layers, dtype, device=device)
     state = rj.state_dict()
     built = {"rnnjit": lambda: rj,
              "numpy": lambda: NumpyImpl(cell, B, T, H, layers, dtype, state),
@@ -370,8 +370,11 @@ def run_point(point, modes, impls, repeats, sample_chars, log=None):
 
 
 def run_bench(sel, modes=MODES, impls=IMPLS, repeats=10, threads=1, sample_chars=200, memory=True, compile=True,
-              log=None):
-    """Run the grid; returns the report dict that --json writes."""
+              log=None, device="cpu"):
+    """Run the grid; returns the report dict that --json writes.
+
+    ``device="cuda"`` runs rnnjit's recurrent layers with the CUDA kernels (the dense parts and
+    the peers stay on the CPU; ``benchmarks/cuda_check.py`` compares the kernels with cuDNN)."""
     thread_report = set_threads(threads)
     import numba
     import numpy as np
@@ -384,7 +387,7 @@ def run_bench(sel, modes=MODES, impls=IMPLS, repeats=10, threads=1, sample_chars
                     "cpu_count": os.cpu_count()},
         "threads": threads, "thread_report": thread_report,
         "blas": {"numpy_openblas_in_kernels": _blas.HAVE_OPENBLAS, "path": _blas.OPENBLAS_PATH},
-        "vocab": V, "repeats": repeats, "sample_chars": sample_chars,
+        "vocab": V, "repeats": repeats, "sample_chars": sample_chars, "device": device,
     }
     t0 = time.perf_counter()
     report["compile_s"] = _cold_compile_probe() if compile else None
@@ -397,7 +400,7 @@ def run_bench(sel, modes=MODES, impls=IMPLS, repeats=10, threads=1, sample_chars
     for point in _points(sel):
         if log:
             log("{} B={} T={} H={} layers={} {}".format(*point))
-        row = run_point(point, modes, impls, repeats, sample_chars, log)
+        row = run_point(point, modes, impls, repeats, sample_chars, log, device)
         ceiling = report["gemm_ceiling_gflops"][row["dtype"]]
         for name, res in row["results"].items():
             for mode, r in res.items():
@@ -448,6 +451,8 @@ def format_table(report) -> str:
                  f"threads={report['threads']} ({', '.join(f'{k}={x}' for k, x in report['thread_report'].items())})")
     lines.append(f"python {v['python']}, numpy {v['numpy']}, numba {v['numba']}, torch {v['torch']}; "
                  f"kernels call numpy's OpenBLAS: {report['blas']['numpy_openblas_in_kernels']}")
+    if report.get("device", "cpu") != "cpu":
+        lines.append(f"rnnjit's recurrent layers run on: {report['device']} (dense parts and peers on the CPU)")
     ceil = report["gemm_ceiling_gflops"]
     lines.append("GEMM ceiling: " + ", ".join(f"{k} {x:.1f} GFLOP/s" for k, x in ceil.items()))
     c = report.get("compile_s") or {}
@@ -522,6 +527,8 @@ def register(subparsers) -> None:
                    help="rnnjit,numpy,torch (default all; torch only when installed)")
     p.add_argument("--quick", action="store_true", help="a small grid: every cell, B 1 and 32, T 100, H 128, float32")
     p.add_argument("--threads", type=int, default=1, metavar="N", help="threads for every library (default 1)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                   help="where rnnjit's recurrent layers run (default cpu; cuda needs a GPU and rnnjit[cuda])")
     p.add_argument("--repeats", type=int, default=10, metavar="N", help="timed repeats per figure (default 10)")
     p.add_argument("--sample-chars", type=int, default=200, metavar="N", help="characters per sampling run")
     p.add_argument("--no-memory", action="store_true", help="skip the memory measurement")
@@ -548,10 +555,17 @@ def cmd_bench(args) -> int:
         if any(v < 1 for v in (getattr(args, key) or [1])):
             print(f"rnnjit bench: error: --{key.replace('_', '-')} values must be >= 1", file=sys.stderr)
             return 2
+    if args.device == "cuda":
+        from .kernels import cuda as kcuda
+        try:
+            kcuda.require_cuda()
+        except RuntimeError as e:
+            print(f"rnnjit bench: error: {e}", file=sys.stderr)
+            return 2
     log = None if args.json == "-" else (lambda s: print(s, file=sys.stderr, flush=True))
     report = run_bench(selection(args), modes=args.modes, impls=args.impls, repeats=args.repeats,
                        threads=args.threads, sample_chars=args.sample_chars, memory=not args.no_memory,
-                       compile=not args.no_compile, log=log)
+                       compile=not args.no_compile, log=log, device=args.device)
     if args.json == "-":
         json.dump(report, sys.stdout, indent=1)
         print()

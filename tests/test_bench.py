@@ -80,3 +80,14 @@ def test_flops_and_memory_formula():
     assert bench.flops("rnn", 2, 3, 4, 1, "train") == 3 * bench.flops("rnn", 2, 3, 4, 1, "forward")
     # torch-rnn: N*T*D + 6*N*T*H + 8*N*H + 8*H^2 + 8*D*H + 9*H floats
     assert bench.torch_rnn_lstm_bytes(1, 1, 1, 1, 4) == 4 * (1 + 6 + 8 + 8 + 8 + 9)
+
+
+def test_bench_device_cuda_without_cuda_is_one_line(capsys):
+    import rnnjit.kernels.cuda as kc
+    if kc.is_available():
+        import pytest
+        pytest.skip("CUDA (or the simulator) is available here")
+    from rnnjit.cli import main
+    assert main(["bench", "--device", "cuda", "--quick"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "NUMBA_ENABLE_CUDASIM" in err[0]
