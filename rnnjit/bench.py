@@ -31,7 +31,9 @@ import statistics
 import sys
 import time
 
-V = 65  # characters: the size of tiny-shakespeare's vocabulary
+from .bench_impls import IMPL_CLASSES, V, RnnjitImpl, _torch
+from .threads import set_threads as _set_library_threads
+
 GRID = {"cells": ["lstm", "gru", "rnn"], "batch": [1, 32], "seq_len": [25, 100], "hidden": [64, 128, 512],
         "layers": [1, 2], "dtype": ["float32", "float64"]}
 QUICK = {"cells": ["lstm", "gru", "rnn"], "batch": [1, 32], "seq_len": [100], "hidden": [128],
@@ -41,78 +43,14 @@ IMPLS = ("rnnjit", "numpy", "torch")
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 
 
-# ---- threads ----------------------------------------------------------------------------------
-
-_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
-                "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
-
-
 def set_threads(n: int) -> dict:
-    """Limit every thread pool the benchmark touches to n threads; returns what each one reports.
-
-    The environment variables only help when set before the libraries load (python -m rnnjit
-    bench imports numpy late enough for most of them); the calls below work at any time: numpy's
-    OpenBLAS (the one rnnjit's kernels call), SciPy's OpenBLAS (Numba's np.dot), Numba's own
-    pool, torch's intra-op pool, and threadpoolctl when it is installed.
-    """
-    for var in _THREAD_VARS:
-        if var != "NUMBA_NUM_THREADS" or "numba" not in sys.modules:
-            os.environ[var] = str(n)
-    report = {}
-    from .kernels import _blas
-    _blas.set_num_threads(n)
-    report["numpy_openblas"] = _blas.get_num_threads()
-    report["scipy_openblas"] = _set_scipy_openblas_threads(n)
-    import numba
-    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
-    report["numba"] = numba.get_num_threads()
-    try:
-        from threadpoolctl import threadpool_limits
-        threadpool_limits(n)
-        report["threadpoolctl"] = n
-    except ImportError:
-        pass
+    """Every library's pool, torch's too (it is a peer here), to n threads; what each reports."""
+    report = _set_library_threads(n)
     torch = _torch()
     if torch is not None:
         torch.set_num_threads(n)
         report["torch"] = torch.get_num_threads()
     return report
-
-
-def _set_scipy_openblas_threads(n):
-    import ctypes
-    import glob
-    try:
-        import scipy
-    except ImportError:
-        return None
-    base = os.path.dirname(scipy.__file__)
-    for path in glob.glob(os.path.join(base, "..", "scipy.libs", "libscipy_openblas*")):
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for name in ("scipy_openblas_set_num_threads", "openblas_set_num_threads"):
-            f = getattr(lib, name, None)
-            if f is not None:
-                f.argtypes = [ctypes.c_int]
-                f(int(n))
-                g = getattr(lib, name.replace("set", "get"), None)
-                return int(g()) if g is not None else n
-    return None
-
-
-_TORCH = []
-
-
-def _torch():
-    if not _TORCH:
-        try:
-            import torch
-            _TORCH.append(torch)
-        except ImportError:
-            _TORCH.append(None)
-    return _TORCH[0]
 
 
 # ---- timing -----------------------------------------------------------------------------------
@@ -156,144 +94,6 @@ def flops(cell, B, T, H, layers, mode):
 def torch_rnn_lstm_bytes(B, T, H, D, itemsize):
     """torch-rnn's estimate of an LSTM layer's training memory, in bytes."""
     return (B * T * D + 6 * B * T * H + 8 * B * H + 8 * H * H + 8 * D * H + 9 * H) * itemsize
-
-
-# ---- the three implementations ----------------------------------------------------------------
-
-class RnnjitImpl:
-    name = "rnnjit"
-
-    def __init__(self, cell, B, T, H, layers, dtype, seed=0, device="cpu"):
-        import numpy as np
-        from .models.char_lm import CharLM
-        from .train.optim import SGD
-        self.np = np
-        self.model = CharLM(V, H, layers, cell, input="onehot", dtype=dtype, seed=seed, device=device)
-        self.opt = SGD(self.model.parameters(), lr=0.01)
-        self.B, self.T = B, T
-
-    def state_dict(self):
-        return self.model.state_dict()
-
-    def train_step(self, x, y):
-        loss, _ = self.model.forward_backward(x, y, self.model.initial_state(self.B))
-        self.opt.step()
-        return loss
-
-    def forward(self, x):
-        self.model.eval()
-        try:
-            z, _, _ = self.model.logits(x, self.model.initial_state(x.shape[1]))
-        finally:
-            self.model.train()
-        return z
-
-    def sampler(self, n, seed=0):
-        np = self.np
-        model = self.model
-
-        def run():
-            rng = np.random.default_rng(seed)
-            model.eval()
-            state = model.initial_state(1)
-            c = 0
-            for _ in range(n):
-                z, state, _ = model.logits(np.array([[c]], np.int64), state)
-                c = _draw(np, z[-1], rng)
-            model.train()
-            return c
-        return run
-
-
-class NumpyImpl:
-    name = "numpy"
-
-    def __init__(self, cell, B, T, H, layers, dtype, state):
-        import numpy as np
-        from .bench_ref import NumpyCharModel
-        self.np = np
-        self.model = NumpyCharModel(state, cell, layers, H, V, dtype)
-        self.B = B
-
-    def train_step(self, x, y):
-        loss, _ = self.model.train_step(x, y, self.model.initial_state(self.B), lr=0.01)
-        return loss
-
-    def forward(self, x):
-        return self.model.logits(x, self.model.initial_state(x.shape[1]))[0]
-
-    def sampler(self, n, seed=0):
-        np, model = self.np, self.model
-
-        def run():
-            rng = np.random.default_rng(seed)
-            state = model.initial_state(1)
-            c = 0
-            for _ in range(n):
-                z, state, _ = model.logits(np.array([[c]]), state)
-                c = _draw(np, z[-1, 0], rng)
-            return c
-        return run
-
-
-class TorchImpl:
-    name = "torch"
-
-    def __init__(self, cell, B, T, H, layers, dtype, state):
-        import numpy as np
-        torch = _torch()
-        self.np, self.torch = np, torch
-        tdt = torch.float32 if dtype == "float32" else torch.float64
-        cls = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[cell]
-        self.rnn = cls(V, H, layers).to(tdt)
-        self.dec = torch.nn.Linear(H, V).to(tdt)
-        with torch.no_grad():
-            for k, p in self.rnn.named_parameters():
-                p.copy_(torch.from_numpy(np.asarray(state["rnn." + k])))
-            self.dec.weight.copy_(torch.from_numpy(np.asarray(state["decoder.weight"])))
-            self.dec.bias.copy_(torch.from_numpy(np.asarray(state["decoder.bias"])))
-        self.params = list(self.rnn.parameters()) + list(self.dec.parameters())
-        self.opt = torch.optim.SGD(self.params, lr=0.01)
-        self.eye = torch.eye(V, dtype=tdt)
-        self.H = H
-
-    def train_step(self, x, y):
-        torch = self.torch
-        xt = self.eye[torch.from_numpy(x)]
-        yt = torch.from_numpy(y.reshape(-1))
-        self.opt.zero_grad(set_to_none=False)
-        out, _ = self.rnn(xt)
-        loss = torch.nn.functional.cross_entropy(self.dec(out.reshape(-1, self.H)), yt)
-        loss.backward()
-        self.opt.step()
-        return loss.item()
-
-    def forward(self, x):
-        torch = self.torch
-        with torch.no_grad():
-            out, _ = self.rnn(self.eye[torch.from_numpy(x)])
-            return self.dec(out.reshape(-1, self.H)).numpy()
-
-    def sampler(self, n, seed=0):
-        np, torch = self.np, self.torch
-
-        def run():
-            rng = np.random.default_rng(seed)
-            state, c = None, 0
-            with torch.no_grad():
-                for _ in range(n):
-                    out, state = self.rnn(self.eye[c].reshape(1, 1, -1), state)
-                    z = self.dec(out[0]).numpy()
-                    c = _draw(np, z[-1], rng)
-            return c
-        return run
-
-
-def _draw(np, z, rng):
-    """One character from softmax(z), by inverting the CDF with one uniform draw (same for all)."""
-    p = np.exp(z - z.max())
-    cdf = np.cumsum(p)
-    return min(int(np.searchsorted(cdf, rng.random() * cdf[-1])), z.shape[0] - 1)
 
 
 # ---- the run ----------------------------------------------------------------------------------
@@ -343,8 +143,8 @@ def run_point(point, modes, impls, repeats, sample_chars, log=None, device="cpu"
     rj = RnnjitImpl(cell, B, T, H, layers, dtype, device=device)
     state = rj.state_dict()
     built = {"rnnjit": lambda: rj,
-             "numpy": lambda: NumpyImpl(cell, B, T, H, layers, dtype, state),
-             "torch": lambda: TorchImpl(cell, B, T, H, layers, dtype, state)}
+             "numpy": lambda: IMPL_CLASSES["numpy"](cell, B, T, H, layers, dtype, state),
+             "torch": lambda: IMPL_CLASSES["torch"](cell, B, T, H, layers, dtype, state)}
     row = {"cell": cell, "batch": B, "seq_len": T, "hidden": H, "layers": layers, "dtype": dtype, "results": {}}
     for name in impls:
         impl = built[name]()

@@ -45,13 +45,8 @@ def make_task(config: TrainConfig, vocab=None):
 
 def _set_threads(n: int) -> None:
     if n > 0:
-        import numba
-        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
-        try:
-            from threadpoolctl import threadpool_limits
-            threadpool_limits(n)
-        except ImportError:
-            pass
+        from ..threads import set_threads
+        set_threads(n)
 
 
 class Trainer:
