@@ -369,3 +369,18 @@ def test_jsonl_tail(tmp_path):
     assert tail.bad_lines == [3, 4]
     path.write_text('{"event": "c"}\n', encoding="utf-8")   # replaced by a shorter file
     assert [e["event"] for e in tail.poll()] == ["c"] and tail.reset
+
+
+def test_panel_text_is_a_function_of_the_state():
+    from rnnjit_tui import panels
+    assert panels.layer_name({"layers": 2}, 4, 3) == "layer 2/2 bwd"
+    assert panels.layer_name({"layers": 3}, 3, 1) == "layer 2/3"
+    assert panels.hms(3725) == "1:02:05" and panels.hms(65) == "1:05" and panels.hms(float("nan")) == "-"
+    s = RunState()
+    s.config = {"task": "adding", "length": 50, "batch": 32, "seq_len": 64, "cell": "rnn", "layers": 1,
+                "hidden": 32, "optimizer": "adam"}
+    rows = dict(panels.run_rows(s, 0.8, "/tmp/run"))
+    assert rows["task"] == "adding · T=50" and "T64" not in rows["batch"] and rows["dir"] == "/tmp/run"
+    s.config = {**s.config, "task": "charlm", "corpus": "shakespeare"}
+    rows = dict(panels.run_rows(s, float("nan"), None))
+    assert rows["corpus"].startswith("shakespeare") and "× T64" in rows["batch"] and rows["temp"] == "-"

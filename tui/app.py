@@ -20,7 +20,6 @@ and "save checkpoint" are served at once from the worker thread, the model being
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import threading
@@ -32,18 +31,17 @@ from rich.text import Text
 from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.containers import Container, Vertical, VerticalScroll
+from textual.containers import Container, Vertical
 from textual.message import Message
-from textual.screen import ModalScreen
 from textual.widgets import Footer, RichLog, Static
 
+from . import panels
+from .help import HelpScreen
 from .sources import METRICS, JsonlTail, describe_missing
 from .state import RunState
 from .widgets import GradBars, GradHeatmap, LossPlot, TextLines
-from .widgets.loss import TRAIN as TRAIN_STYLE, VAL as VAL_STYLE
-from .widgets.scale import fmt_count, fmt_norm, ramp_hex
+from .widgets.scale import fmt_norm, ramp_hex
 
-LN2 = math.log(2)
 EXIT_USAGE = 2
 
 
@@ -85,60 +83,9 @@ class Finished(Message):
         self.error = error
 
 
-# ---- help ---------------------------------------------------------------------------------------
-
-HELP = """\
-[b]rnnjit-tui[/b]: a recurrent network learning, live.
-
-[b]Keys[/b]
-  [b]p[/b]      pause / resume (training is held after the current step)
-  [b]s[/b]      sample now, at the current temperature
-  [b]+ -[/b]    temperature up / down by 0.1 (also [b]][/b] and [b]\\[[/b]), used by the next sample
-  [b]c[/b]      save a checkpoint now (checkpoint.npz in the run directory)
-  [b]l[/b]      gradient panel: log / linear scale
-  [b]n[/b]      gradient panel: next layer
-  [b]? h[/b]    this help (escape closes it)
-  [b]q[/b]      quit: training stops after the current step and saves a checkpoint
-
-[b]Loss[/b]: [#4fc3f7]training loss[/] (a moving average) and [#ffb74d]validation loss[/] (on held-out text), \
-in nats per character; bpc is bits per character. Validation turning up while training still falls is overfitting.
-
-[b]Gradient norm per timestep[/b]: how much gradient, ‖dL/dh_t‖, reaches the hidden state at each timestep t \
-of the truncated-BPTT chunk. Bars: the latest step, on a log scale. Heatmap: the same over the whole run, \
-timesteps across (under the bars), training steps down, dark = small. In a language model every timestep has \
-a loss of its own, so the bars stay fairly level; where the loss comes only at the end (a synthetic task such as \
---task adding), bars that fall away to the left, decade by decade, are the vanishing gradient: compare --cell rnn \
-with lstm. Clipping firing often means the gradient explodes. \
-‖g‖ is the global gradient norm before clipping, "clipped" how often clipping fired in the last 100 steps, \
-t1/tT the gradient at the first timestep over the last (0.001: a thousandth of it gets back).
-
-[b]Samples[/b]: what the model writes every --sample-every steps, newest first: noise, then letters, words, \
-names, verse.
-
-[b]Run[/b]: the configuration, progress, speed (tokens are characters), learning rate, elapsed time and an \
-estimate of the time left.
-"""
-
-
-class HelpScreen(ModalScreen):
-    BINDINGS = [Binding("escape,question_mark,h,q", "app.pop_screen", "close")]
-    DEFAULT_CSS = """
-    HelpScreen { align: center middle; }
-    HelpScreen > VerticalScroll {
-        width: 100; max-width: 100%; height: auto; max-height: 100%;
-        border: round $accent; padding: 0 1; background: $surface;
-    }
-    HelpScreen Static { height: auto; }
-    """
-
-    def compose(self) -> ComposeResult:
-        with VerticalScroll():
-            yield Static(HELP)
-
-
 # ---- the app ------------------------------------------------------------------------------------
 
-DIM, BOLD = Style(dim=True), Style(bold=True)
+DIM = Style(dim=True)
 RAMP_MARKUP = "".join(f"[{ramp_hex(i / 7)}]█[/]" for i in range(8))
 
 
@@ -157,13 +104,6 @@ def _as_dict(event) -> dict:
         return dict(vars(event), event=event.kind)
     except TypeError:   # a dataclass with __slots__
         return event.to_dict()
-
-
-def _hms(seconds: float) -> str:
-    if not math.isfinite(seconds) or seconds < 0:
-        return "-"
-    s = int(round(seconds))
-    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
 class DashboardApp(App):
@@ -478,29 +418,9 @@ class DashboardApp(App):
 
     def _draw_loss(self) -> None:
         s = self.state
-        chars = s.config.get("task", "charlm") == "charlm"  # bits per character mean something only for text
-        row: list = [("train ", None)]
-        if math.isfinite(s.smooth_loss):
-            row += [(f"{s.smooth_loss:.3f}", TRAIN_STYLE),
-                    (f" ({s.smooth_loss / LN2:.2f} bpc)  " if chars else "  ", None)]
-        else:
-            row.append(("-  ", TRAIN_STYLE))
-        row.append(("val ", None))
-        if math.isfinite(s.val_loss):
-            row += [(f"{s.val_loss:.3f}", VAL_STYLE), (f" ({s.val_bpc:.2f})" if chars else "", None)]
-        else:
-            row.append(("-", VAL_STYLE))
-        self.query_one("#loss-numbers", TextLines).update([row])
+        self.query_one("#loss-numbers", TextLines).update([panels.loss_row(s)])
         vs = list(s.val_curve)
         self.query_one(LossPlot).set_data(s.train_curve.points(), ([x for x, _ in vs], [y for _, y in vs]))
-
-    def _layer_name(self, rows: int) -> str:
-        layers = int(self.state.config.get("layers") or rows or 1)
-        dirs = max(1, rows // max(1, layers))
-        i = self.layer % max(1, rows)
-        if dirs == 1:
-            return f"layer {i + 1}/{rows}"
-        return f"layer {i // dirs + 1}/{layers} {'fwd' if i % dirs == 0 else 'bwd'}"
 
     def _draw_grad(self) -> None:
         import numpy as np
@@ -514,12 +434,7 @@ class DashboardApp(App):
             return
         li = self.layer % rows
         last = s.grad_last[li]
-        clip = s.clip_rate
-        row = [("‖g‖ ", None), (fmt_norm(s.grad_norm), BOLD), ("  clipped ", None),
-               (f"{clip:.0%}" if math.isfinite(clip) else "-", BOLD)]
-        if last.size > 1 and np.isfinite(last[0]) and np.isfinite(last[-1]):
-            row += [("  t1/tT ", None), (fmt_norm(10.0 ** (last[0] - last[-1])), BOLD)]
-        numbers.update([row])
+        numbers.update([panels.grad_row(s, last)])
         self.query_one(GradBars).set_data(last, self.log_scale)
         steps, values = s.grad_history.points()
         heat = self.query_one(GradHeatmap)
@@ -528,8 +443,8 @@ class DashboardApp(App):
             lo, hi = heat.scale
             lo_v, hi_v = (10.0 ** lo, 10.0 ** hi) if self.log_scale else (lo, hi)
             scale = "log" if self.log_scale else "linear"
-            _set(panel, "border_subtitle", f"{self._layer_name(rows)} · {scale} {fmt_norm(lo_v)} {RAMP_MARKUP} "
-                                           f"{fmt_norm(hi_v)}")
+            name = panels.layer_name(s.config, rows, self.layer)
+            _set(panel, "border_subtitle", f"{name} · {scale} {fmt_norm(lo_v)} {RAMP_MARKUP} {fmt_norm(hi_v)}")
 
     def _draw_samples(self) -> None:
         log = self.query_one("#samples", RichLog)
@@ -565,35 +480,10 @@ class DashboardApp(App):
         s = self.state
         c = s.config
         _set(self.query_one("#run-panel"), "border_title", f"Run · {self._status()}")
-        rows: list[tuple[str, str]] = []
-        if c:
-            emb = f" emb {c['embedding']}" if c.get("embedding") else ""
-            rows.append(("model", f"{c.get('cell')} {c.get('layers')}×{c.get('hidden')}{emb}, "
-                                  f"{fmt_count(s.num_parameters)} params"))
-            if c.get("task", "charlm") == "charlm":
-                corpus = str(c.get("corpus", ""))
-                name = os.path.basename(corpus) if os.sep in corpus else corpus
-                rows.append(("corpus", name + (f", vocab {s.vocab_size}" if s.vocab_size else "")))
-            else:
-                rows.append(("task", f"{c.get('task')} · T={c.get('length')}"))
-            chunk = f" × T{c.get('seq_len')}" if c.get("task", "charlm") == "charlm" else ""
-            rows.append(("batch", f"B{c.get('batch')}{chunk} · {c.get('optimizer')}"))
-        total = s.total_steps
-        pct = f" · {100 * s.step / total:.0f}%" if total else ""
-        rows.append(("step", f"{s.step:,} / {total:,}{pct}" + (f" · epoch {s.epoch}" if s.epoch else "")))
-        tps = f"{fmt_count(s.tokens_per_s)} tok/s" if math.isfinite(s.tokens_per_s) else "- tok/s"
-        lr = f"lr {fmt_norm(s.lr)}" if math.isfinite(s.lr) else "lr -"
-        rows.append(("speed", f"{tps} · {lr}"))
-        eta = "" if s.end else f" · ETA {_hms(s.eta)}"
-        rows.append(("time", f"{_hms(s.elapsed)}{eta}"))
         temp = self.temperature if self.trainer is not None else (
             s.samples[-1][1] if s.samples else c.get("temperature", float("nan")))
-        rows.append(("temp", f"{temp:.2f}" if isinstance(temp, (int, float)) and math.isfinite(temp) else "-"))
-        if s.checkpoint:
-            rows.append(("saved", f"step {s.checkpoint[0]:,} · {os.path.basename(s.checkpoint[1])}"))
         where = self.follow_dir if self.follow_dir is not None else self.trainer.out_dir
-        if where:
-            rows.append(("dir", str(where)))
+        rows = panels.run_rows(s, temp, where)
         self.query_one("#run-info", TextLines).update([[(f"{label:<7}", DIM), (value, None)] for label, value in rows])
 
     # ---- keys ------------------------------------------------------------------------------
