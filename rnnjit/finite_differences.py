@@ -65,6 +65,16 @@ def gradcheck(layer: Recurrent, seq_len: int = 4, batch: int = 2, eps: float = 1
         arrays = {"input": (x, dx), "h0": (h0, dh0)}
     arrays.update({k: (net.params[k], net.grads[k].copy()) for k in net.params})
 
+    return compare_with_finite_differences(loss, arrays, max_entries, eps, rng)
+
+
+def compare_with_finite_differences(loss, arrays: dict, max_entries: int = 24, eps: float = 1e-6,
+                                    rng: np.random.Generator | None = None, floor: float = 1e-300) -> dict[str, float]:
+    """For each name -> (array, analytic gradient): the worst error of the analytic gradient against
+    central differences of ``loss()`` at up to ``max_entries`` random entries, relative to the
+    larger of the two gradients' scales (never below ``floor``). The arrays are perturbed in place
+    and restored; ``loss`` must read them."""
+    rng = rng if rng is not None else np.random.default_rng(0)
     errors = {}
     for name, (value, analytic) in arrays.items():
         flat = value.reshape(-1)
@@ -79,6 +89,6 @@ def gradcheck(layer: Recurrent, seq_len: int = 4, batch: int = 2, eps: float = 1
             flat[i] = old
             numeric[n] = (up - down) / (2 * eps)
         a = analytic.reshape(-1)[idx]
-        scale = max(np.abs(a).max(), np.abs(numeric).max(), 1e-300)
+        scale = max(np.abs(a).max(), np.abs(numeric).max(), floor)
         errors[name] = float(np.abs(a - numeric).max() / scale)
     return errors

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from rnnjit.finite_differences import compare_with_finite_differences
 from rnnjit.models import ConditionedGenerator, Seq2Seq, SequenceClassifier
 
 CELLS = ["rnn", "lstm", "gru"]
@@ -12,24 +13,9 @@ EPS = 1e-6
 def finite_difference_errors(model, loss, extra=None, entries=4, seed=0):
     """Worst relative error, per parameter (and per extra (name, array, analytic grad)), of the
     analytic gradient against (L(θ+ε) - L(θ-ε)) / 2ε at a few random entries."""
-    rng = np.random.default_rng(seed)
     arrays = [(k, p, g.copy()) for k, p, g in model.parameters()] + list(extra or [])
-    errors = {}
-    for name, value, analytic in arrays:
-        flat, grad = value.reshape(-1), analytic.reshape(-1)
-        idx = rng.choice(flat.size, size=min(entries, flat.size), replace=False)
-        num = np.empty(idx.size)
-        for n, i in enumerate(idx):
-            old = flat[i]
-            flat[i] = old + EPS
-            up = loss()
-            flat[i] = old - EPS
-            down = loss()
-            flat[i] = old
-            num[n] = (up - down) / (2 * EPS)
-        scale = max(np.abs(num).max(), np.abs(grad[idx]).max(), 1e-8)
-        errors[name] = float(np.abs(num - grad[idx]).max() / scale)
-    return errors
+    return compare_with_finite_differences(loss, {name: (value, grad) for name, value, grad in arrays},
+                                           entries, EPS, np.random.default_rng(seed), floor=1e-8)
 
 
 def assert_small(errors, tol=1e-6):
