@@ -125,12 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _extra_commands(sub) -> None:
     """Commands that live in their own modules (registered here so --help lists them)."""
-    for module in ("rnnjit.bench", "rnnjit.vanish", "rnnjit.task_bench"):
-        try:
-            mod = __import__(module, fromlist=["register"])
-        except ImportError:
-            continue
-        mod.register(sub)
+    from . import bench, task_bench, vanish
+    for module in (bench, vanish, task_bench):
+        module.register(sub)
 
 
 # ---- train ------------------------------------------------------------------------------------
