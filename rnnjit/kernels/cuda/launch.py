@@ -197,6 +197,21 @@ def copy(dst, src):
     dst.copy_to_device(src)
 
 
+@cuda.jit(device=True)
+def block_sum(sqs, tid, n, value):
+    """The sum of ``value`` over the n threads of a block (n a power of two), by a tree in the
+    shared array ``sqs``; every thread gets it. Callers sync before reusing ``sqs``."""
+    sqs[tid] = value
+    cuda.syncthreads()
+    stride = n // 2
+    while stride > 0:
+        if tid < stride:
+            sqs[tid] += sqs[tid + stride]
+        cuda.syncthreads()
+        stride //= 2
+    return sqs[0]
+
+
 @cuda.jit(cache=True)
 def _norms_kernel(part, norms):
     """norms[t] = sqrt(sum over tiles of part[t, tile]): one thread per step, a fixed order."""

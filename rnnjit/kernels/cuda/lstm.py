@@ -51,7 +51,7 @@ from numba import cuda
 
 from .activations import sigmoid
 from .gemm import column_sums, gemm, transpose
-from .launch import check, copy, finish_norms, launch_persistent, plan
+from .launch import block_sum, check, copy, finish_norms, launch_persistent, plan
 
 
 @functools.cache
@@ -204,16 +204,9 @@ def _backward_kernel(JT, KS, BT):
                             dG[t, b, 3 * H + j] = dhv * tanh_c * o * (1 - o)
                             dc[b, j] = dcv * f
                 # 3. this tile's share of norms[t]: a tree sum over the block
-                sqs[tid] = sq
-                cuda.syncthreads()
-                stride = NT // 2
-                while stride > 0:
-                    if tid < stride:
-                        sqs[tid] += sqs[tid + stride]
-                    cuda.syncthreads()
-                    stride //= 2
+                total = block_sum(sqs, tid, NT, sq)
                 if tid == 0 and s < T:
-                    part[t, tile] = sqs[0]
+                    part[t, tile] = total
                 cuda.syncthreads()               # ``red`` and ``sqs`` are reused by the next tile
             if s < T:
                 grid.sync()                      # the next pass reads all of dA_t

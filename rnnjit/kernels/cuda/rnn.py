@@ -26,7 +26,7 @@ import numpy as np
 from numba import cuda
 
 from .gemm import column_sums, gemm, transpose
-from .launch import check, copy, finish_norms, launch_persistent, plan
+from .launch import block_sum, check, copy, finish_norms, launch_persistent, plan
 
 
 @functools.cache
@@ -142,16 +142,9 @@ def _backward_kernel(JT, KS, BT):
                             else:
                                 dG[t, b, j] = dhv * (1 - h * h)
                 # 3. this tile's share of norms[t]
-                sqs[tid] = sq
-                cuda.syncthreads()
-                stride = NT // 2
-                while stride > 0:
-                    if tid < stride:
-                        sqs[tid] += sqs[tid + stride]
-                    cuda.syncthreads()
-                    stride //= 2
+                total = block_sum(sqs, tid, NT, sq)
                 if tid == 0 and s < T:
-                    part[t, tile] = sqs[0]
+                    part[t, tile] = total
                 cuda.syncthreads()
             if s < T:
                 grid.sync()
