@@ -45,18 +45,6 @@ def _stack_buf(typingctx, n, dtype):
 
 
 @njit(cache=True, nogil=True)
-def pack_bt(W, Bp):
-    """Bp[p, k, j] = W[p*NR + j, k] (zero padding), W (N, K). Bp (ceil(N/NR), K, NR)."""
-    N, K = W.shape
-    P = Bp.shape[0]
-    for p in range(P):
-        for k in range(K):
-            for j in range(NR):
-                n = p * NR + j
-                Bp[p, k, j] = W[n, k] if n < N else 0
-
-
-@njit(cache=True, nogil=True)
 def pack_b(W, Bp):
     """Bp[p, k, j] = W[k, p*NR + j] (zero padding), W (K, N)."""
     K, N = W.shape
@@ -66,6 +54,20 @@ def pack_b(W, Bp):
             for j in range(NR):
                 n = p * NR + j
                 Bp[p, k, j] = W[k, n] if n < N else 0
+
+
+@njit(cache=True, nogil=True, fastmath=True, boundscheck=False, inline="always")
+def _store(acc, rows, C, i0, j0, N, beta):
+    """C[i0:i0+rows, j0:j0+32] = acc + beta C (columns past N are padding and are dropped)."""
+    nj = min(32, N - j0)
+    for r in range(rows):
+        crow = C[i0 + r]
+        if beta == 0:
+            for j in range(nj):
+                crow[j0 + j] = acc[r, j]
+        else:
+            for j in range(nj):
+                crow[j0 + j] = beta * crow[j0 + j] + acc[r, j]
 
 
 @njit(cache=True, nogil=True, fastmath=True, boundscheck=False)
@@ -94,16 +96,7 @@ def _tile8(A, i0, Bp, p, C, beta, N):
             acc[5, j] += a5 * b
             acc[6, j] += a6 * b
             acc[7, j] += a7 * b
-    j0 = p * 32
-    nj = min(32, N - j0)
-    for r in range(8):
-        crow = C[i0 + r]
-        if beta == 0:
-            for j in range(nj):
-                crow[j0 + j] = acc[r, j]
-        else:
-            for j in range(nj):
-                crow[j0 + j] = beta * crow[j0 + j] + acc[r, j]
+    _store(acc, 8, C, i0, p * 32, N, beta)
 
 
 @njit(cache=True, nogil=True, fastmath=True, boundscheck=False)
@@ -124,17 +117,7 @@ def _tile4(A, i0, Bp, p, C, beta, N):
             acc[1, j] += a1 * b
             acc[2, j] += a2 * b
             acc[3, j] += a3 * b
-    j0 = p * 32
-    nj = min(32, N - j0)
-    for r in range(4):
-        crow = C[i0 + r]
-        if beta == 0:
-            for j in range(nj):
-                crow[j0 + j] = acc[r, j]
-        else:
-            for j in range(nj):
-                crow[j0 + j] = beta * crow[j0 + j] + acc[r, j]
-
+    _store(acc, 4, C, i0, p * 32, N, beta)
 
 
 @njit(cache=True, nogil=True, fastmath=True, boundscheck=False)
@@ -162,7 +145,7 @@ def _tile_rows(A, i0, m, Bp, p, C, beta, N):
 
 @njit(cache=True, nogil=True, fastmath=True, boundscheck=False)
 def smallgemm(A, Bp, C, beta):
-    """C = A @ B + beta C, B given packed as Bp (from pack_b / pack_bt). A (M, K), C (M, N)."""
+    """C = A @ B + beta C, B given packed as Bp (from pack_b). A (M, K), C (M, N)."""
     M, N = C.shape
     P = Bp.shape[0]
     # float32: 8 x 32 tiles (16 zmm accumulators); float64: 4 x 32 (16 zmm, 8 would spill)
@@ -192,10 +175,7 @@ def pack_weights(W, trans, use):
     N = W.shape[0] if trans else W.shape[1]
     K = W.shape[1] if trans else W.shape[0]
     Bp = np.empty(((N + NR - 1) // NR, K, NR), W.dtype)
-    if trans:
-        pack_bt(W, Bp)
-    else:
-        pack_b(W, Bp)
+    pack_b(W.T if trans else W, Bp)
     return Bp
 
 
