@@ -18,13 +18,22 @@ import signal
 import sys
 import time
 
-from .train.config import ConfigError, TrainConfig
+from .train.config import CELL_CHOICES, ConfigError, TrainConfig
 
 EXIT_USAGE = 2
 
 
 class CLIError(Exception):
     """A one-line error for the user; exit status 2."""
+
+
+def parse_cells(text: str) -> list[str]:
+    """"rnn,lstm" -> ["rnn", "lstm"], or a CLIError naming the unknown ones."""
+    cells = [c.strip() for c in text.split(",") if c.strip()]
+    bad = [c for c in cells if c not in CELL_CHOICES]
+    if bad or not cells:
+        raise CLIError(f"--cells: unknown cell {', '.join(bad) or '(none)'}: choose from {', '.join(CELL_CHOICES)}")
+    return cells
 
 
 # ---- arguments --------------------------------------------------------------------------------
@@ -42,7 +51,7 @@ def _train_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--length", type=int, default=S, metavar="T",
                    help=f"sequence length of a synthetic task (default {d.length})")
     g = p.add_argument_group("the network")
-    g.add_argument("--cell", default=S, choices=["rnn", "rnn-relu", "lstm", "gru"],
+    g.add_argument("--cell", default=S, choices=CELL_CHOICES,
                    help=f"recurrent cell (default {d.cell})")
     g.add_argument("--hidden", type=int, default=S, metavar="N", help=f"hidden units per layer (default {d.hidden})")
     g.add_argument("--layers", type=int, default=S, metavar="N", help=f"stacked layers (default {d.layers})")
@@ -108,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("gradcheck", help="check backpropagation through time against finite differences",
                        description="Compare a layer's analytic gradients with central finite differences "
                                    "in float64; prints the worst relative error of every parameter.")
-    g.add_argument("--cell", default="lstm", choices=["rnn", "rnn-relu", "lstm", "gru"])
+    g.add_argument("--cell", default="lstm", choices=CELL_CHOICES)
     g.add_argument("--layers", type=int, default=1, metavar="N")
     g.add_argument("--hidden", type=int, default=5, metavar="N")
     g.add_argument("--input", type=int, default=3, metavar="N", help="input size")

@@ -123,11 +123,8 @@ def register(sub) -> None:
 
 
 def cmd_tasks_bench(args) -> int:
-    from .cli import CLIError
-    cells = [c.strip() for c in args.cells.split(",") if c.strip()]
-    bad = [c for c in cells if c not in ("rnn", "rnn-relu", "lstm", "gru")]
-    if bad or not cells:
-        raise CLIError(f"--cells: unknown cell {', '.join(bad) or '(none)'}: choose from rnn, rnn-relu, lstm, gru")
+    from .cli import CLIError, parse_cells
+    cells = parse_cells(args.cells)
     lengths = _int_list(args.lengths, "lengths")
     if args.steps < 1 or args.batch < 1 or args.hidden < 1 or not args.lr > 0:
         raise CLIError("--steps, --batch and --hidden must be positive integers and --lr > 0")

@@ -160,11 +160,8 @@ def cmd_vanish(args) -> int:
     import json
     import sys
 
-    from .cli import CLIError
-    cells = [c.strip() for c in args.cells.split(",") if c.strip()]
-    bad = [c for c in cells if c not in ("rnn", "rnn-relu", "lstm", "gru")]
-    if bad or not cells:
-        raise CLIError(f"--cells: unknown cell {', '.join(bad) or '(none)'}: choose from rnn, rnn-relu, lstm, gru")
+    from .cli import CLIError, parse_cells
+    cells = parse_cells(args.cells)
     for name in ("length", "hidden", "batch", "width"):
         if getattr(args, name) < (2 if name == "length" else 1):
             raise CLIError(f"--{name} must be {'>= 2' if name == 'length' else 'a positive integer'}")

@@ -7,6 +7,9 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 
+CELL_CHOICES = ("rnn", "rnn-relu", "lstm", "gru")  # rnn-relu: the Elman network with relu
+
+
 class ConfigError(ValueError):
     """A bad option: the message is one line and says what to do."""
 
@@ -51,7 +54,7 @@ class TrainConfig:
         for name in ("eval_every", "eval_batches", "sample_every", "checkpoint_every", "embedding", "threads"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
-        if self.cell not in ("rnn", "rnn-relu", "lstm", "gru"):
+        if self.cell not in CELL_CHOICES:
             raise ConfigError(f"unknown cell {self.cell!r}: choose rnn, rnn-relu, lstm or gru")
         from .optim import OPTIMIZERS
         if self.optimizer not in OPTIMIZERS:
