@@ -27,6 +27,13 @@ class CLIError(Exception):
     """A one-line error for the user; exit status 2."""
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line that points to --help (not the whole usage)."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def parse_cells(text: str) -> list[str]:
     """"rnn,lstm" -> ["rnn", "lstm"], or a CLIError naming the unknown ones."""
     cells = [c.strip() for c in text.split(",") if c.strip()]
@@ -88,7 +95,7 @@ def _train_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="rnnjit",
         description="Recurrent networks (RNN, LSTM, GRU) from scratch in Numba: train, sample, check, time.",
         epilog="Start with `rnnjit train`, then `rnnjit sample runs/<the run>`.")
@@ -179,42 +186,93 @@ def make_trainer(args):
         raise CLIError(str(e)) from None
     except ValueError as e:  # data too short for the batch, etc.: still the user's input
         raise CLIError(str(e).splitlines()[0]) from None
+    except MemoryError:
+        raise CLIError(f"not enough memory for this model: make --hidden ({config.hidden}), --layers "
+                       f"({config.layers}), --batch ({config.batch}) or --seq-len ({config.seq_len}) smaller") from None
+    except OSError as e:
+        raise CLIError(f"cannot use {out}: {e.strerror or e}") from None
+
+
+STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")   # Ctrl-C, kill, a closed terminal: the same clean stop
+
+
+def on_stop_signals(handler) -> dict:
+    """Install ``handler`` for the stop signals this platform has; -> the previous handlers."""
+    previous = {}
+    for name in STOP_SIGNALS:
+        if hasattr(signal, name):
+            sig = getattr(signal, name)
+            previous[sig] = signal.signal(sig, handler)
+    return previous
+
+
+def say(text: str) -> None:
+    """One line to stderr, even when the terminal has gone away (SIGHUP)."""
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except OSError:
+        pass
 
 
 def cmd_train(args) -> int:
     trainer = make_trainer(args)
     stop_requests = []
 
-    def on_sigint(signum, frame):
+    def on_signal(signum, frame):
         if stop_requests:  # a second Ctrl-C: give up at once
             raise KeyboardInterrupt
         stop_requests.append(signum)
         trainer.stop()
 
-    previous = signal.signal(signal.SIGINT, on_sigint)
-    previous_term = signal.signal(signal.SIGTERM, on_sigint)  # a kill or a closing terminal: same clean stop
+    previous = on_stop_signals(on_signal)
+    events = trainer.run()
+    last = None
     try:
-        if args.json:
-            last = None
-            for event in trainer.run():
-                print(event.to_json(), flush=True)
-                last = event
-        else:
-            last = _train_with_progress(trainer)
+        show = _print_json if args.json else _progress_printer(trainer)
+        try:
+            for last in _drain_on_output_error(events, show, trainer):
+                pass
+        finally:
+            getattr(show, "close", lambda: None)()
+    except KeyboardInterrupt:
+        events.close()
+        say(f"rnnjit: stopped at once at step {trainer.step}, without saving; {trainer._kept()}. "
+            f"Continue with: rnnjit train --resume {trainer.out_dir}")
+        return 130
     finally:
-        signal.signal(signal.SIGINT, previous)
-        signal.signal(signal.SIGTERM, previous_term)
-    if last is not None and last.reason == "diverged":
-        print(f"rnnjit: {last.message}", file=sys.stderr)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if last is not None and last.reason in ("diverged", "error"):
+        say(f"rnnjit: {last.message}")
         return 1
     if stop_requests:
-        print(f"rnnjit: interrupted at step {trainer.step}; checkpoint saved. "
-              f"Continue with: rnnjit train --resume {trainer.out_dir}", file=sys.stderr)
+        name = signal.Signals(stop_requests[0]).name
+        say(f"rnnjit: stopped by {name} at step {trainer.step}; checkpoint saved. "
+            f"Continue with: rnnjit train --resume {trainer.out_dir}")
         return 130
     return 0
 
 
-def _train_with_progress(trainer):
+def _drain_on_output_error(events, show, trainer):
+    """Show each event; if the output breaks (a closed terminal or pipe), stop the run and go on
+    reading its events silently, so that it still ends with a checkpoint."""
+    broken = False
+    for event in events:
+        if not broken:
+            try:
+                show(event)
+            except OSError:
+                broken = True
+                trainer.stop()
+        yield event
+
+
+def _print_json(event) -> None:
+    print(event.to_json(), flush=True)
+
+
+def _progress_printer(trainer):
+    """-> show(event), with a ``close()``: rich progress on the terminal."""
     from rich.console import Console
     from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -227,35 +285,46 @@ def _train_with_progress(trainer):
     progress = Progress(TextColumn("step"), MofNCompleteColumn(), BarColumn(),
                         TextColumn("loss [bold]{task.fields[loss]}[/] ({task.fields[bpc]} bpc)"),
                         TextColumn("{task.fields[tps]} tok/s"), TimeRemainingColumn(), console=console)
-    last = None
-    with progress:
-        bar = progress.add_task("train", total=c.steps, completed=trainer.step, loss="-", bpc="-", tps="-")
-        smooth = None
-        for event in trainer.run():
-            last = event
-            kind = event.kind
-            if kind == "start":
-                progress.console.print(f"{event.num_parameters:,} parameters"
-                                       + (f", vocabulary of {event.vocab_size}" if event.vocab_size else "")
-                                       + (f"; resumed at step {event.step}" if event.resumed else ""))
-            elif kind == "step":
-                smooth = event.loss if smooth is None else 0.95 * smooth + 0.05 * event.loss
-                progress.update(bar, completed=event.step, loss=f"{smooth:.3f}", bpc=f"{smooth / math.log(2):.3f}",
-                                tps=f"{event.tokens_per_s:,.0f}")
-            elif kind == "eval":
-                extra = "".join(f", {k} {v:.4g}" if isinstance(v, float) else f", {k} {v}" for k, v in event.metrics.items())
-                bpc = f" ({event.val_bpc:.3f} bpc)" if c.task == "charlm" else ""
-                progress.console.print(f"step {event.step}: validation loss [bold]{event.val_loss:.4f}[/]"
-                                       f"{bpc}{escape(extra)}")
-            elif kind == "sample":
-                progress.console.print(f"[dim]sample at step {event.step}, temperature {event.temperature}:[/]")
-                progress.console.print(event.text, markup=False, highlight=False)
-            elif kind == "checkpoint":
-                progress.console.print(f"[dim]checkpoint: {escape(event.path)}[/]")
-            elif kind == "end" and event.reason == "done":
-                progress.console.print(f"done: {event.step} steps. Sample from it with: "
-                                       f"rnnjit sample {escape(trainer.out_dir)}")
-    return last
+    progress.start()
+    bar = progress.add_task("train", total=c.steps, completed=trainer.step, loss="-", bpc="-", tps="-")
+    smooth = None
+
+    def show(event):
+        nonlocal smooth
+        kind = event.kind
+        out = progress.console.print
+        if kind == "start":
+            out(f"{event.num_parameters:,} parameters"
+                + (f", vocabulary of {event.vocab_size}" if event.vocab_size else "")
+                + (f"; resumed at step {event.step}" if event.resumed else ""))
+            for note in event.notes:
+                out(f"[yellow]note:[/] {escape(note)}")
+        elif kind == "step":
+            smooth = event.loss if smooth is None else 0.95 * smooth + 0.05 * event.loss
+            progress.update(bar, completed=event.step, loss=f"{smooth:.3f}", bpc=f"{smooth / math.log(2):.3f}",
+                            tps=f"{event.tokens_per_s:,.0f}")
+        elif kind == "eval":
+            extra = "".join(f", {k} {v:.4g}" if isinstance(v, float) else f", {k} {v}" for k, v in event.metrics.items())
+            bpc = f" ({event.val_bpc:.3f} bpc)" if c.task == "charlm" else ""
+            out(f"step {event.step}: validation loss [bold]{event.val_loss:.4f}[/]{bpc}{escape(extra)}")
+        elif kind == "sample":
+            out(f"[dim]sample at step {event.step}, temperature {event.temperature}:[/]")
+            out(event.text, markup=False, highlight=False)
+        elif kind == "checkpoint":
+            out(f"[dim]checkpoint: {escape(event.path)}[/]")
+        elif kind == "warning":
+            out(f"[yellow]warning:[/] {escape(event.message)}")
+        elif kind == "end" and event.reason == "done":
+            out(f"done: {event.step} steps. Sample from it with: rnnjit sample {escape(trainer.out_dir)}")
+
+    def close():
+        try:
+            progress.stop()
+        except OSError:
+            pass
+
+    show.close = close
+    return show
 
 
 # ---- sample -----------------------------------------------------------------------------------
@@ -368,10 +437,31 @@ def main(argv=None) -> int:
     try:
         return handler(args)
     except (CLIError, ConfigError) as e:
-        print(f"rnnjit {args.command}: error: {e}", file=sys.stderr)
+        say(f"rnnjit {args.command}: error: {e}")
         return EXIT_USAGE
     except BrokenPipeError:
         return 0
+    except KeyboardInterrupt:
+        say(f"rnnjit {args.command}: interrupted")
+        return 130
+    except MemoryError:
+        say(f"rnnjit {args.command}: error: out of memory: try smaller sizes")
+        return 1
+    except Exception as e:  # a bug: one line that says where, the traceback on request
+        if os.environ.get("RNNJIT_DEBUG"):
+            raise
+        say(f"rnnjit {args.command}: internal error: {internal_error(e)} "
+            "(a bug: please report it; RNNJIT_DEBUG=1 shows the traceback)")
+        return 1
+
+
+def internal_error(e: BaseException) -> str:
+    """"ValueError: message (at engine.py:123)": the exception and the line it came from."""
+    import traceback
+    frames = traceback.extract_tb(e.__traceback__)
+    where = f" (at {os.path.basename(frames[-1].filename)}:{frames[-1].lineno})" if frames else ""
+    text = str(e).splitlines()[0] if str(e) else ""
+    return f"{type(e).__name__}{': ' + text if text else ''}{where}"
 
 
 if __name__ == "__main__":

@@ -136,8 +136,10 @@ def test_python_dash_m_and_help():
         assert option in out.stdout
 
 
-def test_ctrl_c_stops_cleanly_with_a_checkpoint(corpus, tmp_path):
-    """A real SIGINT to a running `rnnjit train`: exit 130, a checkpoint, and --resume continues."""
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM", "SIGHUP"])
+def test_stop_signals_stop_cleanly_with_a_checkpoint(corpus, tmp_path, signame):
+    """A real SIGINT (Ctrl-C), SIGTERM (kill) or SIGHUP (a closed terminal) to a running `rnnjit
+    train`: exit 130, one line naming the signal, a checkpoint, and --resume continues."""
     import signal
     import time
     out = str(tmp_path / "run")
@@ -148,10 +150,10 @@ def test_ctrl_c_stops_cleanly_with_a_checkpoint(corpus, tmp_path):
         if '"event": "step"' in line:
             break
     time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(getattr(signal, signame))
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
-    assert "--resume" in stderr and "Traceback" not in stderr
+    assert stderr.count("\n") == 1 and f"stopped by {signame}" in stderr and "--resume" in stderr, stderr
     end = json.loads(stdout.strip().splitlines()[-1])
     assert end["event"] == "end" and end["reason"] == "stopped"
     from rnnjit.train.checkpoint import load_checkpoint

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import threading
 import time
@@ -244,8 +245,9 @@ class DashboardApp(App):
                 if self._hold.is_set() and not self._stop.is_set():
                     flush()
                     self._held()
-        except Exception:   # shown on screen and printed on exit, never a crash mid-screen
-            error = traceback.format_exc()
+        except Exception as e:   # shown on screen and printed on exit, never a crash mid-screen
+            from rnnjit.cli import internal_error
+            error = traceback.format_exc() if os.environ.get("RNNJIT_DEBUG") else internal_error(e)
         finally:
             flush()
             self.trainer_done.set()
@@ -352,6 +354,10 @@ class DashboardApp(App):
                 self.state.reset()
             else:
                 feed(e)
+            if e.get("event") == "warning":
+                self._set_note("warning", f"step {e.get('step')}: {e.get('message')}")
+            elif e.get("event") == "start" and e.get("notes"):
+                self._set_note("start", "; ".join(map(str, e["notes"])))
             if e.get("event") == "checkpoint" and self._notes.pop("checkpoint", None):
                 self._set_note("checkpoint", "")
                 self.notify(f"checkpoint saved at step {e.get('step')}", timeout=3)
@@ -372,10 +378,9 @@ class DashboardApp(App):
         self.paused = False
         self.error = message.error
         if message.error:
-            last = message.error.strip().splitlines()[-1]
-            self._set_note("error", f"training failed: {last}")
+            self._set_note("error", f"training failed: {message.error.strip().splitlines()[-1]}")
         end = self.state.end
-        if end and end.get("reason") == "diverged":
+        if end and end.get("reason") in ("diverged", "error"):
             self._set_note("error", str(end.get("message") or "the loss diverged"))
         self.refresh_bindings()
         self._redraw(force=True)
@@ -463,7 +468,8 @@ class DashboardApp(App):
             return "✗ failed"
         if s.end:
             reason = s.end.get("reason", "ended")
-            return {"done": "✓ done", "stopped": "■ stopped", "diverged": "✗ diverged"}.get(reason, reason)
+            return {"done": "✓ done", "stopped": "■ stopped", "diverged": "✗ diverged",
+                    "error": "✗ error"}.get(reason, reason)
         if self.follow_dir is not None:
             return "following" if s.started else "waiting"
         if self.stopping:
@@ -567,8 +573,8 @@ class DashboardApp(App):
 # ---- the command --------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
-    from rnnjit.cli import _train_options
-    p = argparse.ArgumentParser(
+    from rnnjit.cli import OneLineParser, _train_options
+    p = OneLineParser(
         prog="rnnjit-tui",
         description="Watch a recurrent network learn: loss, gradient norm per timestep, samples. "
                     "Takes the options of `rnnjit train` and starts training at once (with none: a "
@@ -581,7 +587,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    from rnnjit.cli import CLIError, make_trainer
+    from rnnjit.cli import CLIError, make_trainer, on_stop_signals
     from rnnjit.train.config import ConfigError
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -600,16 +606,31 @@ def main(argv=None) -> int:
             print(f"rnnjit-tui: error: {e}", file=sys.stderr)
             return EXIT_USAGE
         app = DashboardApp(trainer=trainer)
+    def on_signal(signum, frame):   # kill or a closed terminal: stop as `q` does, checkpoint and all
+        app.request_stop()
+        app.call_later(app.exit, 0)
+
+    previous = on_stop_signals(on_signal)
+    signal.signal(signal.SIGINT, previous.pop(signal.SIGINT))   # Textual reads Ctrl-C as a key
     try:
         app.run()
+    except OSError:   # the terminal went away (SIGHUP): the run still ends with a checkpoint
+        pass
     finally:
         app.request_stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if app.trainer is None:
         return app.return_code or 0
     if not app.trainer_done.wait(0.5):
-        print("rnnjit-tui: finishing the current step and saving a checkpoint ...", file=sys.stderr)
+        say("rnnjit-tui: finishing the current step and saving a checkpoint ...")
         app.trainer_done.wait()
     return _report(app)
+
+
+def say(text: str) -> None:
+    from rnnjit.cli import say as cli_say
+    cli_say(text)
 
 
 def _report(app: DashboardApp) -> int:
@@ -617,16 +638,16 @@ def _report(app: DashboardApp) -> int:
     trainer, end = app.trainer, app.state.end or {}
     out = trainer.out_dir
     if app.error:
-        print(app.error, file=sys.stderr, end="")
+        say(f"rnnjit-tui: training failed: {app.error}")
         return 1
-    if end.get("reason") == "diverged":
-        print(f"rnnjit-tui: {end.get('message')}", file=sys.stderr)
+    if end.get("reason") in ("diverged", "error"):
+        say(f"rnnjit-tui: {end.get('message')}")
         return 1
     if end.get("reason") == "done":
-        print(f"rnnjit-tui: done: {trainer.step} steps. Sample from it with: rnnjit sample {out}", file=sys.stderr)
+        say(f"rnnjit-tui: done: {trainer.step} steps. Sample from it with: rnnjit sample {out}")
     else:
-        print(f"rnnjit-tui: stopped at step {trainer.step}; checkpoint saved. "
-              f"Continue with: rnnjit train --resume {out}", file=sys.stderr)
+        say(f"rnnjit-tui: stopped at step {trainer.step}; checkpoint saved. "
+            f"Continue with: rnnjit train --resume {out}")
     return app.return_code or 0
 
 

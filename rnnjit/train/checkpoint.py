@@ -1,46 +1,72 @@
 """Checkpoints: one ``.npz`` file holding everything a run needs to resume.
 
-Arrays are stored under prefixed keys (``param/…``, ``optim/…``, ``state/…``) and everything else
-(step, RNG states, config, data position) as one JSON string under ``meta``. Reading uses
-``allow_pickle=False``: loading a checkpoint never executes code from the file.
+Arrays are stored under prefixed keys (``param/…``, ``optim/…``, ``task/…``) and everything else
+(step, RNG states, config, data position) as one JSON string under ``meta``.
 
-Writes are atomic: the file is written beside its destination under a temporary name, flushed
-to disk, then renamed over it, so a crash or Ctrl-C mid-write leaves the previous checkpoint
-intact.
+Safety, in the order a reader meets it:
+
+- **Writes are atomic** (``files.atomic_write``): a temporary file, fsync, rename, fsync of the
+  directory. A crash, a SIGKILL or a full disk mid-write leaves the previous checkpoint intact.
+- **Loading never executes code from the file**: ``allow_pickle=False`` refuses object arrays,
+  and the metadata is JSON, not a pickle.
+- **Loading never trusts the file's sizes**: every member's ``.npy`` header is read first and its
+  shape × itemsize checked against the member's real size, so a damaged header cannot make
+  NumPy allocate terabytes.
+- **Damage is detected**: zip's CRC-32 covers each member, and ``meta["sha256"]`` is a digest of
+  every array's name, dtype, shape and bytes, so a flipped bit anywhere is found rather than
+  trained on.
+
+Every failure is a :class:`CheckpointError` whose message is one line.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import tempfile
 import zipfile
 
 import numpy as np
+
+from .files import atomic_write
 
 
 class CheckpointError(ValueError):
     pass
 
 
+def digest(arrays: dict[str, np.ndarray]) -> str:
+    """SHA-256 over every array's name, dtype, shape and bytes, in name order."""
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes() if a.dtype.kind not in "OV" else b"")
+    return h.hexdigest()
+
+
 def save_checkpoint(path: str, arrays: dict[str, np.ndarray], meta: dict) -> str:
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
     payload = {k: np.asarray(v) for k, v in arrays.items()}
+    meta = {**meta, "sha256": digest(payload)}
     payload["meta"] = np.array(json.dumps(meta))
-    fd, tmp = tempfile.mkstemp(prefix=".checkpoint-", suffix=".npz.tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return atomic_write(path, lambda f: np.savez(f, **payload))
+
+
+_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def _check_sizes(path: str) -> None:
+    """Raise ValueError if any member's header claims more data than the member holds."""
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            with zf.open(info) as f:
+                version = np.lib.format.read_magic(f)
+                if version not in _HEADER_READERS:   # 3.0 (utf-8 field names) is never written here
+                    raise ValueError(f"member {info.filename} has .npy format {version}")
+                shape, _, dtype = _HEADER_READERS[version](f, max_header_size=10000)
+                need = int(np.prod(shape, dtype=np.float64) * dtype.itemsize)
+                if need > info.file_size:
+                    raise ValueError(f"member {info.filename} claims {need} bytes but holds {info.file_size}")
 
 
 def load_checkpoint(path: str) -> tuple[dict[str, np.ndarray], dict]:
@@ -49,10 +75,19 @@ def load_checkpoint(path: str) -> tuple[dict[str, np.ndarray], dict]:
     if not os.path.isfile(path):
         raise CheckpointError(f"no checkpoint at {path}")
     try:
+        _check_sizes(path)
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
         meta = json.loads(str(arrays.pop("meta")))
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as e:
-        raise CheckpointError(f"checkpoint {path} is corrupt or unreadable ({type(e).__name__}): "
+        if not isinstance(meta, dict):
+            raise ValueError("meta is not a JSON object")
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, EOFError, MemoryError,
+            OverflowError, RecursionError, SyntaxError, UnicodeDecodeError) as e:
+        reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        raise CheckpointError(f"checkpoint {path} is corrupt or unreadable ({reason}): "
                               "restore it from a copy or start a new run") from None
+    expected = meta.pop("sha256", None)
+    if expected is not None and expected != digest(arrays):
+        raise CheckpointError(f"checkpoint {path} is damaged (its arrays do not match their checksum): "
+                              "restore it from a copy or start a new run")
     return arrays, meta

@@ -9,8 +9,21 @@ Each step: the task computes the loss and gradients (forward + BPTT), the engine
 weights. It writes ``config.json`` and appends every event to ``metrics.jsonl`` in the run
 directory, and saves checkpoints atomically.
 
-A guard stops a run whose loss turns NaN or infinite, or climbs above 3x the first loss: the
-bad step is not applied and no checkpoint is written, so the last good checkpoint is kept.
+Guards, each of which stops the run with a one-line ``Stopped`` message and keeps the last good
+checkpoint:
+
+- the loss turns NaN or infinite, or climbs above 3x the first loss;
+- the gradients hold a NaN or an infinity (the step is not applied; the message gives the step
+  number and the gradient norm of every layer, largest first);
+- a run file cannot be written (a full disk): reason ``error``, and the previous checkpoint stays
+  whole because checkpoints are replaced atomically.
+
+Without clipping, a gradient norm that jumps far above its recent median is reported as a
+``Warning`` event that suggests ``--clip``.
+
+Resuming (``Trainer(config, out_dir, resume=True)``) loads the checkpoint, deletes temporary
+files a killed writer left behind, and cuts ``metrics.jsonl`` back to the checkpoint's step
+(see ``files.py``). A run killed before its first checkpoint starts again from step 0.
 
 ``stop()`` (from a signal handler or another thread) ends the run cleanly after the current
 step, saving a checkpoint; ``pause()``/``resume()`` hold it between steps. The kernels release
@@ -19,11 +32,12 @@ the GIL, so a UI thread stays live while this loop runs in a worker thread.
 
 from __future__ import annotations
 
-import json
 import math
 import os
+import re
 import threading
 import time
+from collections import deque
 from typing import Iterator
 
 import numpy as np
@@ -31,9 +45,37 @@ import numpy as np
 from . import events as ev
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import ConfigError, TrainConfig
+from .files import CONFIG, METRICS, MetricsLog, remove_temporaries, write_json
 from .optim import OPTIMIZERS, clip_gradients
 
 CHECKPOINT = "checkpoint.npz"
+EXPLOSION_RATIO = 10.0    # a gradient norm this many times its recent median is "exploding"
+
+
+class RunFileError(RuntimeError):
+    """A run file could not be written (a full disk, a read-only directory): one line."""
+
+
+def layer_grad_norms(model) -> dict[str, float]:
+    """The L2 norm of each layer's gradient (all its parameters together), in float64.
+
+    Parameters are grouped by layer: ``rnn.weight_ih_l1_reverse`` belongs to "rnn layer 1",
+    ``decoder.weight`` to "decoder".
+    """
+    sums: dict[str, float] = {}
+    for name, _, g in model.parameters():
+        m = re.match(r"^(.*?)\.?(?:weight|bias)_(?:ih|hh)_l(\d+)(?:_reverse)?$", name)
+        layer = f"{m.group(1) or 'recurrent'} layer {m.group(2)}" if m else name.rsplit(".", 1)[0]
+        g = np.asarray(g, dtype=np.float64)
+        with np.errstate(over="ignore", invalid="ignore"):
+            sums[layer] = sums.get(layer, 0.0) + float(np.sum(g * g))
+    return {k: math.sqrt(v) if v >= 0 else float("nan") for k, v in sums.items()}
+
+
+def describe_norms(norms: dict[str, float]) -> str:
+    """"rnn layer 1 inf, head 3.2e+04, ..." with the largest first (NaN counts as largest)."""
+    order = sorted(norms.items(), key=lambda kv: -math.inf if math.isnan(kv[1]) else -kv[1])
+    return ", ".join(f"{k} {v:.3g}" for k, v in order)
 
 
 def make_task(config: TrainConfig, vocab=None):
@@ -64,13 +106,24 @@ class Trainer:
         self._sample_now = threading.Event()
         self._checkpoint_now = threading.Event()
         self.resumed = False
-        arrays = meta = None
+        self.last_saved = -1            # the step of the checkpoint on disk (-1: none yet)
+        self.notes: list[str] = []      # said once, in the Start event
+        self._resume_dir = out_dir if resume else None
+        if resume and out_dir:
+            gone = remove_temporaries(out_dir)
+            if gone:
+                self.notes.append(f"removed {len(gone)} temporary file(s) left by a run that was killed mid-write")
+            if not os.path.exists(self.checkpoint_path):
+                self.notes.append(f"no checkpoint in {out_dir} yet (the run stopped before its first one): "
+                                  "starting again from step 0")
+                resume = False
         if resume:
             arrays, meta = load_checkpoint(self.checkpoint_path)
             from ..data import Vocab
             vocab = Vocab.from_array(arrays["vocab"]) if "vocab" in arrays else None
             self.task = make_task(config, vocab)
             self._restore(arrays, meta)
+            self.last_saved = self.step
         else:
             self.task = make_task(config)
         self.model = self.task.model
@@ -86,6 +139,18 @@ class Trainer:
         return os.path.join(self.out_dir, CHECKPOINT) if self.out_dir else None
 
     def _restore(self, arrays, meta):
+        """Put the run back where the checkpoint left it; anything that does not fit the
+        configuration is a CheckpointError (one line), never a traceback."""
+        try:
+            self._restore_unchecked(arrays, meta)
+        except CheckpointError:
+            raise
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError) as e:
+            what = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+            raise CheckpointError(f"checkpoint {self.checkpoint_path} does not fit this run ({what}): "
+                                  "restore it from a copy or start a new run") from None
+
+    def _restore_unchecked(self, arrays, meta):
         c = self.config
         saved = meta["config"]
         for key in ("task", "cell", "hidden", "layers", "embedding", "dtype", "batch", "seq_len", "corpus", "length"):
@@ -101,9 +166,18 @@ class Trainer:
         kw = {"momentum": c.momentum} if c.optimizer == "sgd" else {}
         self.optimizer = opt_cls(self.task.model.parameters(), c.lr, **kw)
         if meta.get("optimizer") == c.optimizer:
+            for name, value in self.optimizer.state_dict().items():
+                if np.shape(value) != np.shape(arrays["optim/" + name]):
+                    raise CheckpointError(f"checkpoint {self.checkpoint_path}: optimizer state {name} has the "
+                                          "wrong shape: restore it from a copy or start a new run")
             self.optimizer.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("optim/")})
-        self.step = int(meta["step"])
-        self.first_loss = meta.get("first_loss")
+        step, first_loss = meta["step"], meta.get("first_loss")
+        if not isinstance(step, int) or not 0 <= step <= 1 << 53:
+            raise CheckpointError(f"checkpoint {self.checkpoint_path} has a bad step {step!r}: restore it from a copy")
+        if first_loss is not None and not (isinstance(first_loss, (int, float)) and math.isfinite(first_loss)):
+            raise CheckpointError(f"checkpoint {self.checkpoint_path} has a bad first loss: restore it from a copy")
+        self.step = step
+        self.first_loss = first_loss
         self.rng.bit_generator.state = meta["sample_rng"]
         self.task.load_state({k[5:]: v for k, v in arrays.items() if k.startswith("task/")}, meta["task"])
         self.resumed = True
@@ -117,12 +191,27 @@ class Trainer:
             arrays["vocab"] = task_arrays["vocab"]
         meta = {"step": self.step, "config": self.config.to_dict(), "optimizer": self.config.optimizer,
                 "first_loss": self.first_loss, "sample_rng": self.rng.bit_generator.state, "task": task_meta}
-        return save_checkpoint(self.checkpoint_path, arrays, meta)
+        try:
+            path = save_checkpoint(self.checkpoint_path, arrays, meta)
+            if getattr(self, "_metrics", None) is not None:
+                self._metrics.sync()
+        except OSError as e:
+            raise RunFileError(self._io_message("the checkpoint", e)) from None
+        self.last_saved = self.step
+        return path
+
+    def _io_message(self, what: str, e: OSError) -> str:
+        kept = (f"the checkpoint of step {self.last_saved} is kept" if self.last_saved >= 0
+                else "no checkpoint was written yet")
+        return (f"could not write {what} in {self.out_dir} ({e.strerror or e}) at step {self.step}: {kept}. "
+                f"Free some space, then continue with: rnnjit train --resume {self.out_dir}")
 
     def _log(self, event: ev.Event):
         if self._metrics is not None:
-            self._metrics.write(event.to_json() + "\n")
-            self._metrics.flush()
+            try:
+                self._metrics.write(event.to_json())
+            except OSError as e:
+                raise RunFileError(self._io_message(METRICS, e)) from None
         return event
 
     # ---- control from other threads ---------------------------------------------------------
@@ -154,15 +243,26 @@ class Trainer:
     # ---- the loop ---------------------------------------------------------------------------
 
     def run(self) -> Iterator[ev.Event]:
-        c = self.config
+        """The events of the run, from Start to Stopped. Nothing raises out of here for trouble
+        the user can act on (a full disk, too little memory): it ends with ``Stopped("error")``."""
         self._metrics = None
-        if self.out_dir:
-            os.makedirs(self.out_dir, exist_ok=True)
-            with open(os.path.join(self.out_dir, "config.json"), "w") as f:
-                json.dump(c.to_dict(), f, indent=2)
-            self._metrics = open(os.path.join(self.out_dir, "metrics.jsonl"), "a", encoding="utf-8")
         try:
+            if self.out_dir:
+                try:
+                    os.makedirs(self.out_dir, exist_ok=True)
+                    write_json(os.path.join(self.out_dir, CONFIG), self.config.to_dict())
+                    keep = self.step if self._resume_dir else None
+                    self._metrics = MetricsLog(os.path.join(self.out_dir, METRICS), keep_through=keep)
+                except OSError as e:
+                    raise RunFileError(self._io_message("the run files", e)) from None
+                if self._metrics.mended:
+                    self.notes.append(self._metrics.mended)
             yield from self._loop()
+        except RunFileError as e:
+            yield ev.Stopped(self.step, "error", str(e))
+        except MemoryError:
+            yield ev.Stopped(self.step, "error", f"out of memory at step {self.step}: make the model or the "
+                                                 "batch smaller (--hidden, --layers, --batch, --seq-len)")
         finally:
             if self._metrics is not None:
                 self._metrics.close()
@@ -170,10 +270,11 @@ class Trainer:
     def _loop(self):
         c, log = self.config, self._log
         yield log(ev.Start(self.step, c.steps, c.to_dict(), int(self.model.num_parameters()),
-                           getattr(getattr(self.task, "vocab", None), "size", 0), self.resumed))
+                           getattr(getattr(self.task, "vocab", None), "size", 0), self.resumed, list(self.notes)))
         t_start = time.perf_counter()
         reason, message = "done", ""
-        last_saved = self.step if self.resumed else -1
+        recent_norms: deque = deque(maxlen=50)
+        warned_at = -(1 << 30)
         while self.step < c.steps:
             while not self._running.is_set():  # paused: still answer "sample now" and "save now"
                 self._running.wait(0.05)
@@ -189,10 +290,26 @@ class Trainer:
                 reason = "diverged"
                 message = (f"loss {loss:.4g} at step {self.step + 1} is "
                            f"{'not finite' if not math.isfinite(loss) else 'above 3x the first loss'}: "
-                           f"stopped; the last good checkpoint is kept. Try a lower --lr or --clip")
+                           f"stopped; {self._kept()}. Gradient norm per layer: "
+                           f"{describe_norms(layer_grad_norms(self.model))}. Try a lower --lr or --clip")
                 break
             grads = [g for _, _, g in self.model.parameters()]
             norm, clipped = clip_gradients(grads, c.clip, c.clip_mode)
+            if not math.isfinite(norm):
+                reason = "diverged"
+                message = (f"the gradient norm is {norm} at step {self.step + 1} (loss {loss:.4g}): stopped before "
+                           f"applying it; {self._kept()}. Gradient norm per layer: "
+                           f"{describe_norms(layer_grad_norms(self.model))}. "
+                           + ("Try --clip 5 or a lower --lr" if c.clip == 0 else "Try a lower --lr"))
+                break
+            if c.clip == 0 and len(recent_norms) >= 20 and self.step - warned_at >= 100:
+                median = float(np.median(recent_norms))
+                if norm > EXPLOSION_RATIO * median:
+                    warned_at = self.step
+                    yield log(ev.Warning(self.step + 1, f"the gradient norm {norm:.3g} at step {self.step + 1} is "
+                                                        f"{norm / median:.0f}x its recent median: the gradients are "
+                                                        "exploding. Clip them with --clip 5"))
+            recent_norms.append(norm)
             self.optimizer.lr = self.lr_at(self.step)
             self.optimizer.step()
             self.step += 1
@@ -208,16 +325,20 @@ class Trainer:
                 self._sample_now.set()
             if c.checkpoint_every and self.step % c.checkpoint_every == 0:
                 self._checkpoint_now.set()
-            for e in self._requests(log):
-                if e.kind == "checkpoint":
-                    last_saved = self.step
-                yield e
+            yield from self._requests(log)
         if reason != "diverged":
             if reason == "done" and not (c.eval_every and self.step % c.eval_every == 0) and self.step > 0:
                 yield log(self.evaluate())
-            if self.out_dir and last_saved != self.step:
+            if self.out_dir and self.last_saved != self.step:
                 yield log(ev.Checkpoint(self.step, self.save()))
         yield log(ev.Stopped(self.step, reason, message))
+
+    def _kept(self) -> str:
+        if not self.out_dir:
+            return "nothing was saved (no run directory)"
+        if self.last_saved < 0:
+            return "no checkpoint was written yet"
+        return f"the last good checkpoint (step {self.last_saved}) is kept"
 
     def _requests(self, log, paused=False):
         """Samples and checkpoints that are due or were asked for (between steps, or while paused)."""

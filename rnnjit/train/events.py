@@ -41,6 +41,7 @@ class Start(Event):
     num_parameters: int
     vocab_size: int = 0
     resumed: bool = False
+    notes: list = field(default_factory=list)   # what was mended or changed on resuming, one line each
 
 
 @dataclass(frozen=True)
@@ -83,8 +84,17 @@ class Checkpoint(Event):
 
 
 @dataclass(frozen=True)
+class Warning(Event):
+    """Something the user should act on while the run goes on (exploding gradients, say)."""
+    kind = "warning"
+    step: int
+    message: str
+
+
+@dataclass(frozen=True)
 class Stopped(Event):
-    """The run ended: ``reason`` is done, interrupted, diverged or stopped."""
+    """The run ended: ``reason`` is done, stopped (asked to), diverged (a NaN, an infinity or an
+    exploding loss) or error (a run file could not be written, or memory ran out)."""
     kind = "end"
     step: int
     reason: str

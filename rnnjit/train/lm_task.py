@@ -80,7 +80,11 @@ class CharLMTask:
         self.train_stream.load_state(meta["data"])
         self.epoch = self.train_stream.epoch
         self.model.rnn.dropout_rng.bit_generator.state = meta["dropout_rng"]
-        if "hidden/c" in arrays:
-            self.hidden = (arrays["hidden/h"].copy(), arrays["hidden/c"].copy())
-        else:
-            self.hidden = arrays["hidden/h"].copy()
+        fresh = self.model.initial_state(self.config.batch)
+        fresh = fresh if isinstance(fresh, tuple) else (fresh,)
+        saved = tuple(arrays[k] for k in ("hidden/h", "hidden/c")[:len(fresh)])
+        for f, a in zip(fresh, saved):
+            if a.shape != f.shape or a.dtype != f.dtype:
+                raise ValueError(f"saved hidden state has shape {a.shape} and dtype {a.dtype}, "
+                                 f"expected {f.shape} and {f.dtype}")
+        self.hidden = tuple(a.copy() for a in saved) if len(saved) == 2 else saved[0].copy()
