@@ -1,0 +1,141 @@
+"""Property: whatever options `rnnjit train` is given, it ends cleanly.
+
+Hypothesis draws command lines from the whole option space, valid and not: numbers out of range,
+NaN and infinity, words where numbers belong, unknown names, corpora that are empty, binary, a
+directory or missing, run directories that are files or hold no run. Whatever it draws,
+``main()`` must return (never raise), with status 0 (it trained), 1 (the run stopped with a
+reason) or 2 (a usage error), and a failure must be exactly one line on stderr, never a
+traceback and never the catch-all "internal error" (which would mean a bug slipped through).
+Sizes stay small where they are valid, so that every drawn run that trains finishes in moments.
+"""
+
+import contextlib
+import io
+import itertools
+import os
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rnnjit.cli import main
+
+_counter = itertools.count()
+
+garbage = st.sampled_from(["", "x", "-", "1.5", "nan", "inf", "-inf", "1e400", "0x10", "--", "💥", "9" * 30])
+small_int = st.integers(-3, 6).map(str)
+huge_int = st.sampled_from(["1000000000", "1000000000000", "-1000000000"])
+ints = st.one_of(small_int, huge_int, garbage)
+sizes = st.one_of(st.integers(-2, 12).map(str), st.sampled_from(["1000000000000"]), garbage)
+floats = st.one_of(st.floats(allow_nan=True, allow_infinity=True).map(repr),
+                   st.floats(-2, 2).map(repr), garbage)
+
+OPTIONS = {
+    "--task": st.sampled_from(["charlm", "adding", "copy", "captions", "dates", "nope", ""]),
+    "--length": st.one_of(st.integers(-1, 8).map(str), garbage, huge_int),
+    "--cell": st.sampled_from(["rnn", "rnn-relu", "lstm", "gru", "LSTM", "transformer"]),
+    "--hidden": sizes,
+    "--layers": st.one_of(st.integers(-1, 3).map(str), garbage),
+    "--dropout": floats,
+    "--embedding": sizes,
+    "--dtype": st.sampled_from(["float32", "float64", "float16", "int"]),
+    "--device": st.sampled_from(["cpu", "cuda", "tpu"]),
+    "--seq-len": st.one_of(st.integers(-1, 12).map(str), huge_int, garbage),
+    "--batch": st.one_of(st.integers(-1, 6).map(str), huge_int, garbage),
+    "--steps": st.one_of(st.integers(-2, 3).map(str), garbage),
+    "--optimizer": st.sampled_from(["sgd", "adagrad", "rmsprop", "adam", "lbfgs", ""]),
+    "--lr": floats,
+    "--momentum": floats,
+    "--lr-decay": floats,
+    "--lr-decay-every": ints,
+    "--clip": floats,
+    "--clip-mode": st.sampled_from(["norm", "value", "both"]),
+    "--seed": st.one_of(ints, st.sampled_from(["-1", str(2**64), str(-2**70)])),
+    "--threads": st.one_of(st.integers(-1, 4).map(str), huge_int, garbage),
+    "--eval-every": ints,
+    "--eval-batches": st.one_of(st.integers(-1, 2).map(str), garbage),
+    "--sample-every": ints,
+    "--sample-length": st.one_of(st.integers(-1, 12).map(str), garbage),
+    "--temperature": floats,
+    "--checkpoint-every": ints,
+}
+PLACES = ("corpus", "out", "resume")   # paths, drawn from the fixture's menagerie
+
+
+@pytest.fixture(scope="module")
+def places(tmp_path_factory):
+    d = tmp_path_factory.mktemp("fuzz")
+    (d / "text.txt").write_text("Speak, speak. First Citizen: you are all resolved rather to die?\n" * 20)
+    (d / "empty.txt").write_text("")
+    (d / "binary.bin").write_bytes(bytes(range(256)) * 8)
+    (d / "latin1.txt").write_bytes("café crème brûlée\n".encode("latin-1") * 50)
+    (d / "one-char.txt").write_text("a" * 500)
+    (d / "a-dir").mkdir()
+    (d / "not-a-run").mkdir()
+    (d / "a-file").write_text("x")
+    return {
+        "corpus": [str(d / n) for n in ("text.txt", "empty.txt", "binary.bin", "latin1.txt", "one-char.txt",
+                                         "a-dir", "missing.txt")] + ["names", "nonexistent-corpus"],
+        "out": [str(d / "a-file"), str(d / "a-file" / "below"), str(d / "not-a-run")],
+        "resume": [str(d / "not-a-run"), str(d / "missing-run"), str(d / "a-file")],
+        "root": d,
+    }
+
+
+@st.composite
+def command_lines(draw, places):
+    argv = ["train", "--corpus", places["corpus"][0], "--steps", "2", "--hidden", "6", "--layers", "1",
+            "--seq-len", "6", "--batch", "2", "--eval-batches", "1", "--sample-length", "8", "--threads", "1",
+            "--out", str(places["root"] / f"run-{next(_counter)}")]
+    for name in draw(st.lists(st.sampled_from(sorted(OPTIONS) + list(PLACES)), max_size=6, unique=True)):
+        if name in PLACES:
+            argv += [f"--{name}", draw(st.sampled_from(places[name]))]
+        else:
+            argv += [name, draw(OPTIONS[name])]
+    if draw(st.booleans()):
+        argv.append("--json")
+    return argv
+
+
+def run(argv):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(argv)
+        except SystemExit as e:   # argparse's usage errors
+            code = e.code
+    return code, err.getvalue()
+
+
+@settings(max_examples=int(os.environ.get("RNNJIT_FUZZ_EXAMPLES", 120)), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(data=st.data())
+def test_every_command_line_ends_cleanly(places, data):
+    argv = data.draw(command_lines(places))
+    code, err = run(argv)
+    assert code in (0, 1, 2), (argv, code, err)
+    assert "Traceback" not in err and "internal error" not in err, (argv, err)
+    if code != 0:
+        assert err.count("\n") == 1 and err.strip(), (argv, err)
+        assert err.startswith(("rnnjit train: error: ", "rnnjit: ")), (argv, err)
+
+
+def test_the_menagerie_gives_the_expected_errors(places):
+    """A few fixed points of the same space, so a regression names itself."""
+    base = ["train", "--steps", "1", "--hidden", "6", "--layers", "1", "--seq-len", "6", "--batch", "2",
+            "--threads", "1", "--eval-batches", "1"]
+    root = places["root"]
+    cases = [
+        (["--corpus", str(root / "empty.txt")], 2, "empty"),
+        (["--corpus", str(root / "binary.bin")], 2, "UTF-8"),
+        (["--corpus", str(root / "a-dir")], 2, "directory"),
+        (["--hidden", "1000000000000", "--corpus", "names"], 2, "memory"),
+        (["--seq-len", "1000000000", "--corpus", "names"], 2, "short"),
+        (["--lr", "nan"], 2, "--lr"),
+        (["--clip", "nan"], 2, "--clip"),
+        (["--resume", str(root / "not-a-run")], 2, "no run there"),
+        (["--out", str(root / "a-file")], 2, "a-file"),
+    ]
+    for extra, want_code, needle in cases:
+        code, err = run(base + ["--out", str(root / f"fixed-{next(_counter)}")] + extra)
+        assert code == want_code and needle in err and err.count("\n") == 1, (extra, code, err)
