@@ -244,3 +244,56 @@ def test_device_cuda_without_cuda_is_one_line():
     lines = out.stdout.strip().splitlines()
     assert lines == ["AVAILABLE"] or (len(lines) == 1 and lines[0].startswith("ERR")
                                       and "NUMBA_ENABLE_CUDASIM" in lines[0])
+
+
+# ---- training on the device: CharLM + optimizer + clipping ---------------------------------------
+
+TRAIN_CASES = [  # cell, dtype, optimizer (and its options), clip, clip mode, input, layers
+    ("lstm", np.float64, ("adam", {}), 0.2, "norm", "embedding", 2),
+    ("gru", np.float32, ("sgd", {"momentum": 0.9}), 0.02, "value", "onehot", 1),
+    ("rnn", np.float32, ("rmsprop", {}), 0.2, "norm", "embedding", 1),
+    ("lstm", np.float32, ("adagrad", {}), 0.0, "norm", "embedding", 1),
+]
+
+
+def _train(device, cell, dtype, opt, clip, mode, input_kind, layers, steps, T=3, B=2, V=7):
+    """A few steps of CharLM training as the engine runs them: forward + BPTT, clip, update."""
+    from rnnjit.models import CharLM
+    from rnnjit.train.optim import OPTIMIZERS, clip_gradients
+    rng = np.random.default_rng(5)
+    xs, ys = rng.integers(0, V, (steps, T, B)), rng.integers(0, V, (steps, T, B))
+    model = CharLM(V, 4, layers, cell, embedding_size=3, input=input_kind, dtype=dtype, seed=2, device=device)
+    name, kw = opt
+    optimizer = OPTIMIZERS[name](model.parameters(), lr=0.05, **kw)
+    state, record = model.initial_state(B), []
+    for x, y in zip(xs, ys):
+        loss, state = model.forward_backward(x, y, state)
+        norm, clipped = clip_gradients([g for _, _, g in model.parameters()], clip, mode)
+        optimizer.step()
+        record.append((loss, norm, clipped, model.hidden_grad_norms.copy()))
+    return record, model, optimizer
+
+
+@pytest.mark.parametrize("cell,dtype,opt,clip,mode,input_kind,layers", TRAIN_CASES)
+def test_training_on_the_device_matches_cpu(cuda, cell, dtype, opt, clip, mode, input_kind, layers):
+    """Losses, gradient norms (before clipping), whether clipping fired, the per-step norms of
+    dL/dh_t, the final parameters and the optimizer state: the same on both devices."""
+    steps = 3 if layers == 2 else 2
+    ref, cpu_model, cpu_opt = _train("cpu", cell, dtype, opt, clip, mode, input_kind, layers, steps)
+    got, gpu_model, gpu_opt = _train("cuda", cell, dtype, opt, clip, mode, input_kind, layers, steps)
+    tol = dict(rtol=1e-9, atol=1e-12) if dtype == np.float64 else dict(rtol=1e-4, atol=1e-5)
+    for s, (r, g) in enumerate(zip(ref, got)):
+        np.testing.assert_allclose(g[0], r[0], **tol, err_msg=f"loss, step {s}")
+        np.testing.assert_allclose(g[1], r[1], **tol, err_msg=f"norm, step {s}")
+        assert g[2] == r[2], f"clipped, step {s}"
+        np.testing.assert_allclose(g[3], r[3], **tol, err_msg=f"hidden_grad_norms, step {s}")
+    if clip:
+        assert any(r[2] for r in ref), "the case should make clipping fire"
+    want, have = cpu_model.state_dict(), gpu_model.state_dict()
+    assert set(have) == set(want)
+    for k in want:
+        assert isinstance(have[k], np.ndarray) and have[k].dtype == want[k].dtype
+        np.testing.assert_allclose(have[k], want[k], **tol, err_msg=k)
+    want, have = cpu_opt.state_dict(), gpu_opt.state_dict()
+    for k in want:
+        np.testing.assert_allclose(have[k], want[k], **tol, err_msg=k)

@@ -7,15 +7,38 @@
 
 Parameter names follow a torch module with submodules ``embedding``, ``rnn`` and ``decoder``,
 so ``state_dict()`` keys read ``embedding.weight``, ``rnn.weight_ih_l0``, ``decoder.bias``...
+
+``device="cuda"`` runs the whole model on the GPU, with the same equations: the embedding
+lookup and its scatter-add gradient, the recurrent stack, the linear head (tiled GEMMs) and the
+fused softmax cross-entropy are CUDA kernels (``rnnjit.kernels.cuda.dense`` is the twin of
+``rnnjit.kernels.dense``), the parameters and gradients are device arrays made once, and so is
+the hidden state carried from one chunk to the next (``forward_backward`` returns it on the
+device; ``initial_state`` makes zeros there). A training step sends the two (T, B) arrays of
+character ids to the GPU and brings back one number, the loss; with ``rnnjit.train.optim``
+(which updates device arrays in place) the clipped gradient norm and the per-step norms of
+dL/dh_t are the only other things that come back. ``state_dict()`` and ``load_state_dict()``
+speak NumPy on both devices, as do ``params`` and ``grads`` (copies, on the GPU).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..kernels.dense import (cross_entropy, embedding_backward, embedding_forward, linear_backward,
-                             linear_forward, softmax_cross_entropy)
-from ..nn.recurrent import LAYERS
+from ..kernels import dense
+from ..nn.recurrent import LAYERS, _host_view
+
+
+def _one_hot(ids, V, dtype):
+    """ids (N,) -> (N, V) rows of the identity (the CPU twin of ``kernels.cuda.dense.one_hot``)."""
+    e = np.zeros((ids.shape[0], V), dtype)
+    e[np.arange(ids.shape[0]), ids] = 1
+    return e
+
+
+def _scalar(a) -> float:
+    """A loss as a Python float: the CPU kernels return one; the CUDA twins a (1,) device array,
+    whose copy to the host is the one transfer back of a training step."""
+    return float(np.asarray(a.copy_to_host() if hasattr(a, "copy_to_host") else a).reshape(-1)[0])
 
 
 class CharLM:
@@ -35,40 +58,59 @@ class CharLM:
         extra = {"nonlinearity": nonlinearity} if cell == "rnn" else {}
         self.rnn = LAYERS[cell](E, hidden_size, num_layers=num_layers, dropout=dropout, dtype=dtype,
                                 seed=int(rnn_seed.generate_state(1)[0]), device=device, **extra)
+        self.device, self.xp = device, self.rnn.xp
+        if device == "cuda":
+            from ..kernels.cuda import dense as cuda_dense
+            self.k, self.one_hot = cuda_dense, cuda_dense.one_hot
+        else:
+            self.k, self.one_hot = dense, _one_hot
         rng = np.random.default_rng(own_seed)
         bound = 1.0 / np.sqrt(hidden_size)
-        self.params = {
+        params = {
             "decoder.weight": rng.uniform(-bound, bound, (self.vocab_size, hidden_size)).astype(dtype),
             "decoder.bias": np.zeros(self.vocab_size, dtype),
         }
         if input == "embedding":
-            self.params["embedding.weight"] = rng.standard_normal((self.vocab_size, E)).astype(dtype)
-        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+            params["embedding.weight"] = rng.standard_normal((self.vocab_size, E)).astype(dtype)
+        self._params = {k: self.xp.to_device(v) for k, v in params.items()}
+        self._grads = {k: self.xp.zeros(v.shape, self.dtype) for k, v in params.items()}
         self._cache = None
 
     # ---- parameters -------------------------------------------------------------------------
 
+    @property
+    def params(self):
+        """The model's own parameters (not the recurrent layer's): NumPy arrays (on the GPU, a
+        ``HostView`` that copies on read)."""
+        return self._params if self.device == "cpu" else _host_view(self._params)
+
+    @property
+    def grads(self):
+        return self._grads if self.device == "cpu" else _host_view(self._grads)
+
     def parameters(self):
-        """(name, array, grad) for every parameter; optimizers update the arrays in place."""
-        own = [(k, self.params[k], self.grads[k]) for k in self.params]
+        """(name, array, grad) for every parameter; optimizers update the arrays in place
+        (device arrays on the GPU)."""
+        own = [(k, self._params[k], self._grads[k]) for k in self._params]
         return own + [("rnn." + k, p, g) for k, p, g in self.rnn.parameters()]
 
     def state_dict(self):
-        return {k: p.copy() for k, p, _ in self.parameters()}
+        """Every parameter as a NumPy copy, torch's names."""
+        return {k: self.xp.host_copy(p) for k, p, _ in self.parameters()}
 
     def load_state_dict(self, state):
         rnn = {k[4:]: v for k, v in state.items() if k.startswith("rnn.")}
         own = {k: v for k, v in state.items() if not k.startswith("rnn.")}
-        missing = sorted(set(self.params) - set(own))
-        extra = sorted(set(own) - set(self.params))
+        missing = sorted(set(self._params) - set(own))
+        extra = sorted(set(own) - set(self._params))
         if missing or extra:
             raise ValueError(f"load_state_dict: missing {missing or 'nothing'}, unexpected {extra or 'nothing'}")
         for k, v in own.items():
-            if np.shape(v) != self.params[k].shape:
-                raise ValueError(f"load_state_dict: {k} has shape {np.shape(v)}, expected {self.params[k].shape}")
+            if np.shape(v) != tuple(self._params[k].shape):
+                raise ValueError(f"load_state_dict: {k} has shape {np.shape(v)}, expected {tuple(self._params[k].shape)}")
         self.rnn.load_state_dict(rnn)
         for k, v in own.items():
-            self.params[k][...] = v
+            self.xp.assign(self._params[k], v)
 
     def num_parameters(self) -> int:
         return sum(p.size for _, p, _ in self.parameters())
@@ -81,9 +123,10 @@ class CharLM:
         return self.train(False)
 
     def initial_state(self, batch: int):
+        """Zeros, on the model's device."""
         S = self.num_layers * self.rnn.num_directions
-        h = np.zeros((S, batch, self.hidden_size), self.dtype)
-        return (h, np.zeros_like(h)) if self.rnn.cell.has_cell_state else h
+        h = self.xp.zeros((S, batch, self.hidden_size), self.dtype)
+        return (h, self.xp.zeros(h.shape, self.dtype)) if self.rnn.cell.has_cell_state else h
 
     @property
     def hidden_grad_norms(self):
@@ -91,37 +134,40 @@ class CharLM:
 
     # ---- forward and backward ---------------------------------------------------------------
 
+    def _ids(self, x):
+        """Character ids (any integer array) as a flat int64 array on the model's device."""
+        return self.xp.to_device(np.ascontiguousarray(np.asarray(x).reshape(-1), dtype=np.int64))
+
     def _inputs(self, x):
-        T, B = x.shape
-        ids = np.ascontiguousarray(x.reshape(-1), dtype=np.int64)
+        T, B = np.shape(x)
+        ids = self._ids(x)
         if self.input == "onehot":
-            e = np.zeros((T * B, self.vocab_size), self.dtype)
-            e[np.arange(T * B), ids] = 1
+            e = self.one_hot(ids, self.vocab_size, self.dtype)
         else:
-            e = embedding_forward(self.params["embedding.weight"], ids)
+            e = self.k.embedding_forward(self._params["embedding.weight"], ids)
         return ids, e.reshape(T, B, self.embedding_size)
 
     def logits(self, x, state):
-        """x (T, B) ids -> logits (T*B, V), next state."""
-        T, B = x.shape
+        """x (T, B) ids -> logits (T*B, V), next state (device arrays on the GPU)."""
+        T, B = np.shape(x)
         ids, e = self._inputs(x)
         out, new_state = self.rnn(e, state)
         h = out.reshape(T * B, self.hidden_size)
-        return linear_forward(h, self.params["decoder.weight"], self.params["decoder.bias"]), new_state, (ids, h)
+        return self.k.linear_forward(h, self._params["decoder.weight"], self._params["decoder.bias"]), new_state, (ids, h)
 
     def loss(self, x, y, state):
         """Mean cross-entropy (nats per character) without gradients; returns loss, next state."""
         z, new_state, _ = self.logits(x, state)
-        return float(cross_entropy(z, np.ascontiguousarray(y.reshape(-1), dtype=np.int64))), new_state
+        return _scalar(self.k.cross_entropy(z, self._ids(y))), new_state
 
     def forward_backward(self, x, y, state):
         """One truncated-BPTT chunk: loss, gradients (in ``grads``), and the state to carry on."""
-        T, B = x.shape
+        T, B = np.shape(x)
         z, new_state, (ids, h) = self.logits(x, state)
-        loss, dz = softmax_cross_entropy(z, np.ascontiguousarray(y.reshape(-1), dtype=np.int64))
-        dh = linear_backward(h, self.params["decoder.weight"], dz, self.grads["decoder.weight"],
-                             self.grads["decoder.bias"])
+        loss, dz = self.k.softmax_cross_entropy(z, self._ids(y))
+        g = self._grads
+        dh = self.k.linear_backward(h, self._params["decoder.weight"], dz, g["decoder.weight"], g["decoder.bias"])
         de, _ = self.rnn.backward(dh.reshape(T, B, self.hidden_size))
         if self.input == "embedding":
-            embedding_backward(self.grads["embedding.weight"], ids, de.reshape(T * B, self.embedding_size))
-        return float(loss), new_state
+            self.k.embedding_backward(g["embedding.weight"], ids, de.reshape(T * B, self.embedding_size))
+        return _scalar(loss), new_state

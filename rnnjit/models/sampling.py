@@ -2,6 +2,9 @@
 
     p(c) ∝ exp(z_c / temperature)      temperature < 1 sharpens, > 1 flattens
     top-k keeps the k likeliest characters; argmax always takes the likeliest one.
+
+With a model on the GPU (``device="cuda"``) the model and its state stay there; the scores of
+the last step, one row of V numbers, come back to the host for each character drawn.
 """
 
 from __future__ import annotations
@@ -9,6 +12,12 @@ from __future__ import annotations
 import numpy as np
 
 from ..data.vocab import Vocab
+
+
+def _last_scores(z) -> np.ndarray:
+    """The last row of the logits as float64 NumPy (copied from the GPU for a CUDA model)."""
+    row = z[z.shape[0] - 1]
+    return np.asarray(row.copy_to_host() if hasattr(row, "copy_to_host") else row, np.float64)
 
 
 def sample(model, vocab: Vocab, length: int = 200, prime: str = "", temperature: float = 1.0,
@@ -32,7 +41,7 @@ def sample(model, vocab: Vocab, length: int = 200, prime: str = "", temperature:
         state = model.initial_state(1)
         prime_ids = vocab.encode(prime) if prime else np.array([rng.integers(vocab.size)], np.int32)
         z, state, _ = model.logits(prime_ids.reshape(-1, 1), state)  # read the whole prime at once
-        scores = z[-1].astype(np.float64)
+        scores = _last_scores(z)
         out = []
         for _ in range(length):
             if argmax:
@@ -50,7 +59,7 @@ def sample(model, vocab: Vocab, length: int = 200, prime: str = "", temperature:
             if stop is not None and ch == stop:
                 break
             z, state, _ = model.logits(np.array([[c]], np.int32), state)
-            scores = z[-1].astype(np.float64)
+            scores = _last_scores(z)
         return "".join(out)
     finally:
         model.train(was_training)

@@ -13,10 +13,19 @@ sequence kernel (``rnnjit.kernels``). What it adds is bookkeeping: shapes, the o
 stack, dropout between layers, and the gradients.
 
 ``device="cuda"`` runs the same calls through the CUDA twins (``rnnjit.kernels.cuda``, an
-optional extra). The whole time loop of a layer runs on the GPU in one persistent kernel; the
-layer's inputs, weights and results cross to and from the host once per layer and direction
-per call (parameters, gradients and optimizer state stay NumPy arrays on the host, so
-``state_dict`` and the optimizers are the same for both devices).
+optional extra), and keeps everything on the GPU: the parameters and gradients are device
+arrays, made once (``parameters()`` hands them to the optimizers, which update them there);
+the activations between layers, the caches for backward and the dropout masks are device
+arrays too. Forward and backward take and return device arrays when given device arrays (a
+model calls them so: nothing crosses to the host inside a training step), and NumPy arrays
+when given NumPy arrays (copied across at the edges, for tests and one-off calls).
+``state_dict()``, ``load_state_dict()``, ``params`` and ``grads`` speak NumPy on both devices
+(on the GPU ``params`` and ``grads`` are ``HostView``s: reading a key copies that array), and
+``hidden_grad_norms`` comes back to the host when it is read: it is the one metric of a step.
+
+The layer is written once for both devices: every array operation between kernel calls goes
+through ``self.xp``, ``NumpyArrays`` below on the CPU or ``rnnjit.kernels.cuda.arrays`` on the
+GPU (same names: zeros, multiply, put_columns, ...).
 
 ``backward`` is explicit, as in CS231n-style code: call it after ``forward`` with the gradient
 of the loss with respect to the outputs (and, optionally, the final state). It returns the
@@ -36,6 +45,54 @@ _DTYPES = (np.float32, np.float64)
 
 def _identity(a):
     return a
+
+
+_STATE_NAMES = {"hx": "(h0, c0)", "dhx": "(dh_n, dc_n)"}
+
+
+def _add_batch_axis(a, xp):
+    """(S, H) -> (S, 1, H): an unbatched array as a batch of one (a view). Other shapes pass
+    through unchanged, for the shape checks to report."""
+    a = a if xp.on_device(a) else np.asarray(a)
+    return a.reshape(a.shape[0], 1, a.shape[1]) if a.ndim == 2 else a
+
+
+def _host_view(arrays):
+    from ..kernels.cuda import HostView
+    return HostView(arrays)
+
+
+class NumpyArrays:
+    """The array operations of a layer on the CPU; ``rnnjit.kernels.cuda.arrays`` is the GPU twin."""
+
+    on_device = staticmethod(lambda a: False)
+    to_device = to_host = staticmethod(_identity)
+    host_copy = staticmethod(np.copy)
+    empty = staticmethod(np.empty)
+    zeros = staticmethod(np.zeros)
+    contiguous = staticmethod(np.ascontiguousarray)
+    multiply = staticmethod(np.multiply)
+    add = staticmethod(np.add)
+
+    @staticmethod
+    def assign(dst, src):
+        dst[...] = src
+
+    @staticmethod
+    def put_columns(dst, src, c0):
+        dst[..., c0:c0 + src.shape[-1]] = src
+
+    @staticmethod
+    def take_columns(src, c0, width):
+        return np.ascontiguousarray(src[..., c0:c0 + width])
+
+    @staticmethod
+    def swap01(a):
+        return a.transpose(1, 0, 2)
+
+    @staticmethod
+    def dropout_mask(shape, dtype, rng, keep):
+        return (rng.random(shape) < keep).astype(dtype) / dtype(keep)
 
 
 def _shape(a) -> str:
@@ -66,11 +123,12 @@ class Recurrent:
         if device == "cuda":
             from ..kernels import cuda as kcuda
             kcuda.require_cuda()  # one line that says what is missing, and how to simulate
+            from ..kernels.cuda import arrays
             self.cell = kcuda.CUDA_CELLS[self.cell_name]
-            self._to_device, self._to_host = kcuda.to_device, kcuda.to_host
+            self.xp = arrays
         else:
             self.cell = CELLS[self.cell_name]
-            self._to_device = self._to_host = _identity
+            self.xp = NumpyArrays
         self.input_size = int(input_size)
         self.hidden_size = int(hidden_size)
         self.num_layers = int(num_layers)
@@ -84,9 +142,10 @@ class Recurrent:
         self.training = True
         init_seq, dropout_seq = np.random.SeedSequence(seed).spawn(2)
         self.dropout_rng = np.random.default_rng(dropout_seq)
-        self.params = self._init_params(np.random.default_rng(init_seq))
-        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
-        self.hidden_grad_norms = None
+        params = self._init_params(np.random.default_rng(init_seq))   # drawn on the host, sent once
+        self._params = {k: self.xp.to_device(v) for k, v in params.items()}
+        self._grads = {k: self.xp.zeros(v.shape, self.dtype) for k, v in params.items()}
+        self._norms = None
         self._cache = None
 
     # ---- parameters -------------------------------------------------------------------------
@@ -110,30 +169,49 @@ class Recurrent:
                 params[name + sfx] = rng.uniform(-bound, bound, size=shape).astype(self.dtype)
         return params
 
+    @property
+    def params(self):
+        """The parameters by name: NumPy arrays (on the GPU, a ``HostView`` that copies on read)."""
+        return self._params if self.device == "cpu" else _host_view(self._params)
+
+    @property
+    def grads(self):
+        """The gradients of the last ``backward``, keyed as ``params`` (same host/GPU rule)."""
+        return self._grads if self.device == "cpu" else _host_view(self._grads)
+
+    @property
+    def hidden_grad_norms(self):
+        """(num_layers * D, T) float64 NumPy array: ‖dL/dh_t‖ of the last backward (None before).
+        On the GPU it is copied to the host when first read after each backward."""
+        if self._norms is not None and self.xp.on_device(self._norms):
+            self._norms = self.xp.to_host(self._norms)
+        return self._norms
+
     def state_dict(self) -> dict[str, np.ndarray]:
         """A copy of the parameters, keyed and shaped as ``torch.nn`` keys and shapes them."""
-        return {k: v.copy() for k, v in self.params.items()}
+        return {k: self.xp.host_copy(v) for k, v in self._params.items()}
 
     def load_state_dict(self, state: dict) -> None:
         """Load parameters (NumPy arrays, or anything ``np.asarray`` takes, torch tensors included)."""
-        missing = sorted(set(self.params) - set(state))
-        extra = sorted(set(state) - set(self.params))
+        missing = sorted(set(self._params) - set(state))
+        extra = sorted(set(state) - set(self._params))
         if missing:
             raise ValueError(f"load_state_dict: missing key(s) {', '.join(missing)}")
         if extra:
             raise ValueError(f"load_state_dict: unexpected key(s) {', '.join(extra)}")
         new = {}
-        for k, v in self.params.items():
+        for k, v in self._params.items():
             a = np.asarray(state[k].detach().cpu().numpy() if hasattr(state[k], "detach") else state[k])
             if a.shape != v.shape:
                 raise ValueError(f"load_state_dict: {k} has shape {_shape(a)}, expected {_shape(v)}")
             new[k] = np.ascontiguousarray(a, dtype=self.dtype)
-        for k in self.params:
-            self.params[k][...] = new[k]
+        for k in self._params:
+            self.xp.assign(self._params[k], new[k])
 
     def parameters(self):
-        """(name, array, grad) triples, for an optimizer that updates the arrays in place."""
-        return [(k, self.params[k], self.grads[k]) for k in self.params]
+        """(name, array, grad) triples, for an optimizer that updates the arrays in place
+        (device arrays on the GPU)."""
+        return [(k, self._params[k], self._grads[k]) for k in self._params]
 
     def train(self, mode: bool = True):
         self.training = bool(mode)
@@ -146,109 +224,123 @@ class Recurrent:
 
     def _check_state(self, name, s, B):
         expected = (self.num_layers * self.num_directions, B, self.hidden_size)
-        s = np.asarray(s)
+        s = s if self.xp.on_device(s) else np.asarray(s)
         if s.dtype != self.dtype:
             raise TypeError(f"{name} has dtype {s.dtype.name}, but the layer is {np.dtype(self.dtype).name}")
-        if s.shape != expected:
+        if tuple(s.shape) != expected:
             raise ValueError(f"{name} must have shape {expected} (layers*directions, batch, hidden), got {_shape(s)}")
-        return s
+        return self.xp.to_device(s)
 
     def _check_input(self, x):
-        x = np.asarray(x)
+        x = x if self.xp.on_device(x) else np.asarray(x)
         if x.dtype != self.dtype:
             raise TypeError(f"x has dtype {x.dtype.name}, but the layer is {np.dtype(self.dtype).name}: "
                             f"pass x.astype(np.{np.dtype(self.dtype).name}) or build the layer with dtype={x.dtype.name}")
         if x.ndim not in (2, 3):
             layout = "(batch, seq, input)" if self.batch_first else "(seq, batch, input)"
             raise ValueError(f"x must be 3-D {layout} or 2-D (seq, input), got shape {_shape(x)}")
-        if x.shape[-1] != self.input_size:
-            raise ValueError(f"x has {x.shape[-1]} features in its last axis, expected input_size={self.input_size} "
+        features = x.shape[x.ndim - 1]
+        if features != self.input_size:
+            raise ValueError(f"x has {features} features in its last axis, expected input_size={self.input_size} "
                              f"(shape {_shape(x)})")
         if x.shape[0] == 0 or x.shape[1] == 0:
             raise ValueError(f"x must have at least one timestep and one batch item, got shape {_shape(x)}")
         return x
+
+    def _split_state(self, name, hx, unbatched, B):
+        """(h, c) from hx as forward or backward takes it (c is None without a cell state);
+        zeros for None; checked, one batch row added when unbatched, on the layer's device."""
+        lstm = self.cell.has_cell_state
+        h = c = None
+        if hx is not None:
+            if lstm:
+                if not (isinstance(hx, tuple) and len(hx) == 2):
+                    raise ValueError(f"{name} for an LSTM must be a tuple {_STATE_NAMES[name]}")
+                h, c = hx
+            else:
+                h = hx
+            if unbatched:
+                h = None if h is None else _add_batch_axis(h, self.xp)
+                c = None if c is None else _add_batch_axis(c, self.xp)
+        names = _STATE_NAMES[name][1:-1].split(", ")
+        shape = (self.num_layers * self.num_directions, B, self.hidden_size)
+        h = self.xp.zeros(shape, self.dtype) if h is None else self._check_state(names[0], h, B)
+        if lstm:
+            c = self.xp.zeros(shape, self.dtype) if c is None else self._check_state(names[1], c, B)
+        return h, c
+
+    def _results(self, y, states, unbatched, to_host):
+        """The outputs as the caller expects them: unbatched or batch_first, host or device."""
+        xp = self.xp
+        if unbatched:
+            y = y.reshape(y.shape[0], y.shape[2])
+            states = [None if s is None else s.reshape(s.shape[0], s.shape[2]) for s in states]
+        elif self.batch_first:
+            y = xp.swap01(y)
+        if to_host:
+            y, states = xp.to_host(y), [xp.to_host(s) for s in states]
+        return y, states
 
     def forward(self, x, hx=None):
         """out, h_n = rnn(x, h0)   |   out, (h_n, c_n) = lstm(x, (h0, c0)).
 
         x is (T, B, I), or (B, T, I) with batch_first, or (T, I) unbatched. out is (T, B, D*H)
         (forward direction first, then reverse); states are (num_layers * D, B, H).
+        On a GPU layer, device arrays in give device arrays out; NumPy in gives NumPy out.
         """
+        xp = self.xp
         x = self._check_input(x)
+        from_host = not xp.on_device(x)
         unbatched = x.ndim == 2
         if unbatched:
-            x = x[:, None, :]
+            x = _add_batch_axis(x, xp)
         elif self.batch_first:
-            x = x.transpose(1, 0, 2)
-        x = np.ascontiguousarray(x)
+            x = xp.swap01(xp.to_device(x))
+        x = xp.contiguous(xp.to_device(x))
         T, B, _ = x.shape
         H, D, L = self.hidden_size, self.num_directions, self.num_layers
         lstm = self.cell.has_cell_state
+        h0, c0 = self._split_state("hx", hx, unbatched, B)
 
-        h0 = c0 = None
-        if hx is not None:
-            if lstm:
-                if not (isinstance(hx, tuple) and len(hx) == 2):
-                    raise ValueError("hx for an LSTM must be a tuple (h0, c0)")
-                h0, c0 = hx
-            else:
-                h0 = hx
-            if unbatched:
-                h0 = None if h0 is None else np.asarray(h0)[:, None, :]
-                c0 = None if c0 is None else np.asarray(c0)[:, None, :]
-        h0 = np.zeros((L * D, B, H), self.dtype) if h0 is None else self._check_state("h0", h0, B)
-        if lstm:
-            c0 = np.zeros((L * D, B, H), self.dtype) if c0 is None else self._check_state("c0", c0, B)
-
-        h_n = np.empty((L * D, B, H), self.dtype)
-        c_n = np.empty((L * D, B, H), self.dtype) if lstm else None
+        h_n = xp.empty((L * D, B, H), self.dtype)
+        c_n = xp.empty((L * D, B, H), self.dtype) if lstm else None
         caches, masks = [], []
         layer_in = x
         for k in range(L):
-            out = np.empty((T, B, D * H), self.dtype) if D == 2 else None
+            out = xp.empty((T, B, D * H), self.dtype) if D == 2 else None
             for d in range(D):
                 idx = k * D + d
                 sfx = f"_l{k}" + ("_reverse" if d else "")
-                dev, host = self._to_device, self._to_host
-                W_ih, W_hh, b_ih, b_hh = (dev(w) for w in self._weights(sfx))
                 o, hn, cn, cache = self.cell.forward(
-                    dev(layer_in), dev(np.ascontiguousarray(h0[idx])),
-                    None if c0 is None else dev(np.ascontiguousarray(c0[idx])),
-                    W_ih, W_hh, b_ih, b_hh, d == 1, self.nonlinearity)
-                o, hn = host(o), host(hn)
-                cn = None if cn is None else host(cn)
-                h_n[idx] = hn
+                    layer_in, xp.contiguous(h0[idx]), None if c0 is None else xp.contiguous(c0[idx]),
+                    *self._weights(sfx), d == 1, self.nonlinearity)
+                xp.assign(h_n[idx], hn)
                 if lstm:
-                    c_n[idx] = cn
+                    xp.assign(c_n[idx], cn)
                 if D == 2:
-                    out[:, :, d * H:(d + 1) * H] = o
+                    xp.put_columns(out, o, d * H)
                 else:
                     out = o
                 caches.append(cache)
             mask = None
             if self.training and self.dropout > 0 and k < L - 1:
-                keep = 1.0 - self.dropout
-                mask = (self.dropout_rng.random(out.shape) < keep).astype(self.dtype) / self.dtype(keep)
-                out = out * mask
+                mask = xp.dropout_mask(out.shape, self.dtype, self.dropout_rng, 1.0 - self.dropout)
+                out = xp.multiply(out, mask)
             masks.append(mask)
-            layer_in = np.ascontiguousarray(out)
+            layer_in = xp.contiguous(out)
 
         self._cache = (caches, masks, T, B, unbatched)
-        y = layer_in
-        if unbatched:
-            y, h_n = y[:, 0, :], h_n[:, 0, :]
-            c_n = None if c_n is None else c_n[:, 0, :]
-        elif self.batch_first:
-            y = y.transpose(1, 0, 2)
+        y, (h_n, c_n) = self._results(layer_in, [h_n, c_n], unbatched, from_host)
         return (y, (h_n, c_n)) if lstm else (y, h_n)
 
     __call__ = forward
 
     def _weights(self, sfx):
-        W_ih, W_hh = self.params["weight_ih" + sfx], self.params["weight_hh" + sfx]
+        p = self._params
+        W_ih, W_hh = p["weight_ih" + sfx], p["weight_hh" + sfx]
         if self.bias:
-            return W_ih, W_hh, self.params["bias_ih" + sfx], self.params["bias_hh" + sfx]
-        zeros = np.zeros(W_ih.shape[0], self.dtype)
+            return W_ih, W_hh, p["bias_ih" + sfx], p["bias_hh" + sfx]
+        zeros = self.xp.zeros(W_ih.shape[0], self.dtype)
         return W_ih, W_hh, zeros, zeros
 
     # ---- backward ---------------------------------------------------------------------------
@@ -257,75 +349,58 @@ class Recurrent:
         """dx, dh0 = rnn.backward(dout, dh_n)   |   dx, (dh0, dc0) = lstm.backward(dout, (dh_n, dc_n)).
 
         dout has the shape of ``out``; dh_n / dc_n the shape of the final states (None means
-        zero). Sets ``grads`` and ``hidden_grad_norms`` (num_layers * D, T).
+        zero). Sets ``grads`` and ``hidden_grad_norms`` (num_layers * D, T). On a GPU layer,
+        a device dout gives device gradients back; a NumPy dout gives NumPy.
         """
         if self._cache is None:
             raise ValueError("backward() called before forward(): run forward on a batch first")
+        xp = self.xp
         caches, masks, T, B, unbatched = self._cache
         H, D, L = self.hidden_size, self.num_directions, self.num_layers
         lstm = self.cell.has_cell_state
         out_shape = (T, H * D) if unbatched else ((B, T, H * D) if self.batch_first else (T, B, H * D))
-        dout = np.asarray(dout)
-        if dout.shape != out_shape:
+        from_host = not xp.on_device(dout)
+        dout = np.asarray(dout) if from_host else dout
+        if tuple(dout.shape) != out_shape:
             raise ValueError(f"dout must have the shape of the output {out_shape}, got {_shape(dout)}")
         if dout.dtype != self.dtype:
             raise TypeError(f"dout has dtype {dout.dtype.name}, but the layer is {np.dtype(self.dtype).name}")
         if unbatched:
-            dout = dout[:, None, :]
+            dout = _add_batch_axis(dout, xp)
         elif self.batch_first:
-            dout = dout.transpose(1, 0, 2)
+            dout = xp.swap01(xp.to_device(dout))
+        dout = xp.to_device(dout)
+        dh_n, dc_n = self._split_state("dhx", dhx, unbatched, B)
 
-        dh_n = dc_n = None
-        if dhx is not None:
-            if lstm:
-                if not (isinstance(dhx, tuple) and len(dhx) == 2):
-                    raise ValueError("dhx for an LSTM must be a tuple (dh_n, dc_n)")
-                dh_n, dc_n = dhx
-            else:
-                dh_n = dhx
-            if unbatched:
-                dh_n = None if dh_n is None else np.asarray(dh_n)[:, None, :]
-                dc_n = None if dc_n is None else np.asarray(dc_n)[:, None, :]
-        dh_n = np.zeros((L * D, B, H), self.dtype) if dh_n is None else self._check_state("dh_n", dh_n, B)
-        if lstm:
-            dc_n = np.zeros((L * D, B, H), self.dtype) if dc_n is None else self._check_state("dc_n", dc_n, B)
-
-        dh0 = np.empty((L * D, B, H), self.dtype)
-        dc0 = np.empty((L * D, B, H), self.dtype) if lstm else None
-        norms = np.empty((L * D, T), np.float64)
+        dh0 = xp.empty((L * D, B, H), self.dtype)
+        dc0 = xp.empty((L * D, B, H), self.dtype) if lstm else None
+        norms = xp.empty((L * D, T), np.float64)
         d_layer_out = dout
         for k in reversed(range(L)):
             if masks[k] is not None:
-                d_layer_out = d_layer_out * masks[k]
+                d_layer_out = xp.multiply(d_layer_out, masks[k])
             d_layer_in = None
             for d in range(D):
                 idx = k * D + d
                 sfx = f"_l{k}" + ("_reverse" if d else "")
-                g = np.ascontiguousarray(d_layer_out[:, :, d * H:(d + 1) * H])
-                dev, host = self._to_device, self._to_host
-                results = self.cell.backward(
-                    caches[idx], dev(g), dev(np.ascontiguousarray(dh_n[idx])),
-                    None if dc_n is None else dev(np.ascontiguousarray(dc_n[idx])))
-                dx, dh, dc, dW_ih, dW_hh, db_ih, db_hh, nrm = (None if r is None else host(r) for r in results)
-                dh0[idx] = dh
+                g = xp.take_columns(d_layer_out, d * H, H) if D == 2 else xp.contiguous(d_layer_out)
+                dx, dh, dc, dW_ih, dW_hh, db_ih, db_hh, nrm = self.cell.backward(
+                    caches[idx], g, xp.contiguous(dh_n[idx]), None if dc_n is None else xp.contiguous(dc_n[idx]))
+                xp.assign(dh0[idx], dh)
                 if lstm:
-                    dc0[idx] = dc
-                norms[idx] = nrm
-                self.grads["weight_ih" + sfx][...] = dW_ih  # in place: optimizers hold these arrays
-                self.grads["weight_hh" + sfx][...] = dW_hh
+                    xp.assign(dc0[idx], dc)
+                xp.assign(norms[idx], nrm)
+                grads = self._grads  # written in place: optimizers hold these arrays
+                xp.assign(grads["weight_ih" + sfx], dW_ih)
+                xp.assign(grads["weight_hh" + sfx], dW_hh)
                 if self.bias:
-                    self.grads["bias_ih" + sfx][...] = db_ih
-                    self.grads["bias_hh" + sfx][...] = db_hh
-                d_layer_in = dx if d_layer_in is None else d_layer_in + dx
+                    xp.assign(grads["bias_ih" + sfx], db_ih)
+                    xp.assign(grads["bias_hh" + sfx], db_hh)
+                d_layer_in = dx if d_layer_in is None else xp.add(d_layer_in, dx)
             d_layer_out = d_layer_in
 
-        self.hidden_grad_norms = norms
-        dx = d_layer_out
-        if unbatched:
-            dx, dh0 = dx[:, 0, :], dh0[:, 0, :]
-            dc0 = None if dc0 is None else dc0[:, 0, :]
-        elif self.batch_first:
-            dx = dx.transpose(1, 0, 2)
+        self._norms = norms
+        dx, (dh0, dc0) = self._results(d_layer_out, [dh0, dc0], unbatched, from_host)
         return (dx, (dh0, dc0)) if lstm else (dx, dh0)
 
     def __repr__(self):

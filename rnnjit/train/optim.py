@@ -10,6 +10,14 @@ Clipping: by global norm, g *= c / ‖g‖ when ‖g‖ > c (‖g‖ over all pa
 value, g = clip(g, -c, c). Both report the norm before clipping.
 
 An optimizer's state is a flat dict of arrays (``state_dict()``), so a checkpoint can store it.
+
+Both work on NumPy arrays (the Numba kernels below) and on CUDA device arrays (a model built
+with ``device="cuda"``): they look at the arrays they are given and dispatch. On the device the
+same updates run as small CUDA kernels (``rnnjit.kernels.cuda.optim``), the optimizer's state
+lives on the device beside the parameters, and only the gradient norm (a float) comes back;
+``state_dict()`` still gives NumPy arrays (copies) and ``load_state_dict()`` takes them, so a
+checkpoint does not care where training ran. Nothing here imports numba.cuda unless it is
+handed device arrays.
 """
 
 from __future__ import annotations
@@ -53,10 +61,31 @@ def _adam(p, g, m, v, lr, beta1, beta2, eps, c1, c2):
         p[i] -= lr * (m[i] / c1) / (np.sqrt(v[i] / c2) + eps)
 
 
+def on_device(a) -> bool:
+    """True for a CUDA device array (numba's ``DeviceNDArray``, or the simulator's stand-in)."""
+    return hasattr(a, "copy_to_host")
+
+
+def _device_ops():
+    from ..kernels.cuda import optim
+    return optim
+
+
+def _zeros_like(p):
+    return _device_ops().zeros_like(p) if on_device(p) else np.zeros_like(p)
+
+
+HOST_UPDATES = {"sgd": _sgd, "adagrad": _adagrad, "rmsprop": _rmsprop, "adam": _adam}
+
+
 class Optimizer:
-    """Base: holds (name, param, grad) triples and per-parameter state arrays called slots."""
+    """Base: holds (name, param, grad) triples and per-parameter state arrays called slots.
+
+    A subclass names its update (``kernel``, a key of ``HOST_UPDATES`` and of the CUDA twin's
+    ``UPDATES``), its state arrays (``slots``) and the scalars the update takes (``_scalars``)."""
 
     slots: tuple[str, ...] = ()
+    kernel = ""
 
     def __init__(self, parameters, lr: float):
         if not lr > 0:
@@ -64,18 +93,29 @@ class Optimizer:
         self.parameters = list(parameters)
         self.lr = float(lr)
         self.t = 0
-        self.state = {name: {s: np.zeros_like(p) for s in self.slots} for name, p, _ in self.parameters}
+        self.state = {name: {s: _zeros_like(p) for s in self.slots} for name, p, _ in self.parameters}
 
     def step(self):
         self.t += 1
         for name, p, g in self.parameters:
             self._update(p, g, self.state[name])
 
-    def _update(self, p, g, st):
+    def _scalars(self) -> tuple[float, ...]:
         raise NotImplementedError
 
+    def _update(self, p, g, st):
+        T = p.dtype.type
+        scalars = tuple(T(v) for v in self._scalars())
+        slots = [st[s] for s in self.slots]
+        if on_device(p):
+            _device_ops().update(self.kernel, p, g, slots, scalars)
+        else:
+            HOST_UPDATES[self.kernel](p, g, *slots, *scalars)
+
     def state_dict(self) -> dict[str, np.ndarray]:
-        d = {f"{name}/{s}": a for name, st in self.state.items() for s, a in st.items()}
+        """The state as NumPy arrays (device state is copied to the host)."""
+        d = {f"{name}/{s}": (a.copy_to_host() if on_device(a) else a)
+             for name, st in self.state.items() for s, a in st.items()}
         d["t"] = np.array(self.t)
         return d
 
@@ -83,81 +123,111 @@ class Optimizer:
         self.t = int(d["t"])
         for name, st in self.state.items():
             for s, a in st.items():
-                a[...] = d[f"{name}/{s}"]
+                if on_device(a):
+                    a.copy_to_device(np.ascontiguousarray(d[f"{name}/{s}"], dtype=a.dtype))
+                else:
+                    a[...] = d[f"{name}/{s}"]
 
 
 class SGD(Optimizer):
     slots = ("velocity",)
+    kernel = "sgd"
 
     def __init__(self, parameters, lr=0.1, momentum=0.0):
         super().__init__(parameters, lr)
         self.momentum = float(momentum)
 
-    def _update(self, p, g, st):
-        _sgd(p, g, st["velocity"], p.dtype.type(self.lr), p.dtype.type(self.momentum))
+    def _scalars(self):
+        return self.lr, self.momentum
 
 
 class Adagrad(Optimizer):
     slots = ("sum_sq",)
+    kernel = "adagrad"
 
     def __init__(self, parameters, lr=0.1, eps=1e-8):
         super().__init__(parameters, lr)
         self.eps = eps
 
-    def _update(self, p, g, st):
-        _adagrad(p, g, st["sum_sq"], p.dtype.type(self.lr), p.dtype.type(self.eps))
+    def _scalars(self):
+        return self.lr, self.eps
 
 
 class RMSprop(Optimizer):
     slots = ("mean_sq",)
+    kernel = "rmsprop"
 
     def __init__(self, parameters, lr=2e-3, alpha=0.95, eps=1e-8):
         super().__init__(parameters, lr)
         self.alpha, self.eps = alpha, eps
 
-    def _update(self, p, g, st):
-        T = p.dtype.type
-        _rmsprop(p, g, st["mean_sq"], T(self.lr), T(self.alpha), T(self.eps))
+    def _scalars(self):
+        return self.lr, self.alpha, self.eps
 
 
 class Adam(Optimizer):
     slots = ("m", "v")
+    kernel = "adam"
 
     def __init__(self, parameters, lr=2e-3, beta1=0.9, beta2=0.999, eps=1e-8):
         super().__init__(parameters, lr)
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
 
-    def _update(self, p, g, st):
-        T = p.dtype.type
+    def _scalars(self):
         c1, c2 = 1 - self.beta1 ** self.t, 1 - self.beta2 ** self.t
-        _adam(p, g, st["m"], st["v"], T(self.lr), T(self.beta1), T(self.beta2), T(self.eps), T(c1), T(c2))
+        return self.lr, self.beta1, self.beta2, self.eps, c1, c2
 
 
 OPTIMIZERS = {"sgd": SGD, "adagrad": Adagrad, "rmsprop": RMSprop, "adam": Adam}
 
 
+class _HostOps:
+    """The three operations clipping needs, on NumPy arrays (the CUDA twin: kernels.cuda.optim)."""
+
+    @staticmethod
+    def norm_and_count(grads, threshold=math.inf):
+        norm = math.sqrt(sum(float(np.dot(g.reshape(-1), g.reshape(-1))) for g in grads))
+        over = 0 if threshold == math.inf else sum(int(np.count_nonzero(np.abs(g) > threshold)) for g in grads)
+        return norm, over
+
+    @staticmethod
+    def scale(g, s):
+        g *= g.dtype.type(s)
+
+    @staticmethod
+    def clip_values(g, c):
+        np.clip(g, -c, c, out=g)
+
+
+def _ops(grads):
+    return _device_ops() if grads and on_device(grads[0]) else _HostOps
+
+
 def global_norm(grads) -> float:
-    return math.sqrt(sum(float(np.dot(g.reshape(-1), g.reshape(-1))) for g in grads))
+    grads = list(grads)
+    return _ops(grads).norm_and_count(grads)[0]
 
 
 def clip_gradients(grads, clip: float, mode: str = "norm") -> tuple[float, bool]:
-    """Clip in place; returns (global norm before clipping, whether clipping changed anything)."""
+    """Clip in place; returns (global norm before clipping, whether clipping changed anything).
+
+    NumPy arrays or device arrays; for device arrays the norm (and, clipping by value, whether
+    any value is beyond the clip) is all that comes back to the host."""
     grads = list(grads)
-    norm = global_norm(grads)
+    ops = _ops(grads)
+    by_value = mode == "value" and clip and clip > 0
+    norm, over = ops.norm_and_count(grads, clip if by_value else math.inf)
     if not clip or clip <= 0:
         return norm, False
     if mode == "norm":
         if norm > clip:
-            scale = clip / (norm + 1e-12)
             for g in grads:
-                g *= g.dtype.type(scale)
+                ops.scale(g, clip / (norm + 1e-12))
             return norm, True
         return norm, False
     if mode == "value":
-        fired = False
-        for g in grads:
-            if np.abs(g).max() > clip:
-                fired = True
-                np.clip(g, -clip, clip, out=g)
-        return norm, fired
+        if over:
+            for g in grads:
+                ops.clip_values(g, clip)
+        return norm, over > 0
     raise ValueError(f"clip mode must be 'norm' or 'value', got {mode!r}")

@@ -27,9 +27,11 @@ the kernels (slowly, in Python threads): set ``NUMBA_ENABLE_CUDASIM=1`` in the e
 
 import importlib
 import os
+from collections.abc import Mapping
 
 __all__ = [
-    "require_cuda", "is_available", "simulator_enabled", "to_device", "to_host",
+    "require_cuda", "is_available", "simulator_enabled", "to_device", "to_host", "on_device", "assign",
+    "HostView",
     "CUDA_CELLS", "rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward",
     "gru_forward", "gru_backward",
 ]
@@ -110,6 +112,44 @@ def to_host(a):
     if a is None or not hasattr(a, "copy_to_host"):
         return a
     return a.copy_to_host()
+
+
+def on_device(a) -> bool:
+    """True for a numba device array (``DeviceNDArray``, or the simulator's stand-in)."""
+    return hasattr(a, "copy_to_host")
+
+
+def assign(dst, src):
+    """``dst[...] = src`` for a device array dst, in place: src a device array (copied on the
+    device) or anything NumPy takes (copied from the host)."""
+    if on_device(src):
+        dst.copy_to_device(src)
+    else:
+        import numpy as np
+        dst.copy_to_device(np.ascontiguousarray(src, dtype=dst.dtype))
+
+
+class HostView(Mapping):
+    """A dict of device arrays seen from the host: ``view[k]`` is a NumPy *copy* of array k,
+    ``view[k] = a`` copies ``a`` into it. A layer or model on the GPU shows its ``params`` and
+    ``grads`` this way, so tests and checkpoints read NumPy arrays while training keeps the
+    device arrays (``parameters()`` hands those to the optimizers). Writing into a copy
+    (``view[k][...] = 0``) changes nothing: assign the whole array instead."""
+
+    def __init__(self, arrays):
+        self._arrays = arrays
+
+    def __getitem__(self, key):
+        return self._arrays[key].copy_to_host()
+
+    def __setitem__(self, key, value):
+        assign(self._arrays[key], value)
+
+    def __iter__(self):
+        return iter(self._arrays)
+
+    def __len__(self):
+        return len(self._arrays)
 
 
 # The kernels themselves, imported on first use (PEP 562), so that importing this package stays free.

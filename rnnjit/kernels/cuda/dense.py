@@ -1,0 +1,160 @@
+"""The dense parts around a recurrent layer on the GPU: the CUDA twin of ``rnnjit/kernels/dense.py``.
+
+Same equations, same names, device arrays in and out:
+
+    embedding     e_t = E[x_t]                              dE[v] = Σ_{n: x_n = v} de_n
+    one-hot       e_t = onehot(x_t)                         (input="onehot": no parameters)
+    linear        z = h W^T + b                             dh = dz W,  dW = dz^T h,  db = Σ dz
+    softmax       p = exp(z - max z) / Σ exp(z - max z)
+    cross-entropy L = -(1/N) Σ_n log p_n[y_n]               dz = (p - onehot(y)) / N
+
+How the work is split:
+
+* ``embedding_forward`` / ``one_hot``: a grid-stride loop over the (N, D) output, one element
+  per thread and pass (neighbouring threads: neighbouring columns of a row, coalesced).
+* ``embedding_backward``: one thread per element (v, d) of dE, which walks all N ids in order and
+  adds the rows that name v. That is V times more reading of ``ids`` than a scatter with atomic
+  adds, but a character vocabulary is small, the sum runs in the CPU kernel's order (the result
+  is the same every run, and the same as the CPU's), and no two threads write the same address.
+* ``linear_forward`` / ``linear_backward``: the tiled GEMM of ``gemm.py`` (and its column sums
+  for db), plus one grid-stride kernel that adds the bias to every row.
+* ``softmax_cross_entropy`` / ``cross_entropy``: one thread per row n (a row is V scores, V is
+  a vocabulary of characters: tens to a few hundred). The thread finds the row's max, sums the
+  exponentials in float64, writes the row's loss and, for training, its row of dz. The row
+  losses are then averaged by ``reduce.sums`` (deterministic), and the mean is the only number
+  that goes back to the host.
+"""
+
+import numpy as np
+from numba import cuda
+
+from .elementwise import launch1d
+from .gemm import column_sums, gemm
+from .reduce import sums
+
+
+@cuda.jit(cache=True)
+def _gather_rows(E, ids, out):
+    """out[n, d] = E[ids[n], d]. Grid-stride over the flat (N, D) output."""
+    N, D = out.shape
+    for e in range(cuda.grid(1), N * D, cuda.gridsize(1)):
+        n = e // D
+        d = e - n * D
+        out[n, d] = E[ids[n], d]
+
+
+@cuda.jit(cache=True)
+def _one_hot(ids, out):
+    """out[n, v] = 1 if ids[n] == v else 0. Grid-stride over the flat (N, V) output."""
+    N, V = out.shape
+    for e in range(cuda.grid(1), N * V, cuda.gridsize(1)):
+        n = e // V
+        v = e - n * V
+        out[n, v] = 1 if ids[n] == v else 0
+
+
+@cuda.jit(cache=True)
+def _scatter_add_rows(dE, ids, dout):
+    """dE[v, d] = Σ over n with ids[n] == v of dout[n, d], in the order n = 0, 1, ...
+    One thread per element of dE (grid-stride), each walking all N ids."""
+    V, D = dE.shape
+    N = ids.shape[0]
+    for e in range(cuda.grid(1), V * D, cuda.gridsize(1)):
+        v = e // D
+        d = e - v * D
+        dE[v, d] = 0
+        for n in range(N):
+            if ids[n] == v:
+                dE[v, d] += dout[n, d]
+
+
+@cuda.jit(cache=True)
+def _add_bias_rows(z, b):
+    """z[n, v] += b[v]. Grid-stride over the flat (N, V) array."""
+    N, V = z.shape
+    for e in range(cuda.grid(1), N * V, cuda.gridsize(1)):
+        z[e // V, e % V] += b[e % V]
+
+
+@cuda.jit(cache=True)
+def _softmax_xent_rows(z, y, row_loss, dz, grad):
+    """Row n (one thread per row, grid-stride): row_loss[n] = log Σ_v exp(z_v - m) - (z_y - m),
+    m = max_v z_v; with ``grad``, dz[n] = (softmax(z_n) - onehot(y_n)) / N. The same
+    expressions, in the same precisions, as the CPU kernel."""
+    N, V = z.shape
+    for n in range(cuda.grid(1), N, cuda.gridsize(1)):
+        m = z[n, 0]
+        for v in range(1, V):
+            m = max(m, z[n, v])
+        s = 0.0
+        for v in range(V):
+            e = np.exp(z[n, v] - m)
+            if grad:
+                dz[n, v] = e
+            s += e
+        row_loss[n] = np.log(s) - (z[n, y[n]] - m)
+        if grad:
+            inv = 1.0 / (s * N)
+            for v in range(V):
+                dz[n, v] *= inv
+            dz[n, y[n]] -= 1.0 / N
+
+
+# ---- host side ---------------------------------------------------------------------------------
+
+def embedding_forward(E, ids):
+    """ids (N,) int device array -> rows of E, (N, D)."""
+    out = cuda.device_array((ids.shape[0], E.shape[1]), E.dtype)
+    launch1d(_gather_rows, out.size, E, ids, out)
+    return out
+
+
+def embedding_backward(dE, ids, dout):
+    """dE (V, D) is overwritten with the scatter-add of dout (N, D) into the rows named by ids."""
+    launch1d(_scatter_add_rows, dE.size, dE, ids, dout)
+
+
+def one_hot(ids, V, dtype):
+    """ids (N,) -> (N, V) rows of the identity."""
+    out = cuda.device_array((ids.shape[0], V), dtype)
+    launch1d(_one_hot, out.size, ids, out)
+    return out
+
+
+def linear_forward(h, W, b):
+    """h (N, H), W (V, H), b (V,) -> z (N, V) = h W^T + b."""
+    z = gemm(h, W, trans_b=True)
+    launch1d(_add_bias_rows, z.size, z, b)
+    return z
+
+
+def linear_backward(h, W, dz, dW, db):
+    """Writes dW (V, H) and db (V,) in place; returns dh (N, H)."""
+    gemm(dz, h, trans_a=True, out=dW)
+    column_sums(dz, out=db)
+    return gemm(dz, W)
+
+
+def _xent(z, y, grad):
+    N = z.shape[0]
+    row_loss = cuda.device_array(N, np.float64)
+    dz = cuda.device_array(z.shape, z.dtype) if grad else z   # z itself: never written
+    launch1d(_softmax_xent_rows, N, z, y, row_loss, dz, bool(grad))
+    return sums([row_loss], scale=1.0 / N)[:1], dz
+
+
+def softmax_cross_entropy(z, y):
+    """Mean cross-entropy of logits z (N, V) against targets y (N,), and dL/dz (N, V).
+
+    The loss stays on the device, a (1,) float64 array (``to_host(loss)[0]`` is the float the CPU
+    kernel returns): the caller decides when to wait for it."""
+    return _xent(z, y, True)
+
+
+def cross_entropy(z, y):
+    """Mean cross-entropy only (evaluation: no gradient), a (1,) float64 device array."""
+    return _xent(z, y, False)[0]
+
+
+__all__ = ["embedding_forward", "embedding_backward", "one_hot", "linear_forward", "linear_backward",
+           "softmax_cross_entropy", "cross_entropy"]
