@@ -297,3 +297,161 @@ def test_training_on_the_device_matches_cpu(cuda, cell, dtype, opt, clip, mode, 
     want, have = cpu_opt.state_dict(), gpu_opt.state_dict()
     for k in want:
         np.testing.assert_allclose(have[k], want[k], **tol, err_msg=k)
+
+
+class _Transfers:
+    """Every copy between host and device while active: ``to_host`` and ``to_device`` lists of
+    (shape, dtype). Counts ``cuda.to_device``, ``copy_to_host``, ``copy_to_device`` from a NumPy
+    array, ``np.asarray`` of a device array, and (in the simulator) NumPy arrays handed straight
+    to a kernel, which numba would copy both ways behind the caller's back."""
+
+    def __init__(self, cuda, monkeypatch):
+        self.to_host, self.to_device, self.implicit = [], [], []
+        cls = type(cuda.device_array(1))
+        to_device, copy_to_host, copy_to_device = cuda.to_device, cls.copy_to_host, cls.copy_to_device
+
+        def counted_to_device(a, *args, **kw):
+            self.to_device.append((np.shape(a), np.asarray(a).dtype))
+            return to_device(a, *args, **kw)
+
+        def counted_copy_to_host(arr, *args, **kw):
+            self.to_host.append((tuple(arr.shape), arr.dtype))
+            return copy_to_host(arr, *args, **kw)
+
+        def counted_copy_to_device(arr, src, *args, **kw):
+            if not hasattr(src, "copy_to_host"):
+                self.to_device.append((np.shape(src), np.asarray(src).dtype))
+            return copy_to_device(arr, src, *args, **kw)
+
+        def counted_array(arr, dtype=None, copy=None):
+            self.to_host.append((tuple(arr.shape), arr.dtype))
+            out = copy_to_host(arr)
+            return out if dtype is None else out.astype(dtype)
+
+        monkeypatch.setattr(cuda, "to_device", counted_to_device)
+        monkeypatch.setattr(cls, "copy_to_host", counted_copy_to_host)
+        monkeypatch.setattr(cls, "copy_to_device", counted_copy_to_device)
+        monkeypatch.setattr(cls, "__array__", counted_array, raising=False)
+        if SIM:
+            from numba.cuda.simulator import kernel as sim_kernel
+            launch = sim_kernel.FakeCUDAKernel.__call__
+
+            def checked_launch(kernel, *args):
+                if not (kernel._device or sim_kernel._kernel_context):  # a launch from the host
+                    self.implicit += [(kernel.fn.__name__, np.shape(a)) for a in args
+                                      if isinstance(a, np.ndarray) and a.ndim > 0]
+                return launch(kernel, *args)
+
+            monkeypatch.setattr(sim_kernel.FakeCUDAKernel, "__call__", checked_launch)
+
+
+def test_a_training_step_moves_only_ids_and_metrics(cuda, monkeypatch):
+    """After the first step, a training step (dropout, forward, BPTT, clipping both ways, Adam,
+    the per-step norms read as the engine reads them) sends the two (T, B) id arrays to the device
+    and brings back three metrics: the loss (1 number), the norm and the clip count (2), the
+    per-step norms of dL/dh_t (layers x T). No parameter, gradient or activation crosses."""
+    from rnnjit.models import CharLM
+    from rnnjit.train.optim import Adam, clip_gradients
+    T, B, V, L = 3, 2, 7, 2
+    model = CharLM(V, 4, L, "lstm", dropout=0.5, embedding_size=3, seed=0, device="cuda")
+    opt = Adam(model.parameters(), lr=0.01)
+    rng = np.random.default_rng(0)
+    state = model.initial_state(B)
+
+    def step(mode):
+        nonlocal state
+        x, y = rng.integers(0, V, (T, B)), rng.integers(0, V, (T, B))
+        loss, state = model.forward_backward(x, y, state)
+        norm, _ = clip_gradients([g for _, _, g in model.parameters()], 0.01, mode)
+        opt.step()
+        return loss, norm, model.hidden_grad_norms.tolist()
+
+    step("norm")
+    moved = _Transfers(cuda, monkeypatch)
+    for mode in ("norm", "value"):
+        loss, norm, hgn = step(mode)
+        assert np.isfinite(loss) and norm > 0 and np.shape(hgn) == (L, T)
+    assert moved.implicit == []
+    assert sorted(moved.to_device) == [((T * B,), np.int64)] * 4
+    assert sorted(moved.to_host, key=str) == sorted([((1,), np.float64), ((2,), np.float64), ((L, T), np.float64)] * 2,
+                                                    key=str)
+
+
+def test_layer_keeps_device_arrays_on_the_device(cuda):
+    """Device arrays in, device arrays out (batch_first, bidirectional, unbatched), the same
+    numbers as NumPy in and out; params and grads read as NumPy."""
+    from rnnjit.kernels.cuda import to_device, to_host
+    from rnnjit.nn import LSTM, GRU
+    rng = np.random.default_rng(3)
+    layer = LSTM(3, 4, num_layers=2, bidirectional=True, batch_first=True, seed=1, device="cuda")
+    x = rng.standard_normal((2, 3, 3)).astype(np.float32)        # (B, T, I)
+    h0 = rng.standard_normal((4, 2, 4)).astype(np.float32)
+    y, (h_n, c_n) = layer(x, (h0, np.zeros_like(h0)))
+    dout = rng.standard_normal(y.shape).astype(np.float32)
+    dx, (dh0, _) = layer.backward(dout)
+    grads = {k: v for k, v in layer.grads.items()}
+    y_d, (h_n_d, c_n_d) = layer(to_device(x), (to_device(h0), None))
+    assert all(hasattr(a, "copy_to_host") for a in (y_d, h_n_d, c_n_d))
+    dx_d, (dh0_d, dc0_d) = layer.backward(to_device(dout))
+    assert all(hasattr(a, "copy_to_host") for a in (dx_d, dh0_d, dc0_d))
+    for got, want in ((y_d, y), (h_n_d, h_n), (c_n_d, c_n), (dx_d, dx), (dh0_d, dh0)):
+        np.testing.assert_allclose(to_host(got), want, rtol=1e-6, atol=1e-7)
+    assert isinstance(layer.params["weight_hh_l1_reverse"], np.ndarray)
+    for k, g in layer.grads.items():
+        assert isinstance(g, np.ndarray)
+        np.testing.assert_allclose(g, grads[k], rtol=1e-6, atol=1e-7, err_msg=k)
+
+    cpu = GRU(2, 3, seed=4)
+    gpu = GRU(2, 3, seed=4, device="cuda")
+    xu = rng.standard_normal((4, 2)).astype(np.float32)           # unbatched (T, I)
+    (a, ha), (b, hb) = cpu(xu), gpu(to_device(xu))
+    np.testing.assert_allclose(to_host(b), a, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(to_host(hb), ha, rtol=1e-4, atol=1e-6)
+    gpu.load_state_dict({k: v * 2 for k, v in cpu.state_dict().items()})
+    gpu.params["bias_hh_l0"] = np.ones(9, np.float32)             # a HostView takes whole arrays
+    np.testing.assert_array_equal(gpu.state_dict()["weight_ih_l0"], cpu.params["weight_ih_l0"] * 2)
+    np.testing.assert_array_equal(gpu.state_dict()["bias_hh_l0"], np.ones(9, np.float32))
+
+
+def test_dropout_masks_on_the_device(cuda):
+    from rnnjit.kernels.cuda import to_host
+    from rnnjit.kernels.cuda.elementwise import dropout_mask
+    keep = 0.7
+    m = to_host(dropout_mask((40, 50), np.float32, seed=11, keep=keep))
+    assert set(np.unique(m)) <= {0.0, np.float32(1 / keep)}
+    assert abs((m > 0).mean() - keep) < 0.05
+    np.testing.assert_array_equal(m, to_host(dropout_mask((40, 50), np.float32, seed=11, keep=keep)))
+    assert (m != to_host(dropout_mask((40, 50), np.float32, seed=12, keep=keep))).any()
+
+
+def test_sampling_from_a_cuda_model(cuda):
+    """The same text from the same weights and seed on both devices (float64: no near ties)."""
+    from rnnjit.data import Vocab
+    from rnnjit.models import CharLM, sample
+    vocab = Vocab.from_text("abcdefg\n")
+    cpu = CharLM(vocab.size, 4, 1, "gru", dtype=np.float64, seed=9)
+    gpu = CharLM(vocab.size, 4, 1, "gru", dtype=np.float64, seed=9, device="cuda")
+    gpu.load_state_dict(cpu.state_dict())
+    for kw in (dict(seed=1, temperature=0.9), dict(argmax=True), dict(seed=2, top_k=3)):
+        assert sample(gpu, vocab, 6, prime="ab", **kw) == sample(cpu, vocab, 6, prime="ab", **kw)
+
+
+def test_engine_trains_on_the_device_and_resumes(cuda, tmp_path):
+    """The engine, unchanged, runs a cuda CharLM (eval, sample, checkpoint, resume) with the
+    CPU's losses and gradient norms."""
+    from rnnjit.train import TrainConfig, Trainer
+    corpus = tmp_path / "tiny.txt"
+    corpus.write_text("to be or not to be, that is the question.\n" * 8, encoding="utf-8")
+
+    def run(device, steps, resume=False):
+        c = TrainConfig(corpus=str(corpus), hidden=4, layers=1, seq_len=3, batch=2, steps=steps, eval_every=2,
+                        eval_batches=1, sample_every=2, sample_length=3, checkpoint_every=0, seed=1,
+                        clip=0.5, device=device)
+        events = list(Trainer(c, out_dir=str(tmp_path / device), resume=resume).run())
+        return [(e.loss, e.grad_norm) for e in events if e.kind == "step"], events
+
+    cpu, _ = run("cpu", 3)
+    gpu, events = run("cuda", 2)
+    assert {"eval", "sample", "checkpoint"} <= {e.kind for e in events}
+    resumed, _ = run("cuda", 3, resume=True)
+    np.testing.assert_allclose(gpu + resumed, cpu, rtol=1e-4)
