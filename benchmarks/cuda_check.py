@@ -2,6 +2,7 @@
 
     python benchmarks/cuda_check.py            # B in {1, 32, 256} x H in {128, 512, 1024}, T = 100
     python benchmarks/cuda_check.py --quick    # B in {1, 256} x H in {128, 1024}, fewer repeats
+    python benchmarks/cuda_check.py --lm-only  # only the CharLM training step against torch
     NUMBA_ENABLE_CUDASIM=1 python benchmarks/cuda_check.py --tiny    # tiny sizes in the simulator
 
 For every cell (RNN tanh, LSTM, GRU; RNN relu for parity) and size it
@@ -18,7 +19,16 @@ For every cell (RNN tanh, LSTM, GRU; RNN relu for parity) and size it
   median wall time of a few calls, each followed by a device synchronize, Python overhead
   included on both sides.
 
-It prints the device, the versions and every parity error, then a table in ms with the ratio
+Then, for a whole model, it times one CharLM training step on the GPU as ``rnnjit train
+--device cuda`` runs it (``lm_section``): the ids of a (T, B) chunk go to the device, embedding,
+a 2-layer recurrent stack, linear head and softmax cross-entropy forward, BPTT, clipping by
+global norm, an Adam update, and the loss and the norm come back as floats. The contestant is
+the same model in PyTorch on CUDA (``nn.Embedding``, ``nn.LSTM/GRU/RNN`` (cuDNN), ``nn.Linear``,
+``F.cross_entropy``, ``clip_grad_norm_``, ``torch.optim.Adam``), started from the same weights,
+with the same data, ``.item()`` on the loss and the norm. Both are checked against each other
+(and against the CPU CharLM) over three steps: the losses and the gradient norms.
+
+It prints the device, the versions and every parity error, then tables in ms with the ratio
 ours / cuDNN (below 1: we are faster). Exit status 1 if any parity check fails.
 Needs numpy, numba, numba-cuda and (optionally) torch; nothing else outside the repository.
 """
@@ -278,6 +288,104 @@ def sweep(cuda, args):
     return 0
 
 
+# ---- a whole training step: CharLM on the device against the same model in torch ----------------
+
+LM_V, LM_LAYERS, LM_CLIP, LM_LR = 65, 2, 5.0, 2e-3
+LM_STEPS = 3   # parity: the losses and norms of this many steps from the same weights and data
+
+
+class OursLM:
+    """rnnjit's CharLM with device="cuda", its Adam and clipping: the engine's step."""
+
+    def __init__(self, cell, H, B, T, device="cuda", state=None):
+        from rnnjit.models import CharLM
+        from rnnjit.train.optim import Adam, clip_gradients
+        self.model = CharLM(LM_V, H, LM_LAYERS, cell, seed=0, device=device)
+        if state is not None:
+            self.model.load_state_dict(state)
+        self.opt = Adam(self.model.parameters(), lr=LM_LR)
+        self.clip = clip_gradients
+        self.grads = [g for _, _, g in self.model.parameters()]
+        self.B = B
+
+    def train_step(self, x, y):
+        loss, _ = self.model.forward_backward(x, y, self.model.initial_state(self.B))
+        norm, _ = self.clip(self.grads, LM_CLIP, "norm")
+        self.opt.step()
+        return loss, norm
+
+
+class TorchLM:
+    """The same model in torch on CUDA, from the same weights (the state_dict keys match)."""
+
+    def __init__(self, torch, cell, H, state):
+        nn = torch.nn
+        self.torch = torch
+        rnn_cls = getattr(nn, TORCH_NAMES[cell])
+        m = nn.Module()
+        m.embedding = nn.Embedding(LM_V, H)
+        m.rnn = rnn_cls(H, H, LM_LAYERS)
+        m.decoder = nn.Linear(H, LM_V)
+        m.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
+        self.m = m.cuda().float()
+        self.opt = torch.optim.Adam(self.m.parameters(), lr=LM_LR)
+
+    def train_step(self, x, y):
+        torch, m = self.torch, self.m
+        x = torch.from_numpy(x).cuda()
+        y = torch.from_numpy(y).cuda()
+        self.opt.zero_grad(set_to_none=True)
+        out, _ = m.rnn(m.embedding(x))
+        z = m.decoder(out.reshape(-1, out.shape[2]))
+        loss = torch.nn.functional.cross_entropy(z, y.reshape(-1))
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(m.parameters(), LM_CLIP)
+        self.opt.step()
+        return loss.item(), norm.item()
+
+
+def lm_section(cuda, torch, cells, sizes, T, repeats, failures, cpu_check=True):
+    """Parity over LM_STEPS steps, then the median time of a training step, for each cell and (B, H)."""
+    rows = []
+    for cell in cells:
+        for B, H in sizes:
+            label = f"charlm {cell} L={LM_LAYERS} B={B} H={H}"
+            log(label)
+            rng = np.random.default_rng(1)
+            data = [(rng.integers(0, LM_V, (T, B)), rng.integers(0, LM_V, (T, B))) for _ in range(LM_STEPS)]
+            ours = OursLM(cell, H, B, T)
+            state = ours.model.state_dict()
+            t0 = time.perf_counter()
+            got = [ours.train_step(x, y) for x, y in data]
+            log(f"  first {LM_STEPS} steps (with compile) {time.perf_counter() - t0:.2f} s")
+            refs = []
+            if cpu_check:
+                cpu = OursLM(cell, H, B, T, device="cpu", state=state)
+                refs.append(("CPU", [cpu.train_step(x, y) for x, y in data]))
+            theirs = None
+            if torch is not None:
+                theirs = TorchLM(torch, cell, H, state)
+                refs.append(("torch", [theirs.train_step(x, y) for x, y in data]))
+            for who, ref in refs:
+                errs = [rel_err([g[i] for g in got], [r[i] for r in ref]) for i in (0, 1)]
+                ok = max(errs) <= PARITY_TOL and all(np.isfinite(v) for g in got for v in g)
+                if not ok:
+                    failures.append(f"{label} vs {who}")
+                log(f"  parity vs {who:<5} {'ok  ' if ok else 'FAIL'} losses {errs[0]:.1e} norms {errs[1]:.1e} "
+                    f"| ours {[round(g[0], 5) for g in got]} {who} {[round(r[0], 5) for r in ref]}")
+            x, y = data[0]
+            row = {"cell": cell, "B": B, "H": H, "T": T}
+            row["ours_train"] = timeit(lambda: ours.train_step(x, y), cuda.synchronize, repeats)
+            if theirs is not None:
+                row["torch_train"] = timeit(lambda: theirs.train_step(x, y), torch.cuda.synchronize, repeats)
+                del theirs
+                torch.cuda.empty_cache()
+            rows.append(row)
+            log("  time   " + "  ".join(f"{k} {v:.3f} ms" for k, v in row.items() if k.endswith("_train")))
+            del ours
+    return rows
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="B in {1, 256}, H in {128, 1024}, fewer repeats")
@@ -288,6 +396,8 @@ def main(argv=None):
     ap.add_argument("--tf32", action="store_true", help="let cuDNN use TF32 (faster, less precise; parity looser)")
     ap.add_argument("--no-cpu", action="store_true", help="skip the parity check against the CPU kernels")
     ap.add_argument("--json", default=None, help="also write the results to this JSON file")
+    ap.add_argument("--lm-only", action="store_true", help="only the CharLM training step against torch")
+    ap.add_argument("--no-lm", action="store_true", help="skip the CharLM training step")
     ap.add_argument("--sweep", action="store_true",
                     help="instead: time our LSTM under several tile shapes (for tuning launch.plan)")
     args = ap.parse_args(argv)
@@ -303,11 +413,11 @@ def main(argv=None):
         return sweep(cuda, args)
 
     if args.tiny:
-        T, Bs, Hs, repeats = 3, (1, 3), (4, 6), 1
+        T, Bs, Hs, repeats, lm_sizes = 3, (1, 3), (4, 6), 1, [(2, 4)]
     elif args.quick:
-        T, Bs, Hs, repeats = 100, (1, 256), (128, 1024), 3
+        T, Bs, Hs, repeats, lm_sizes = 100, (1, 256), (128, 1024), 3, [(32, 128), (64, 512)]
     else:
-        T, Bs, Hs, repeats = 100, (1, 32, 256), (128, 512, 1024), 5
+        T, Bs, Hs, repeats, lm_sizes = 100, (1, 32, 256), (128, 512, 1024), 5, [(32, 128), (32, 512), (256, 512)]
     T = args.T or T
     repeats = args.repeats or repeats
     cells = [c.strip() for c in args.cells.split(",") if c.strip()]
@@ -333,7 +443,7 @@ def main(argv=None):
     t_start = time.perf_counter()
     # the RNN with relu only for parity (its timing is the tanh RNN's)
     parity_cases = [(c, "tanh") for c in cells] + ([("rnn", "relu")] if "rnn" in cells else [])
-    for cell, nl in parity_cases:
+    for cell, nl in ([] if args.lm_only else parity_cases):
         timed = nl == "tanh"
         for B in Bs:
             for H in Hs:
@@ -392,11 +502,22 @@ def main(argv=None):
             f"{ratio(r, 'ours_fwd', 'cudnn_fwd')} | {cell_(r, 'ours_train'):>10} {cell_(r, 'cudnn_train')} "
             f"{ratio(r, 'ours_train', 'cudnn_train')}")
     log("=" * 100)
+    lm_rows = [] if args.no_lm else lm_section(cuda, torch, cells, lm_sizes, T, repeats, failures,
+                                               cpu_check=not args.no_cpu)
+    if lm_rows:
+        log("=" * 100)
+        log(f"{'charlm':<6} {'B':>4} {'H':>5} | {'step ours':>10} {'torch':>9} {'ratio':>6}   "
+            f"(ms per training step: ids in, forward, BPTT, clip, Adam, loss and norm out; L={LM_LAYERS}, V={LM_V})")
+        for r in lm_rows:
+            log(f"{r['cell']:<6} {r['B']:>4} {r['H']:>5} | {cell_(r, 'ours_train'):>10} {cell_(r, 'torch_train')} "
+                f"{ratio(r, 'ours_train', 'torch_train')}")
+        log("=" * 100)
     log(f"total {time.perf_counter() - t_start:.1f} s; parity: "
         + ("all ok" if not failures else f"{len(failures)} FAILED: " + "; ".join(failures)))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"device": name, "info": info, "versions": versions(), "rows": rows, "failures": failures},
+            json.dump({"device": name, "info": info, "versions": versions(), "rows": rows, "lm_rows": lm_rows,
+                       "failures": failures},
                       f, indent=1, default=str)
     return 1 if failures else 0
 
