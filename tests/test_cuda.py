@@ -5,8 +5,13 @@ The kernel tests run on a real GPU, or without one in Numba's CUDA simulator:
     NUMBA_ENABLE_CUDASIM=1 python -m pytest tests/test_cuda.py
 
 (the variable must be set before Python starts, so run this module in its own process).
-Otherwise they skip. Two tests need neither: the package imports nothing from numba.cuda until
-asked, and asking without CUDA gives a one-line error that says what to do.
+Otherwise they skip. Three tests need neither: the package imports nothing from numba.cuda until
+asked, asking without CUDA gives a one-line error that says what to do, and the training-step
+kernels compile for a real GPU (to PTX, with numba-cuda's NVVM).
+
+Besides the kernels: training on the device (a CharLM with an optimizer and clipping follows
+the CPU run step for step), the transfers of a training step (only ids in, only metrics out),
+device arrays through the layers, dropout masks, sampling and the engine on a cuda model.
 """
 
 import os
@@ -84,6 +89,46 @@ def test_import_is_lazy_and_errors_say_what_to_do():
     if lines["NOGPU"] != "skipped":
         assert "no CUDA GPU" in lines["NOGPU"] and "NUMBA_ENABLE_CUDASIM=1" in lines["NOGPU"]
     assert all("\n" not in msg for msg in lines.values())
+
+
+def test_training_kernels_compile_for_a_gpu():
+    """The simulator runs kernels as Python, so it accepts code the CUDA compiler rejects (a
+    NumPy ufunc, say). Compile the training-step kernels to PTX for sm_90 instead: that needs
+    numba-cuda's NVVM, not a GPU; skipped where NVVM is missing."""
+    out = _run_clean("""
+        import types
+        try:
+            from numba import cuda, types as t
+            import numba.cuda.dispatcher as disp
+            cuda.compile_ptx(lambda a: None, (t.float32[::1],), cc=(9, 0))
+        except Exception as e:
+            print("SKIP", type(e).__name__)
+            raise SystemExit
+        # device functions ask the current device for its compute capability: there is none here
+        disp.get_current_device = lambda: types.SimpleNamespace(compute_capability=(9, 0))
+        from rnnjit.kernels.cuda import dense as dn, elementwise as ew, optim as op, reduce as rd
+        n = 0
+        for F in (t.float32, t.float64):
+            v, m, m3 = F[::1], F[:, ::1], F[:, :, ::1]
+            i64, f64, f64m3, i, b = t.int64[::1], t.float64[::1], t.float64[:, :, ::1], t.int64, t.boolean
+            cases = [
+                (ew._fill, (v, F)), (ew._multiply, (v, v, v)), (ew._add, (v, v, v)),
+                (ew._copy_columns, (m, i, m, i, i)), (ew._swap01, (m3, m3)), (ew._dropout_mask, (v, i, t.float64)),
+                (rd._partial_sums, (v, b, t.float64, f64m3, i)), (rd._finish, (f64m3, t.float64, f64)),
+                (dn._gather_rows, (m, i64, m)), (dn._one_hot, (i64, m)), (dn._scatter_add_rows, (m, i64, m)),
+                (dn._add_bias_rows, (m, v)), (dn._softmax_xent_rows, (m, i64, f64, m, b)),
+                (op._sgd, (v, v, v, F, F)), (op._adagrad, (v, v, v, F, F)), (op._rmsprop, (v, v, v, F, F, F)),
+                (op._adam, (v, v, v, v, F, F, F, F, F, F)), (op._scale, (v, F)), (op._clip_values, (v, F)),
+            ]
+            for kernel, sig in cases:
+                cuda.compile_ptx(kernel.py_func, sig, cc=(9, 0))
+                n += 1
+        print("COMPILED", n)
+        """)
+    assert out.returncode == 0, out.stderr[-3000:]
+    if out.stdout.startswith("SKIP"):
+        pytest.skip(f"no NVVM to compile with ({out.stdout.split()[1]})")
+    assert out.stdout.split() == ["COMPILED", "38"]
 
 
 # ---- the kernels against the CPU ---------------------------------------------------------------

@@ -18,6 +18,32 @@ recurrent work is split over blocks and threads), then ``rnn.py``, ``lstm.py``, 
 (each: the input GEMM, one persistent kernel that runs the whole time loop, and its reverse
 for backward-through-time), and ``cells.py``.
 
+Then what keeps a whole training step on the GPU (``device="cuda"`` on a layer or a CharLM):
+``elementwise.py`` (grid-stride kernels: fill, add, multiply, the column copies of a
+bidirectional layer, batch_first transposes, dropout masks from a counter-based hash),
+``reduce.py`` (deterministic two-pass sums: the loss, the global gradient norm), ``dense.py``
+(the twin of ``kernels/dense.py``: embedding and its scatter-add, the linear head on the tiled
+GEMM, fused softmax cross-entropy), ``optim.py`` (SGD, Adagrad, RMSprop, Adam and clipping),
+and ``arrays.py`` (the namespace through which the layers and the model call all of this,
+twin of ``rnnjit.nn.recurrent.NumpyArrays``).
+
+Design: parameters, gradients, optimizer state, activations, caches, dropout masks and the
+hidden state carried between chunks are device arrays for the whole run; they are made once
+(parameters, gradients, optimizer state) or per step on the device, never copied across. Per
+step the host sends the (T, B) ids of the chunk and its targets, and receives the loss, the
+gradient norm with a count for clipping by value, and the per-step norms of dL/dh_t for the
+dashboard: a few hundred bytes, against the megabytes a step of copies would move, and no
+round trip inside a step except the loss and the norm, which the engine needs to decide what
+to do next (stop on divergence, report). Checkpoints and tests read NumPy copies on demand
+(``state_dict()``, ``params``, ``grads``: a ``HostView``). The float32 arithmetic follows the
+CPU kernels expression for expression, so a run on the GPU follows the CPU's within float32
+rounding (tests/test_cuda.py trains both side by side); dropout masks are the exception (drawn
+on the device, same distribution, different numbers).
+
+What is left for speed (measured on a GPU by ``benchmarks/cuda_check.py``, charlm section): a
+step launches one small kernel per parameter array for clipping and for the update; keeping
+all parameters (and all gradients) in one flat buffer would make each of those one launch.
+
 This package imports nothing from ``numba.cuda`` when it is imported, so ``import rnnjit`` and
 ``import rnnjit.kernels`` work without numba-cuda and without a GPU. The submodules import it;
 ``require_cuda()`` checks first and says what is missing. Without a GPU, Numba's simulator runs

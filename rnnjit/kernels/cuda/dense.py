@@ -25,6 +25,8 @@ How the work is split:
   that goes back to the host.
 """
 
+import math
+
 import numpy as np
 from numba import cuda
 
@@ -80,7 +82,8 @@ def _add_bias_rows(z, b):
 def _softmax_xent_rows(z, y, row_loss, dz, grad):
     """Row n (one thread per row, grid-stride): row_loss[n] = log Σ_v exp(z_v - m) - (z_y - m),
     m = max_v z_v; with ``grad``, dz[n] = (softmax(z_n) - onehot(y_n)) / N. The same
-    expressions, in the same precisions, as the CPU kernel."""
+    expressions, in the same precisions, as the CPU kernel (``math.exp`` of a float32 is a
+    float32 exp, as ``np.exp`` is there; NumPy's ufuncs do not compile for CUDA)."""
     N, V = z.shape
     for n in range(cuda.grid(1), N, cuda.gridsize(1)):
         m = z[n, 0]
@@ -88,11 +91,11 @@ def _softmax_xent_rows(z, y, row_loss, dz, grad):
             m = max(m, z[n, v])
         s = 0.0
         for v in range(V):
-            e = np.exp(z[n, v] - m)
+            e = math.exp(z[n, v] - m)
             if grad:
                 dz[n, v] = e
             s += e
-        row_loss[n] = np.log(s) - (z[n, y[n]] - m)
+        row_loss[n] = math.log(s) - (z[n, y[n]] - m)
         if grad:
             inv = 1.0 / (s * N)
             for v in range(V):
