@@ -34,6 +34,7 @@ Needs numpy, numba, numba-cuda and (optionally) torch; nothing else outside the 
 """
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -375,9 +376,9 @@ def lm_section(cuda, torch, cells, sizes, T, repeats, failures, cpu_check=True):
                     f"| ours {[round(g[0], 5) for g in got]} {who} {[round(r[0], 5) for r in ref]}")
             x, y = data[0]
             row = {"cell": cell, "B": B, "H": H, "T": T}
-            row["ours_train"] = timeit(lambda: ours.train_step(x, y), cuda.synchronize, repeats)
+            row["ours_train"] = timeit(functools.partial(ours.train_step, x, y), cuda.synchronize, repeats)
             if theirs is not None:
-                row["torch_train"] = timeit(lambda: theirs.train_step(x, y), torch.cuda.synchronize, repeats)
+                row["torch_train"] = timeit(functools.partial(theirs.train_step, x, y), torch.cuda.synchronize, repeats)
                 del theirs
                 torch.cuda.empty_cache()
             rows.append(row)
