@@ -22,6 +22,8 @@ when given NumPy arrays (copied across at the edges, for tests and one-off calls
 ``state_dict()``, ``load_state_dict()``, ``params`` and ``grads`` speak NumPy on both devices
 (on the GPU ``params`` and ``grads`` are ``HostView``s: reading a key copies that array), and
 ``hidden_grad_norms`` comes back to the host when it is read: it is the one metric of a step.
+Dropout masks on the GPU are drawn there (one seed per mask from ``dropout_rng``, a
+counter-based hash per element): the same distribution as the CPU's masks, other numbers.
 
 The layer is written once for both devices: every array operation between kernel calls goes
 through ``self.xp``, ``NumpyArrays`` below on the CPU or ``rnnjit.kernels.cuda.arrays`` on the
