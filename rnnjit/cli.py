@@ -175,6 +175,11 @@ def config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, str, bool]:
     return config, out, False
 
 
+def _too_big(config) -> str:
+    return (f"not enough memory for this model: make --hidden ({config.hidden}), --layers ({config.layers}), "
+            f"--batch ({config.batch}) or --seq-len ({config.seq_len}) smaller")
+
+
 def make_trainer(args):
     from .data import CorpusError
     from .train.checkpoint import CheckpointError
@@ -185,10 +190,11 @@ def make_trainer(args):
     except (ConfigError, CorpusError, CheckpointError, RuntimeError) as e:  # RuntimeError: no CUDA here
         raise CLIError(str(e)) from None
     except ValueError as e:  # data too short for the batch, etc.: still the user's input
-        raise CLIError(str(e).splitlines()[0]) from None
+        if "array is too big" not in str(e):   # NumPy's word for sizes past the address space
+            raise CLIError(str(e).splitlines()[0]) from None
+        raise CLIError(_too_big(config)) from None
     except MemoryError:
-        raise CLIError(f"not enough memory for this model: make --hidden ({config.hidden}), --layers "
-                       f"({config.layers}), --batch ({config.batch}) or --seq-len ({config.seq_len}) smaller") from None
+        raise CLIError(_too_big(config)) from None
     except OSError as e:
         raise CLIError(f"cannot use {out}: {e.strerror or e}") from None
 

@@ -130,7 +130,7 @@ def test_the_menagerie_gives_the_expected_errors(places):
         (["--corpus", str(root / "binary.bin")], 2, "UTF-8"),
         (["--corpus", str(root / "a-dir")], 2, "directory"),
         (["--hidden", "1000000000000", "--corpus", "names"], 2, "memory"),
-        (["--seq-len", "1000000000", "--corpus", "names"], 2, "short"),
+        (["--seq-len", "1000000000", "--corpus", "names"], 2, "smaller --batch or --seq-len"),
         (["--lr", "nan"], 2, "--lr"),
         (["--clip", "nan"], 2, "--clip"),
         (["--resume", str(root / "not-a-run")], 2, "no run there"),

@@ -12,9 +12,9 @@ Safety, in the order a reader meets it:
 - **Loading never trusts the file's sizes**: every member's ``.npy`` header is read first and its
   shape × itemsize checked against the member's real size, so a damaged header cannot make
   NumPy allocate terabytes.
-- **Damage is detected**: zip's CRC-32 covers each member, and ``meta["sha256"]`` is a digest of
-  every array's name, dtype, shape and bytes, so a flipped bit anywhere is found rather than
-  trained on.
+- **Damage is detected**: zip's CRC-32 covers each member, and the ``sha256`` member is a digest
+  of every other member's name, dtype, shape and bytes (the metadata included), so a flipped bit
+  anywhere is found rather than trained on.
 
 Every failure is a :class:`CheckpointError` whose message is one line.
 """
@@ -47,8 +47,8 @@ def digest(arrays: dict[str, np.ndarray]) -> str:
 
 def save_checkpoint(path: str, arrays: dict[str, np.ndarray], meta: dict) -> str:
     payload = {k: np.asarray(v) for k, v in arrays.items()}
-    meta = {**meta, "sha256": digest(payload)}
     payload["meta"] = np.array(json.dumps(meta))
+    payload["sha256"] = np.array(digest(payload))
     return atomic_write(path, lambda f: np.savez(f, **payload))
 
 
@@ -78,16 +78,17 @@ def load_checkpoint(path: str) -> tuple[dict[str, np.ndarray], dict]:
         _check_sizes(path)
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-        meta = json.loads(str(arrays.pop("meta")))
-        if not isinstance(meta, dict):
+        expected = str(arrays.pop("sha256")) if "sha256" in arrays else None   # older checkpoints: none
+        damaged = expected is not None and expected != digest(arrays)
+        meta = None if damaged else json.loads(str(arrays.pop("meta")))
+        if not damaged and not isinstance(meta, dict):
             raise ValueError("meta is not a JSON object")
     except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, EOFError, MemoryError,
             OverflowError, RecursionError, SyntaxError, UnicodeDecodeError) as e:
         reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
         raise CheckpointError(f"checkpoint {path} is corrupt or unreadable ({reason}): "
                               "restore it from a copy or start a new run") from None
-    expected = meta.pop("sha256", None)
-    if expected is not None and expected != digest(arrays):
+    if damaged:
         raise CheckpointError(f"checkpoint {path} is damaged (its arrays do not match their checksum): "
                               "restore it from a copy or start a new run")
     return arrays, meta
