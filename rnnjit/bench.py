@@ -252,7 +252,7 @@ def format_table(report) -> str:
     lines.append(f"python {v['python']}, numpy {v['numpy']}, numba {v['numba']}, torch {v['torch']}; "
                  f"kernels call numpy's OpenBLAS: {report['blas']['numpy_openblas_in_kernels']}")
     if report.get("device", "cpu") != "cpu":
-        lines.append(f"rnnjit's recurrent layers run on: {report['device']} (dense parts and peers on the CPU)")
+        lines.append(f"rnnjit's model runs on: {report['device']} (the peers on the CPU)")
     ceil = report["gemm_ceiling_gflops"]
     lines.append("GEMM ceiling: " + ", ".join(f"{k} {x:.1f} GFLOP/s" for k, x in ceil.items()))
     c = report.get("compile_s") or {}

@@ -60,7 +60,7 @@ class RnnjitImpl:
             c = 0
             for _ in range(n):
                 z, state, _ = model.logits(np.array([[c]], np.int64), state)
-                c = _draw(np, z[-1], rng)
+                c = _draw(np, np.asarray(z[-1]), rng)  # a cuda model gives device logits
             model.train()
             return c
         return run

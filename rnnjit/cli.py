@@ -66,7 +66,7 @@ def _train_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--embedding", type=int, default=S, metavar="N", help="embedding size (default: --hidden)")
     g.add_argument("--dtype", default=S, choices=["float32", "float64"], help="precision (default float32)")
     g.add_argument("--device", default=S, choices=["cpu", "cuda"],
-                   help="where the recurrent layers run (default cpu; cuda needs a GPU and rnnjit[cuda])")
+                   help="where the model trains (default cpu; cuda needs a GPU and rnnjit[cuda], and --task charlm)")
     g = p.add_argument_group("the optimisation")
     g.add_argument("--seq-len", type=int, default=S, metavar="T",
                    help=f"characters per truncated-BPTT chunk (default {d.seq_len})")
@@ -170,6 +170,8 @@ def config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, str, bool]:
     if out is None:
         base = os.path.basename(str(config.corpus)).split(".")[0] if config.task == "charlm" else config.task
         out = os.path.join("runs", f"{base}-{config.cell}-{time.strftime('%Y%m%d-%H%M%S')}")
+    elif os.path.exists(out) and not os.path.isdir(out):
+        raise CLIError(f"--out {out} is a file, not a directory: choose another --out")
     elif os.path.exists(os.path.join(out, "checkpoint.npz")) or os.path.exists(os.path.join(out, "metrics.jsonl")):
         raise CLIError(f"--out {out} already holds a run: continue it with --resume {out}, or choose another --out")
     return config, out, False
@@ -339,24 +341,29 @@ def load_model(run_dir: str, device: str = "cpu"):
     """-> (model, vocab, config) from the checkpoint in a run directory."""
     from .data import Vocab
     from .models import CharLM
-    from .train.checkpoint import CheckpointError, load_checkpoint
+    from .train.checkpoint import CheckpointError, load_checkpoint, check_values
     if not os.path.isdir(run_dir):
         raise CLIError(f"{run_dir}: no such run directory")
+    path = os.path.join(run_dir, "checkpoint.npz")
     try:
-        arrays, meta = load_checkpoint(os.path.join(run_dir, "checkpoint.npz"))
+        arrays, meta = load_checkpoint(path)
+        config = TrainConfig.from_dict(meta["config"]).validate()
+        check_values(arrays, path, config.dtype)
     except CheckpointError as e:
         raise CLIError(str(e)) from None
-    config = TrainConfig.from_dict(meta["config"])
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise CLIError(f"checkpoint {path} does not describe a model ({type(e).__name__}: "
+                       f"{str(e).splitlines()[0][:120] if str(e) else ''}): restore it from a copy") from None
     if config.task != "charlm" or "vocab" not in arrays:
         raise CLIError(f"{run_dir} is a {config.task!r} run: `rnnjit sample` writes text from language-model runs")
-    vocab = Vocab.from_array(arrays["vocab"])
-    cell, nl = ("rnn", "relu") if config.cell == "rnn-relu" else (config.cell, "tanh")
-    model = CharLM(vocab.size, config.hidden, config.layers, cell, 0.0, config.embedding or None,
-                   dtype=config.np_dtype, nonlinearity=nl, device=device)
     try:
+        vocab = Vocab.from_array(arrays["vocab"])
+        cell, nl = ("rnn", "relu") if config.cell == "rnn-relu" else (config.cell, "tanh")
+        model = CharLM(vocab.size, config.hidden, config.layers, cell, 0.0, config.embedding or None,
+                       dtype=config.np_dtype, nonlinearity=nl, device=device)
         model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("param/")})
-    except ValueError as e:
-        raise CLIError(f"checkpoint does not match its configuration: {e}") from None
+    except (ValueError, TypeError) as e:
+        raise CLIError(f"checkpoint {path} does not match its configuration: {str(e).splitlines()[0][:160]}") from None
     return model, vocab, config
 
 

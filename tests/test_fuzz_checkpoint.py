@@ -18,7 +18,7 @@ import shutil
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from rnnjit.cli import main
@@ -166,6 +166,7 @@ def test_damaged_checkpoints_fail_cleanly_and_never_run_code(good_run, data):
     for argv in (["train", "--resume", str(run_dir), "--steps", "3", "--json"],
                  ["sample", str(run_dir), "--length", "5", "--seed", "1"]):
         code, err = run(argv)
+        event(f"{how}: {argv[0]} exit status {code}")
         assert code in (0, 2), (how, argv, code, err)
         assert "Traceback" not in err and "internal error" not in err, (how, err)
         if code:
@@ -179,9 +180,9 @@ def test_a_flipped_bit_in_the_metadata_is_caught(good_run):
     shutil.copytree(good, run_dir)
     path = run_dir / "checkpoint.npz"
     data = bytearray(path.read_bytes())
-    at = data.find(b'"step": 2')
+    at = data.find('"step": 2'.encode("utf-32-le"))   # NumPy stores the JSON string as UTF-32
     assert at > 0
-    data[at + 8] = ord("7")   # "step": 7 -- valid JSON, a plausible value, and wrong
+    data[at + 8 * 4] = ord("7")   # "step": 7 -- valid JSON, a plausible value, and wrong
     path.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="corrupt|damaged"):
         load_checkpoint(str(path))

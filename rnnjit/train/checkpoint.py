@@ -92,3 +92,15 @@ def load_checkpoint(path: str) -> tuple[dict[str, np.ndarray], dict]:
         raise CheckpointError(f"checkpoint {path} is damaged (its arrays do not match their checksum): "
                               "restore it from a copy or start a new run")
     return arrays, meta
+
+
+def check_values(arrays: dict[str, np.ndarray], path: str, dtype) -> None:
+    """Weights of another dtype would be cast silently, and NaN or infinite ones would only
+    train into NaN: refuse both, by name."""
+    for k, v in arrays.items():
+        if k.startswith(("param/", "optim/")) and k != "optim/t" and v.dtype != np.dtype(dtype):
+            raise CheckpointError(f"checkpoint {path} stores {k} as {v.dtype}, not {np.dtype(dtype)}: "
+                                  "restore it from a copy, or resume with the --dtype it was made with")
+        if v.dtype.kind in "fc" and not np.isfinite(v).all():
+            raise CheckpointError(f"checkpoint {path} holds NaN or infinite values in {k}: "
+                                  "resume from an earlier copy, or start a new run")

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
 
 CELL_CHOICES = ("rnn", "rnn-relu", "lstm", "gru")  # rnn-relu: the Elman network with relu
+
+
+def physical_memory() -> int:
+    """Bytes of RAM on this machine (0 where the platform cannot say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0
 
 
 class ConfigError(ValueError):
@@ -43,7 +53,7 @@ class TrainConfig:
     temperature: float = 0.8      # sampling temperature
     checkpoint_every: int = 500   # save a checkpoint every N steps (and always at the end)
     threads: int = 0              # BLAS/Numba threads (0: leave as is)
-    device: str = "cpu"           # cpu, or cuda (the recurrent layers run on the GPU; needs rnnjit[cuda])
+    device: str = "cpu"           # cpu, or cuda (charlm: model and optimizer stay on the GPU; needs rnnjit[cuda])
 
     def validate(self) -> "TrainConfig":
         positive = ("hidden", "layers", "seq_len", "batch", "steps", "length", "sample_length", "lr_decay_every")
@@ -59,8 +69,13 @@ class TrainConfig:
         from .optim import OPTIMIZERS
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"unknown optimizer {self.optimizer!r}: choose {', '.join(OPTIMIZERS)}")
+        for name in ("lr", "momentum", "clip", "temperature", "dropout", "lr_decay"):
+            if not math.isfinite(getattr(self, name)):
+                raise ConfigError(f"--{name.replace('_', '-')} must be a finite number, got {getattr(self, name)}")
         if not self.lr > 0:
             raise ConfigError(f"--lr must be > 0, got {self.lr}")
+        if not self.momentum >= 0:
+            raise ConfigError(f"--momentum must be >= 0, got {self.momentum}")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"--dropout must be in [0, 1), got {self.dropout}")
         if self.clip < 0:
@@ -75,7 +90,23 @@ class TrainConfig:
             raise ConfigError(f"--temperature must be > 0, got {self.temperature}")
         if not 0 < self.lr_decay <= 1:
             raise ConfigError(f"--lr-decay must be in (0, 1], got {self.lr_decay}")
+        need, have = self.least_bytes(), physical_memory()
+        if have and need > have:
+            raise ConfigError(f"this configuration needs at least {need / 2**30:,.0f} GiB, more than this machine's "
+                              f"{have / 2**30:,.0f} GiB: make --hidden, --layers, --batch, --seq-len or --length smaller")
         return self
+
+    def least_bytes(self) -> int:
+        """A lower bound on the memory a training step needs: the weights and their gradients
+        (an RNN's 1 gate per layer; an LSTM has 4), and the hidden states BPTT keeps for every
+        timestep of the batch (a synthetic task evaluates EVAL_SIZE examples at once). Only
+        configurations that surely cannot fit are refused."""
+        H, L = self.hidden, self.layers
+        E = self.embedding or H
+        T = self.seq_len if self.task == "charlm" else self.length
+        B = self.batch if self.task == "charlm" else max(self.batch, self.eval_batches * self.batch or 512)
+        weights = L * H * (E + H)
+        return np.dtype(self.dtype).itemsize * (2 * weights + T * B * L * H)
 
     @property
     def np_dtype(self):

@@ -32,6 +32,7 @@ the GIL, so a UI thread stays live while this loop runs in a worker thread.
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import re
@@ -43,7 +44,7 @@ from typing import Iterator
 import numpy as np
 
 from . import events as ev
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, check_values, save_checkpoint
 from .config import ConfigError, TrainConfig
 from .files import CONFIG, METRICS, MetricsLog, remove_temporaries, write_json
 from .optim import OPTIMIZERS, clip_gradients
@@ -158,6 +159,7 @@ class Trainer:
                 raise CheckpointError(f"checkpoint was made with --{key.replace('_', '-')} {saved.get(key)}, "
                                       f"not {getattr(c, key)}: drop that option to resume, or start a new run")
         params = {k[6:]: v for k, v in arrays.items() if k.startswith("param/")}
+        check_values(arrays, self.checkpoint_path, c.dtype)
         try:
             self.task.model.load_state_dict(params)
         except ValueError as e:
@@ -174,7 +176,7 @@ class Trainer:
         step, first_loss = meta["step"], meta.get("first_loss")
         if not isinstance(step, int) or not 0 <= step <= 1 << 53:
             raise CheckpointError(f"checkpoint {self.checkpoint_path} has a bad step {step!r}: restore it from a copy")
-        if first_loss is not None and not (isinstance(first_loss, (int, float)) and math.isfinite(first_loss)):
+        if first_loss is not None and not (isinstance(first_loss, (int, float)) and 0 < first_loss < math.inf):
             raise CheckpointError(f"checkpoint {self.checkpoint_path} has a bad first loss: restore it from a copy")
         self.step = step
         self.first_loss = first_loss
@@ -203,8 +205,10 @@ class Trainer:
     def _io_message(self, what: str, e: OSError) -> str:
         kept = (f"the checkpoint of step {self.last_saved} is kept" if self.last_saved >= 0
                 else "no checkpoint was written yet")
-        return (f"could not write {what} in {self.out_dir} ({e.strerror or e}) at step {self.step}: {kept}. "
-                f"Free some space, then continue with: rnnjit train --resume {self.out_dir}")
+        full = e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+        todo = "Free some space" if full else f"Make {self.out_dir} a writable directory"
+        then = f"continue with: rnnjit train --resume {self.out_dir}" if self.last_saved >= 0 else "run again"
+        return f"could not write {what} in {self.out_dir} ({e.strerror or e}) at step {self.step}: {kept}. {todo}, then {then}"
 
     def _log(self, event: ev.Event):
         if self._metrics is not None:

@@ -33,6 +33,9 @@ class SyntheticTask:
     name = ""
 
     def __init__(self, config: TrainConfig, vocab=None):
+        if config.device != "cpu":   # its models have no device path yet: say so rather than run on the CPU
+            raise ConfigError(f"--device {config.device} trains the language model (--task charlm) only; "
+                              f"run --task {config.task} with --device cpu")
         self.config = config
         self.rng = np.random.default_rng([config.seed, 1])           # the training stream
         self.epoch = 0
