@@ -75,19 +75,24 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=20000)
     p.add_argument("--first", type=int, default=1000)
+    p.add_argument("--only", choices=["cli", "tui"], help="measure one face only")
     args = p.parse_args(argv)
-    marks = {args.first, args.steps}
+    middle = (args.first + args.steps) // 2
+    marks = {args.first, middle, args.steps}
     with tempfile.TemporaryDirectory() as d:
         corpus = os.path.join(d, "corpus.txt")
         with open(corpus, "w") as f:
             f.write("".join(f"line {i}: the quick brown fox jumps over the lazy dog {i * 7 % 13}.\n"
                             for i in range(3000)))
-        rows = {"rnnjit train": cli(corpus, os.path.join(d, "cli"), args.steps, marks),
-                "rnnjit-tui": tui(corpus, os.path.join(d, "tui"), args.steps, marks)}
-    print(f"{'':14s} {'RSS at ' + str(args.first):>14s} {'RSS at ' + str(args.steps):>14s} {'growth':>10s}")
+        rows = {}
+        if args.only in (None, "cli"):
+            rows["rnnjit train"] = cli(corpus, os.path.join(d, "cli"), args.steps, marks)
+        if args.only in (None, "tui"):
+            rows["rnnjit-tui"] = tui(corpus, os.path.join(d, "tui"), args.steps, marks)
+    print(f"{'RSS (MiB) at step':18s}" + "".join(f"{m:>10,d}" for m in sorted(marks)) + f"{'growth':>10s}")
     for name, seen in rows.items():
-        a, b = seen[args.first], seen[args.steps]
-        print(f"{name:14s} {a / 1024:11.1f} MiB {b / 1024:11.1f} MiB {(b - a) / 1024:+7.1f} MiB")
+        values = [seen[m] / 1024 for m in sorted(marks)]
+        print(f"{name:18s}" + "".join(f"{v:10.1f}" for v in values) + f"{values[-1] - values[0]:+10.1f}")
     return 0
 
 

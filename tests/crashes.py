@@ -82,7 +82,7 @@ def _round(run_dir, base, steps, reference, kills, max_delay, rng, stats, log) -
             except subprocess.TimeoutExpired:
                 proc.kill()   # SIGKILL: no handler, no cleanup, nothing flushed
                 proc.wait()
-                stats["kills"] += 1
+                stats["kills"] += proc.returncode == -9   # not if it ended on its own meanwhile
         _, err = proc.communicate(timeout=600)
         stats["tracebacks"] += "Traceback" in err
         if proc.returncode == 0:

@@ -21,15 +21,9 @@ from rnnjit.train import checkpoint as ckpt
 from rnnjit.train.engine import layer_grad_norms
 from rnnjit.train.files import MetricsLog, RunFileWarning, atomic_write, read_metrics
 
-TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n" * 40)
+from test_train import corpus  # noqa: F401  (the fixture: a small text file)
+
 TIMING = ("tokens_per_s", "elapsed")   # the only fields allowed to differ between identical runs
-
-
-@pytest.fixture
-def corpus(tmp_path):
-    p = tmp_path / "tiny.txt"
-    p.write_text(TEXT, encoding="utf-8")
-    return str(p)
 
 
 def tiny(corpus, **kw):

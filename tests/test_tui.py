@@ -384,3 +384,93 @@ def test_panel_text_is_a_function_of_the_state():
     s.config = {**s.config, "task": "charlm", "corpus": "shakespeare"}
     rows = dict(panels.run_rows(s, float("nan"), None))
     assert rows["corpus"].startswith("shakespeare") and "× T64" in rows["batch"] and rows["temp"] == "-"
+
+
+# ---- odd moments ----------------------------------------------------------------------------------
+
+def test_keys_at_odd_moments(tmp_path, corpus):
+    """Every key before the first step, mashed while training, and after the run has ended:
+    nothing breaks, the run ends with a checkpoint, and the app quits with status 0."""
+    out = tmp_path / "run"
+    app = make_app(*TINY, "--steps", 40, "--eval-every", 10, "--sample-every", 10, "--corpus", corpus, "--out", out)
+    gentle(app.trainer, pause=0.005)
+    keys = ["p", "s", "plus", "minus", "c", "l", "n", "question_mark", "escape", "p", "left_square_bracket",
+            "right_square_bracket", "equals_sign", "h", "escape"]
+
+    async def go():
+        async with app.run_test(size=(100, 30)) as pilot:
+            for key in keys:                                   # at once: before a single step is shown
+                await pilot.press(key)
+            await until(pilot, lambda: app.state.step >= 2, what="training to start")
+            for key in keys * 2:                               # mashed while training
+                await pilot.press(key)
+            if app.paused:
+                await pilot.press("p")
+            await until(pilot, lambda: app.finished, what="the run to end")
+            for key in keys + ["s", "c", "p", "p"]:            # after the end
+                await pilot.press(key)
+            await pilot.pause(0.3)
+            assert "✓ done" in screen_text(app) and app.error == ""
+            await pilot.press("q")
+            await pilot.press("q")                             # a second q while quitting
+        assert app.return_code == 0
+
+    asyncio.run(go())
+    assert app.trainer_done.is_set() and app.trainer.step == 40
+    from rnnjit.train.checkpoint import load_checkpoint
+    assert load_checkpoint(str(out / "checkpoint.npz"))[1]["step"] == 40
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP"])
+def test_stop_signals_in_a_real_terminal(tmp_path, corpus, signame):
+    """rnnjit-tui in a pseudo-terminal: SIGTERM (kill) or SIGHUP (the terminal closed) stops it as
+    `q` does: the run saves a checkpoint, the process says where it stopped and exits 0."""
+    import pty
+    import select
+    import signal
+    import subprocess
+    import sys
+    out = tmp_path / "run"
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "rnnjit_tui.app", *TINY, "--steps", "1000000", "--corpus", corpus,
+                             "--out", str(out), "--checkpoint-every", "0", "--threads", "1"],
+                            stdin=slave, stdout=slave, stderr=slave, close_fds=True,
+                            env=dict(os.environ, TERM="xterm-256color", COLUMNS="100", LINES="30"))
+    os.close(slave)
+    screen = b""
+
+    def read_for(seconds):
+        nonlocal screen
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            ready, _, _ = select.select([master], [], [], 0.05)
+            if ready:
+                try:
+                    screen += os.read(master, 65536)
+                except OSError:   # the child closed its side
+                    return
+
+    try:
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 120:
+            read_for(0.2)
+            metrics = out / "metrics.jsonl"
+            if metrics.exists() and metrics.read_text().count('"event": "step"') >= 3:
+                break
+        proc.send_signal(getattr(signal, signame))
+        t0 = time.monotonic()
+        while proc.poll() is None and time.monotonic() - t0 < 60:
+            read_for(0.2)
+        read_for(0.2)
+        assert proc.returncode == 0, screen[-2000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    text = screen.decode("utf-8", "replace")
+    assert "Traceback" not in text
+    assert "stopped at step" in text and "--resume" in text, text[-1500:]
+    events = events_of(out)
+    assert events[-1]["event"] == "end" and events[-1]["reason"] == "stopped"
+    from rnnjit.train.checkpoint import load_checkpoint
+    assert load_checkpoint(str(out / "checkpoint.npz"))[1]["step"] == events[-1]["step"] > 0
