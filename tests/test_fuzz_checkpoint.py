@@ -174,6 +174,32 @@ def test_damaged_checkpoints_fail_cleanly_and_never_run_code(good_run, data):
     assert not marker.exists(), f"{how}: loading a checkpoint executed code from it"
 
 
+@pytest.mark.parametrize("name", ["meta", "sha256", "param/embedding.weight", "vocab", "optim/t", "extra", "whole file"])
+def test_a_pickle_is_never_loaded(good_run, name):
+    """The pickle cases, each by hand (hypothesis reaches them too, but rarely)."""
+    root, good = good_run
+    run_dir = root / f"pickle-{name.replace('/', '-').replace(' ', '-')}"
+    shutil.copytree(good, run_dir)
+    path = run_dir / "checkpoint.npz"
+    marker = root / f"EXECUTED-{run_dir.name}"
+    evil = np.empty(1, dtype=object)
+    evil[0] = Payload(str(marker))
+    if name == "whole file":
+        path.write_bytes(pickle.dumps(Payload(str(marker))))
+    else:
+        with np.load(path) as z:
+            arrays = {k: z[k] for k in z.files}
+        arrays[name] = evil
+        with open(path, "wb") as f:
+            np.savez(f, **arrays)
+    with pytest.raises(CheckpointError):
+        load_checkpoint(str(path))
+    for argv in (["train", "--resume", str(run_dir), "--steps", "3"], ["sample", str(run_dir)]):
+        code, err = run(argv)
+        assert code == 2 and err.count("\n") == 1 and "corrupt" in err, err
+    assert not marker.exists()
+
+
 def test_a_flipped_bit_in_the_metadata_is_caught(good_run):
     root, good = good_run
     run_dir = root / "meta-flip"
