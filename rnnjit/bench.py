@@ -4,6 +4,8 @@ For every point of a grid (cell, batch B, sequence length T, hidden size H, laye
 
     train     one training step of a character model: one-hot input (V = 65), the recurrent
               stack, a linear decoder to V classes, mean softmax cross-entropy, BPTT, plain SGD
+              (rnnjit gathers columns of W_ih for the one-hot input where the peers multiply the
+              one-hot matrix, and skips the input's gradient as torch does: see ``NOTES``)
     forward   the same model's forward pass only (logits of the T*B characters)
     sample    writing characters one at a time (B = 1, T = 1 per call, then softmax and a draw)
 
@@ -110,9 +112,11 @@ def _points(sel):
 
 def _train_memory(cell, B, T, H, layers, dtype):
     """Bytes of the arrays one rnnjit training step holds at its peak (start of the backward pass):
-    every layer's forward cache (states, gates), the gate gradients and weight gradients of one
-    layer's backward, the one-hot input, the logits and their gradient. Counted from the arrays
-    themselves after a real step (NumPy's and Numba's allocations alike; the weights excluded)."""
+    every layer's forward cache (states, gates, the input: character ids for the first layer, whose
+    one-hot vectors are never built), the gate gradients, input gradient and weight gradients of one
+    layer's backward (the first layer's dx is skipped), the logits and their gradient. Counted from
+    the arrays themselves after a real step (NumPy's and Numba's allocations alike; the weights
+    excluded)."""
     import numpy as np
     impl = RnnjitImpl(cell, B, T, H, layers, dtype)
     x = np.zeros((T, B), np.int64)
@@ -120,7 +124,7 @@ def _train_memory(cell, B, T, H, layers, dtype):
     params = {id(p) for _, p, _ in impl.model.parameters()}
     held = {}  # buffer -> bytes (NumPy views and Numba's arrays share a base object per buffer)
     for cache in impl.model.rnn._cache[0]:
-        for a in cache:
+        for a in (b for item in cache for b in (item if isinstance(item, tuple) else (item,))):
             if isinstance(a, np.ndarray) and id(a) not in params:
                 key = id(a) if a.base is None else id(a.base)
                 held[key] = max(held.get(key, 0), a.nbytes)
@@ -128,9 +132,10 @@ def _train_memory(cell, B, T, H, layers, dtype):
     item = np.dtype(dtype).itemsize
     G = GATES[cell]
     dgates = T * B * G * H * (2 if cell == "gru" else 1)
+    dx = T * B * H if layers > 1 else 0  # the upper layers' input gradients
     biggest_layer = max(G * H * ((V if k == 0 else H) + H) for k in range(layers))
-    total += (dgates + T * B * V + 2 * biggest_layer + 2 * B * H) * item  # backward of one layer
-    total += (T * B * V + 2 * T * B * V) * item  # one-hot input, logits, dlogits
+    total += (dgates + dx + 2 * biggest_layer + 2 * B * H) * item  # backward of one layer
+    total += 2 * T * B * V * item  # logits, dlogits
     return total
 
 
@@ -188,6 +193,7 @@ def run_bench(sel, modes=MODES, impls=IMPLS, repeats=10, threads=1, sample_chars
         "threads": threads, "thread_report": thread_report,
         "blas": {"numpy_openblas_in_kernels": _blas.HAVE_OPENBLAS, "path": _blas.OPENBLAS_PATH},
         "vocab": V, "repeats": repeats, "sample_chars": sample_chars, "device": device,
+        "notes": " ".join(NOTES),
     }
     t0 = time.perf_counter()
     report["compile_s"] = _cold_compile_probe() if compile else None
@@ -244,6 +250,14 @@ def _cold_compile_probe():
 
 # ---- the table --------------------------------------------------------------------------------
 
+NOTES = (
+    "Same model, different work: rnnjit reads the one-hot input as a column gather (W_ih e_c is column c",
+    "of W_ih; dW_ih is a scatter-add into the columns of the characters seen) where torch and numpy multiply",
+    "the (T*B x 65) one-hot matrix, and, like torch (its input does not require a gradient), rnnjit does",
+    "not compute the gradient of the input. GFLOP/s and %GEMM count the dense model's products for all",
+    "(the first layer's input GEMM included), so rnnjit's figures there are work avoided, not work done.",
+)
+
 def format_table(report) -> str:
     lines = []
     v = report["versions"]
@@ -285,6 +299,7 @@ def format_table(report) -> str:
                          f"torch-rnn LSTM formula {m['torch_rnn_lstm_formula_bytes'] / 2**20:.2f} MiB")
     lines.append("x PEER = PEER's time / this time (above 1: this one is faster). "
                  f"Medians of up to {report['repeats']} timings after warm-up; elapsed {report['elapsed_s']:.0f} s.")
+    lines.extend(NOTES)
     return "\n".join(lines)
 
 

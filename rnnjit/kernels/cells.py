@@ -6,8 +6,16 @@ them all the same shape, so a layer is written once:
 
     forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, reverse, nonlinearity)
         -> out (T, B, H), h_n (B, H), c_n (B, H) or None, cache
-    backward(cache, dout, dh_n, dc_n)
-        -> dx, dh0, dc0 or None, dW_ih, dW_hh, db_ih, db_hh, norms (T,)
+    forward_onehot(ids, h0, c0, W_ih, W_hh, b_ih, b_hh, reverse, nonlinearity)
+        the same for one-hot inputs given as indices ids (T, B) (CPU only; None on the GPU)
+    backward(cache, dout, dh_n, dc_n, need_dx=True)
+        -> dx or None, dh0, dc0 or None, dW_ih, dW_hh, db_ih, db_hh, norms (T,)
+
+On the CPU, backward runs the cell's recurrent part (``*_recurrence_backward``, which returns
+the gate gradients dG) and then the input part: dW_ih = dG^T x with one GEMM, or a scatter-add of
+dG into the columns of the characters read when the input was one-hot, and dx = dG W_ih only when
+``need_dx`` (PyTorch likewise skips the input's gradient when the input does not require one).
+The CUDA twins run whole-sequence kernels; there ``need_dx=False`` only drops dx.
 
 All arrays are C-contiguous and of one dtype; the adapters are plain Python and cost a few
 microseconds per call (once per layer and direction, never per timestep).
@@ -17,9 +25,10 @@ A new cell is one kernel file plus one entry in ``CELLS``.
 from dataclasses import dataclass
 from typing import Callable
 
-from .gru import gru_backward, gru_forward
-from .lstm import lstm_backward, lstm_forward
-from .rnn import rnn_backward, rnn_forward
+from .dense import gather_weight_grad, input_grad, input_weight_grad
+from .gru import gru_backward, gru_forward, gru_forward_onehot, gru_recurrence_backward
+from .lstm import lstm_backward, lstm_forward, lstm_forward_onehot, lstm_recurrence_backward
+from .rnn import rnn_backward, rnn_forward, rnn_forward_onehot, rnn_recurrence_backward
 
 
 @dataclass(frozen=True)
@@ -29,47 +38,48 @@ class Cell:
     has_cell_state: bool     # the LSTM carries c beside h
     forward: Callable
     backward: Callable
+    forward_onehot: Callable | None = None   # None: the caller builds the one-hot vectors
+
+
+def _split(states, T, reverse):
+    """State buffer (T+1, B, H) -> the outputs (T rows) and the final state."""
+    return (states[:T], states[0]) if reverse else (states[1:], states[T])
 
 
 def make_cells(rnn_forward, rnn_backward, lstm_forward, lstm_backward, gru_forward, gru_backward):
-    """The registry for one set of sequence kernels (the CPU ones here; ``cuda/cells.py`` passes
-    the CUDA twins, which take and return device arrays but are called the same way)."""
+    """The registry for one set of whole-sequence kernels (the CUDA twins, which take and return
+    device arrays but are called the same way as the CPU's ``*_forward`` / ``*_backward``)."""
 
     def _rnn_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, reverse, nonlinearity):
         relu = nonlinearity == "relu"
         hs = rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh, reverse, relu)
-        T = x.shape[0]
-        out, h_n = (hs[:T], hs[0]) if reverse else (hs[1:], hs[T])
+        out, h_n = _split(hs, x.shape[0], reverse)
         return out, h_n, None, (x, W_ih, W_hh, hs, reverse, relu)
 
-    def _rnn_backward(cache, dout, dh_n, dc_n):
+    def _rnn_backward(cache, dout, dh_n, dc_n, need_dx=True):
         x, W_ih, W_hh, hs, reverse, relu = cache
         dx, dh0, dW_ih, dW_hh, db_ih, db_hh, norms = rnn_backward(x, W_ih, W_hh, hs, dout, dh_n, reverse, relu)
-        return dx, dh0, None, dW_ih, dW_hh, db_ih, db_hh, norms
+        return dx if need_dx else None, dh0, None, dW_ih, dW_hh, db_ih, db_hh, norms
 
     def _lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, reverse, nonlinearity):
         hs, cs, gates = lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, reverse)
-        T = x.shape[0]
-        if reverse:
-            out, h_n, c_n = hs[:T], hs[0], cs[0]
-        else:
-            out, h_n, c_n = hs[1:], hs[T], cs[T]
+        (out, h_n), (_, c_n) = _split(hs, x.shape[0], reverse), _split(cs, x.shape[0], reverse)
         return out, h_n, c_n, (x, W_ih, W_hh, hs, cs, gates, reverse)
 
-    def _lstm_backward(cache, dout, dh_n, dc_n):
+    def _lstm_backward(cache, dout, dh_n, dc_n, need_dx=True):
         x, W_ih, W_hh, hs, cs, gates, reverse = cache
-        return lstm_backward(x, W_ih, W_hh, hs, cs, gates, dout, dh_n, dc_n, reverse)
+        dx, *rest = lstm_backward(x, W_ih, W_hh, hs, cs, gates, dout, dh_n, dc_n, reverse)
+        return (dx if need_dx else None, *rest)
 
     def _gru_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, reverse, nonlinearity):
         hs, gates, hns = gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, reverse)
-        T = x.shape[0]
-        out, h_n = (hs[:T], hs[0]) if reverse else (hs[1:], hs[T])
+        out, h_n = _split(hs, x.shape[0], reverse)
         return out, h_n, None, (x, W_ih, W_hh, hs, gates, hns, reverse)
 
-    def _gru_backward(cache, dout, dh_n, dc_n):
+    def _gru_backward(cache, dout, dh_n, dc_n, need_dx=True):
         x, W_ih, W_hh, hs, gates, hns, reverse = cache
         dx, dh0, dW_ih, dW_hh, db_ih, db_hh, norms = gru_backward(x, W_ih, W_hh, hs, gates, hns, dout, dh_n, reverse)
-        return dx, dh0, None, dW_ih, dW_hh, db_ih, db_hh, norms
+        return dx if need_dx else None, dh0, None, dW_ih, dW_hh, db_ih, db_hh, norms
 
     return {
         "rnn": Cell("rnn", 1, False, _rnn_forward, _rnn_backward),
@@ -78,4 +88,67 @@ def make_cells(rnn_forward, rnn_backward, lstm_forward, lstm_backward, gru_forwa
     }
 
 
-CELLS = make_cells(rnn_forward, rnn_backward, lstm_forward, lstm_backward, gru_forward, gru_backward)
+# ---- the CPU registry: the recurrent part and the input part as separate kernels --------------
+
+def _input_backward(inputs, dG, W_ih, need_dx):
+    """The input part of backward -> dx (None unless need_dx), dW_ih. inputs = (x, onehot): x is
+    (T, B, I) floats, or (T, B) indices of one-hot vectors when onehot."""
+    x, onehot = inputs
+    dW_ih = gather_weight_grad(dG, x, W_ih.shape[1]) if onehot else input_weight_grad(dG, x)
+    return (input_grad(dG, W_ih) if need_dx else None), dW_ih
+
+
+def _cpu_cells():
+    def rnn_fwd(kernel, onehot):
+        def forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, reverse, nonlinearity):
+            relu = nonlinearity == "relu"
+            hs = kernel(x, h0, W_ih, W_hh, b_ih, b_hh, reverse, relu)
+            out, h_n = _split(hs, x.shape[0], reverse)
+            return out, h_n, None, ((x, onehot), W_ih, W_hh, hs, reverse, relu)
+        return forward
+
+    def rnn_bwd(cache, dout, dh_n, dc_n, need_dx=True):
+        inputs, W_ih, W_hh, hs, reverse, relu = cache
+        dG, dh0, dW_hh, db_ih, db_hh, norms = rnn_recurrence_backward(W_hh, hs, dout, dh_n, reverse, relu)
+        dx, dW_ih = _input_backward(inputs, dG, W_ih, need_dx)
+        return dx, dh0, None, dW_ih, dW_hh, db_ih, db_hh, norms
+
+    def lstm_fwd(kernel, onehot):
+        def forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, reverse, nonlinearity):
+            hs, cs, gates = kernel(x, h0, c0, W_ih, W_hh, b_ih, b_hh, reverse)
+            (out, h_n), (_, c_n) = _split(hs, x.shape[0], reverse), _split(cs, x.shape[0], reverse)
+            return out, h_n, c_n, ((x, onehot), W_ih, W_hh, hs, cs, gates, reverse)
+        return forward
+
+    def lstm_bwd(cache, dout, dh_n, dc_n, need_dx=True):
+        inputs, W_ih, W_hh, hs, cs, gates, reverse = cache
+        dG, dh0, dc0, dW_hh, db_ih, db_hh, norms = lstm_recurrence_backward(W_hh, hs, cs, gates, dout, dh_n, dc_n,
+                                                                           reverse)
+        dx, dW_ih = _input_backward(inputs, dG, W_ih, need_dx)
+        return dx, dh0, dc0, dW_ih, dW_hh, db_ih, db_hh, norms
+
+    def gru_fwd(kernel, onehot):
+        def forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, reverse, nonlinearity):
+            hs, gates, hns = kernel(x, h0, W_ih, W_hh, b_ih, b_hh, reverse)
+            out, h_n = _split(hs, x.shape[0], reverse)
+            return out, h_n, None, ((x, onehot), W_ih, W_hh, hs, gates, hns, reverse)
+        return forward
+
+    def gru_bwd(cache, dout, dh_n, dc_n, need_dx=True):
+        inputs, W_ih, W_hh, hs, gates, hns, reverse = cache
+        dGx, dh0, dW_hh, db_ih, db_hh, norms = gru_recurrence_backward(W_hh, hs, gates, hns, dout, dh_n, reverse)
+        dx, dW_ih = _input_backward(inputs, dGx, W_ih, need_dx)
+        return dx, dh0, None, dW_ih, dW_hh, db_ih, db_hh, norms
+
+    return {
+        "rnn": Cell("rnn", 1, False, rnn_fwd(rnn_forward, False), rnn_bwd, rnn_fwd(rnn_forward_onehot, True)),
+        "lstm": Cell("lstm", 4, True, lstm_fwd(lstm_forward, False), lstm_bwd, lstm_fwd(lstm_forward_onehot, True)),
+        "gru": Cell("gru", 3, False, gru_fwd(gru_forward, False), gru_bwd, gru_fwd(gru_forward_onehot, True)),
+    }
+
+
+CELLS = _cpu_cells()
+
+# the whole-sequence kernels stay importable from here (the CUDA twins mirror them)
+__all__ = ["CELLS", "Cell", "make_cells", "rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward",
+           "gru_forward", "gru_backward"]

@@ -8,6 +8,19 @@
 The loss is the mean over the N = T*B predictions, in nats; bits = nats / ln 2.
 Softmax and cross-entropy are fused: one pass over each row gives the loss and its gradient,
 and the probabilities are never stored.
+
+The input side of a recurrent layer lives here too: it is a linear layer over all T*B inputs at
+once (no recurrence), computed before the time loop and, in backward, after it.
+
+    dense input   a_t = W_ih x_t + b             one GEMM for all steps (``project_inputs``)
+                  dx_t = dA_t W_ih               only when someone needs it (``input_grad``)
+                  dW_ih = Σ_t dA_t^T x_t         one GEMM (``input_weight_grad``)
+    one-hot input W_ih e_c = column c of W_ih, so the projection is a gather
+                  a_t = W_ih[:, c_t] + b                  (``gather_inputs``)
+                  dW_ih[:, c_t] += dA_t, a scatter-add    (``gather_weight_grad``)
+                  and dx is not needed at all (nothing is upstream of the characters)
+
+A GEMM with one-hot rows does V times more multiply-adds than the gather, all of them by 0 or 1.
 """
 
 import numpy as np
@@ -95,3 +108,74 @@ def cross_entropy(z, y):
             s += np.exp(z[n, v] - m)
         total += np.log(s) - (z[n, y[n]] - m)
     return total / N
+
+
+# ---- the input side of a recurrent layer ------------------------------------------------------
+
+@njit(cache=True, nogil=True)
+def project_inputs(x, W, b):
+    """x (T, B, I), W (G, I), b (G,) -> a (T, B, G) = x W^T + b: the input part of every gate of
+    every step, one GEMM before the time loop."""
+    T, B, I = x.shape
+    return linear_forward(x.reshape(T * B, I), W, b).reshape(T, B, W.shape[0])
+
+
+@njit(cache=True, nogil=True)
+def _check_ids(ids, V):
+    for n in range(ids.shape[0]):
+        if ids[n] < 0 or ids[n] >= V:
+            raise ValueError("one-hot input: an index is outside [0, input_size)")
+
+
+@njit(cache=True, nogil=True)
+def gather_inputs(ids, W, b):
+    """ids (T, B) ints, W (G, V), b (G,) -> a (T, B, G) with a[t, n] = W[:, ids[t, n]] + b: the
+    projection of one-hot inputs, a column gather instead of a (T*B x V) (V x G) GEMM."""
+    T, B = ids.shape
+    G, V = W.shape
+    flat = ids.reshape(T * B)
+    _check_ids(flat, V)
+    Wb = np.empty((V, G), W.dtype)  # rows are the columns of W, bias added once per character
+    for c in range(V):
+        for g in range(G):
+            Wb[c, g] = W[g, c] + b[g]
+    a = np.empty((T * B, G), W.dtype)
+    for n in range(T * B):
+        a[n] = Wb[flat[n]]
+    return a.reshape(T, B, G)
+
+
+@njit(cache=True, nogil=True)
+def input_grad(dA, W):
+    """dA (T, B, G), W (G, I) -> dx (T, B, I) = dA W, one GEMM."""
+    T, B, G = dA.shape
+    dx = np.empty((T, B, W.shape[1]), dA.dtype)
+    gemm(dA.reshape(T * B, G), False, W, False, dx.reshape(T * B, W.shape[1]), 1.0, 0.0)
+    return dx
+
+
+@njit(cache=True, nogil=True)
+def input_weight_grad(dA, x):
+    """dA (T, B, G), x (T, B, I) -> dW_ih (G, I) = Σ_t dA_t^T x_t, one GEMM."""
+    T, B, G = dA.shape
+    I = x.shape[2]
+    dW = np.empty((G, I), dA.dtype)
+    gemm(dA.reshape(T * B, G), True, x.reshape(T * B, I), False, dW, 1.0, 0.0)
+    return dW
+
+
+@njit(cache=True, nogil=True)
+def gather_weight_grad(dA, ids, V):
+    """dA (T, B, G), ids (T, B) -> dW_ih (G, V): the gradient of ``gather_inputs``, a scatter-add
+    of every step's gate gradients into the column of the character it read."""
+    T, B, G = dA.shape
+    flat = ids.reshape(T * B)
+    _check_ids(flat, V)
+    dA2 = dA.reshape(T * B, G)
+    dWt = np.zeros((V, G), dA.dtype)
+    for n in range(T * B):
+        row = dWt[flat[n]]
+        src = dA2[n]
+        for g in range(G):
+            row[g] += src[g]
+    return np.ascontiguousarray(dWt.T)

@@ -17,7 +17,10 @@ Backward, with dh the total gradient reaching h_t:
     recurrent side: dah = [dr_pre, dz_pre, dn_pre * r]     -> dh_{t-1} += dah W_hh, dW_hh += dah^T h_{t-1}
 
 The two sides differ only in the n block, so the sequence backward keeps both (``dGx``, ``dGh``).
-Layout of states, the reverse direction and the fast path (fused per-row loops, numpy's
+The sequence kernels come in an input part (W_ih x_t + b_ih + [b_hr, b_hz, 0] for all steps, a
+GEMM or, for one-hot inputs, a gather of columns of W_ih: ``rnnjit.kernels.dense``; b_hn stays in
+the recurrent part, inside r * (...)) and a recurrent part (``gru_recurrence``,
+``gru_recurrence_backward``). Layout of states, the reverse direction and the fast path (fused per-row loops, numpy's
 OpenBLAS, float32 activations that vectorise): as in ``lstm.py``.
 """
 
@@ -27,6 +30,7 @@ from numba import njit
 from ._blas import column_sums, gemm, sum_squares_of_sum
 from ._smallgemm import pack_weights, recurrent_gemm, use_packed
 from .activations import fast_sigmoid, fast_tanh, sigmoid
+from .dense import gather_inputs, input_grad, input_weight_grad, project_inputs
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -107,30 +111,33 @@ def gru_cell_backward(a, hn, prev_h, dh, dout, dax, dah):
         dh[j] = dhv * z
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, reverse):
-    """Run a GRU over a sequence.
+@njit(cache=True, nogil=True)
+def gru_input_bias(b_ih, b_hh):
+    """The bias of the input part: b_ih, plus b_hr and b_hz (they add to the inputs in the r and z
+    blocks). b_hn stays out: it is inside r * (W_hn h + b_hn), in the recurrent part."""
+    H = b_ih.shape[0] // 3
+    bias = b_ih.copy()
+    bias[:2 * H] += b_hh[:2 * H]
+    return bias
 
-    Returns hs (T+1, B, H), gates (T, B, 3H) holding r, z, n of every step, and hns (T, B, H)
-    holding W_hn h_{t-1} + b_hn (what backward needs).
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def gru_recurrence(gates, h0, W_hh, b_hh, reverse):
+    """The recurrent part of the forward pass: the time loop.
+
+    gates (T, B, 3H) comes in holding the input part of every step, W_ih x_t + ``gru_input_bias``
+    (``project_inputs`` or ``gather_inputs``), and leaves holding r, z, n. Each step computes
+    W_hh h_{t-1} with one GEMM and runs the fused gate math, adding b_hn inside r * (...).
+    Returns hs (T+1, B, H) and hns (T, B, H) holding W_hn h_{t-1} + b_hn (what backward needs).
     """
-    T, B, I = x.shape
+    T, B, G = gates.shape
     H = h0.shape[1]
-    G = 3 * H
-    hs = np.empty((T + 1, B, H), x.dtype)
-    gates = np.empty((T, B, G), x.dtype)
-    hns = np.empty((T, B, H), x.dtype)
-    hh = np.empty((B, G), x.dtype)
+    hs = np.empty((T + 1, B, H), gates.dtype)
+    hns = np.empty((T, B, H), gates.dtype)
+    hh = np.empty((B, G), gates.dtype)
     nxt = 0 if reverse else 1
     hs[T if reverse else 0] = h0
-    bias = b_ih.copy()  # b_hr and b_hz add to the inputs; b_hn stays inside r * (...)
-    bias[:2 * H] += b_hh[:2 * H]
     b_hn = b_hh[2 * H:]
-
-    a2 = gates.reshape(T * B, G)
-    for n in range(T * B):
-        a2[n] = bias
-    gemm(x.reshape(T * B, I), False, W_ih, True, a2, 1.0, 1.0)  # inputs of all steps: one GEMM
     packed = use_packed(B, T)
     Whp = pack_weights(W_hh, True, packed)  # W_hh^T packed once for the recurrent products
     for s in range(T):
@@ -142,22 +149,43 @@ def gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, reverse):
         recurrent_gemm(prev_h, W_hh, True, Whp, packed, hh, 0.0)  # the recurrent GEMM
         for b in range(B):
             gru_cell_forward(a[b], hh[b], b_hn, prev_h[b], next_h[b], hn[b])
+    return hs, hns
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, reverse):
+    """Run a GRU over a sequence: the input part (one GEMM for all steps), then the recurrence.
+
+    Returns hs (T+1, B, H), gates (T, B, 3H) holding r, z, n of every step, and hns (T, B, H)
+    holding W_hn h_{t-1} + b_hn (what backward needs).
+    """
+    gates = project_inputs(x, W_ih, gru_input_bias(b_ih, b_hh))
+    hs, hns = gru_recurrence(gates, h0, W_hh, b_hh, reverse)
     return hs, gates, hns
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def gru_backward(x, W_ih, W_hh, hs, gates, hns, dout, dh_n, reverse):
-    """Backpropagation through time for ``gru_forward``.
+def gru_forward_onehot(ids, h0, W_ih, W_hh, b_ih, b_hh, reverse):
+    """``gru_forward`` of one-hot inputs given as indices ids (T, B): the input part is a gather
+    of columns of W_ih (plus the same bias) instead of a GEMM."""
+    gates = gather_inputs(ids, W_ih, gru_input_bias(b_ih, b_hh))
+    hs, hns = gru_recurrence(gates, h0, W_hh, b_hh, reverse)
+    return hs, gates, hns
 
-    Returns dx, dh0, dW_ih, dW_hh, db_ih, db_hh and ``norms`` (T,), the L2 norm of the total
-    dL/dh_t at every timestep.
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def gru_recurrence_backward(W_hh, hs, gates, hns, dout, dh_n, reverse):
+    """The recurrent part of backpropagation through time.
+
+    Returns dGx (T, B, 3H), the gradients of the input side of the gates of every step (what the
+    input part needs: dx = dGx W_ih, dW_ih = dGx^T x), dh0, dW_hh, db_ih, db_hh and ``norms``
+    (T,), the L2 norm of the total dL/dh_t at every timestep.
     """
-    T, B, I = x.shape
-    H = hs.shape[2]
+    T, B, H = dout.shape
     G = 3 * H
     nxt = 0 if reverse else 1
-    dGx = np.empty((T, B, G), x.dtype)
-    dGh = np.empty((T, B, G), x.dtype)
+    dGx = np.empty((T, B, G), dout.dtype)
+    dGh = np.empty((T, B, G), dout.dtype)
     dh = dh_n.copy()
     norms = np.empty(T, np.float64)
 
@@ -175,13 +203,19 @@ def gru_backward(x, W_ih, W_hh, hs, gates, hns, dout, dh_n, reverse):
             gru_cell_backward(a[b], hn[b], prev_h[b], dh[b], dout[t, b], dax[b], dah[b])
         recurrent_gemm(dah, W_hh, False, Whp, packed, dh, 1.0)  # dh_{t-1} = dh * z + dah W_hh
 
-    dGx2 = dGx.reshape(T * B, G)
     dGh2 = dGh.reshape(T * B, G)
-    dx = np.empty((T, B, I), x.dtype)
-    gemm(dGx2, False, W_ih, False, dx.reshape(T * B, I), 1.0, 0.0)
-    dW_ih = np.empty((G, I), x.dtype)
-    gemm(dGx2, True, x.reshape(T * B, I), False, dW_ih, 1.0, 0.0)
     prev_hs = hs[1 - nxt:T + 1 - nxt]
-    dW_hh = np.empty((G, H), x.dtype)
+    dW_hh = np.empty((G, H), dout.dtype)
     gemm(dGh2, True, prev_hs.reshape(T * B, H), False, dW_hh, 1.0, 0.0)
-    return dx, dh, dW_ih, dW_hh, column_sums(dGx2), column_sums(dGh2), norms
+    return dGx, dh, dW_hh, column_sums(dGx.reshape(T * B, G)), column_sums(dGh2), norms
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def gru_backward(x, W_ih, W_hh, hs, gates, hns, dout, dh_n, reverse):
+    """Backpropagation through time for ``gru_forward``: the recurrent part, then the input part.
+
+    Returns dx, dh0, dW_ih, dW_hh, db_ih, db_hh and ``norms`` (T,), the L2 norm of the total
+    dL/dh_t at every timestep.
+    """
+    dGx, dh, dW_hh, db_ih, db_hh, norms = gru_recurrence_backward(W_hh, hs, gates, hns, dout, dh_n, reverse)
+    return input_grad(dGx, W_ih), dh, input_weight_grad(dGx, x), dW_hh, db_ih, db_hh, norms

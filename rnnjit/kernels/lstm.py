@@ -22,11 +22,20 @@ The file holds two versions of the same math:
 * ``lstm_step_forward`` / ``lstm_step_backward``: one timestep, written with whole-array
   expressions that read like the equations above (the teaching path).
 * ``lstm_forward`` / ``lstm_backward``: a whole sequence, the way cuDNN and torch-rnn do it
-  (the training path). One GEMM projects the inputs of all timesteps (biases included) before
-  the time loop; each step adds one recurrent GEMM to them and runs one fused loop over the gates
-  of each batch row (``lstm_cell_forward``); backward keeps every step's gate gradients ``dG``
-  and forms ``dx``, ``dW_ih`` and ``dW_hh`` with one GEMM each after the loop. All workspaces are
-  allocated before the loop. The products go to numpy's OpenBLAS (``_blas.gemm``; a batch of one
+  (the training path), in two parts:
+
+  - the input part, W_ih x_t + b_ih + b_hh for all timesteps at once, no recurrence in it: one
+    GEMM before the time loop (``dense.project_inputs``); in backward, after the loop,
+    ``dx = dG W_ih`` and ``dW_ih = dG^T x`` with one GEMM each (``dense.input_grad``,
+    ``dense.input_weight_grad``). With one-hot inputs (``lstm_forward_onehot``) the projection
+    is a gather of columns of W_ih and dW_ih a scatter-add (``dense.gather_inputs``,
+    ``dense.gather_weight_grad``), and dx is not needed.
+  - the recurrent part (``lstm_recurrence``, ``lstm_recurrence_backward``): each step adds one
+    recurrent GEMM to the step's input part and runs one fused loop over the gates of each
+    batch row (``lstm_cell_forward``); backward keeps every step's gate gradients ``dG`` and
+    forms ``dW_hh`` with one GEMM after the loop.
+
+  All workspaces are allocated before the loop. The products go to numpy's OpenBLAS (``_blas.gemm``; a batch of one
   is a GEMV), and in float32 the fused loops use a rational tanh and sigmoid that vectorise
   (``activations.fast_tanh``, error < 4e-7); float64 uses the exact functions.
 
@@ -44,6 +53,7 @@ from numba import njit
 from ._blas import column_sums, gemm, sum_squares_of_sum
 from ._smallgemm import pack_weights, recurrent_gemm, use_packed
 from .activations import fast_sigmoid, fast_tanh, sigmoid
+from .dense import gather_inputs, input_grad, input_weight_grad, project_inputs
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -124,28 +134,22 @@ def lstm_cell_backward(a, prev_c, c_t, dh, dout, dc, da):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, reverse):
-    """Run an LSTM over a sequence.
+def lstm_recurrence(gates, h0, c0, W_hh, reverse):
+    """The recurrent part of the forward pass: the time loop.
 
-    Returns hs (T+1, B, H), cs (T+1, B, H) and gates (T, B, 4H), the activated i, f, g, o of
-    every step (what backward needs).
+    gates (T, B, 4H) comes in holding the input part of every step, W_ih x_t + b_ih + b_hh
+    (``project_inputs`` or ``gather_inputs``), and leaves holding the activated i, f, g, o. Each
+    step adds the recurrent part W_hh h_{t-1} with one GEMM and runs the fused gate math.
+    Returns hs, cs (T+1, B, H).
     """
-    T, B, I = x.shape
+    T, B, G = gates.shape
     H = h0.shape[1]
-    G = 4 * H
-    hs = np.empty((T + 1, B, H), x.dtype)
-    cs = np.empty((T + 1, B, H), x.dtype)
-    gates = np.empty((T, B, G), x.dtype)
-    bias = b_ih + b_hh
+    hs = np.empty((T + 1, B, H), gates.dtype)
+    cs = np.empty((T + 1, B, H), gates.dtype)
     nxt = 0 if reverse else 1  # row of hs holding the state after step t is t + nxt
     first = T if reverse else 0
     hs[first] = h0
     cs[first] = c0
-
-    a2 = gates.reshape(T * B, G)
-    for n in range(T * B):
-        a2[n] = bias
-    gemm(x.reshape(T * B, I), False, W_ih, True, a2, 1.0, 1.0)  # inputs of all steps: one GEMM
     packed = use_packed(B, T)
     Whp = pack_weights(W_hh, True, packed)  # W_hh^T packed once for the recurrent products
     for s in range(T):
@@ -158,22 +162,43 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, reverse):
         recurrent_gemm(prev_h, W_hh, True, Whp, packed, a, 1.0)  # the recurrent GEMM, added to the inputs
         for b in range(B):
             lstm_cell_forward(a[b], prev_c[b], next_c[b], next_h[b])
+    return hs, cs
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, reverse):
+    """Run an LSTM over a sequence: the input part (one GEMM for all steps), then the recurrence.
+
+    Returns hs (T+1, B, H), cs (T+1, B, H) and gates (T, B, 4H), the activated i, f, g, o of
+    every step (what backward needs).
+    """
+    gates = project_inputs(x, W_ih, b_ih + b_hh)
+    hs, cs = lstm_recurrence(gates, h0, c0, W_hh, reverse)
     return hs, cs, gates
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def lstm_backward(x, W_ih, W_hh, hs, cs, gates, dout, dh_n, dc_n, reverse):
-    """Backpropagation through time for ``lstm_forward``.
+def lstm_forward_onehot(ids, h0, c0, W_ih, W_hh, b_ih, b_hh, reverse):
+    """``lstm_forward`` of one-hot inputs given as indices ids (T, B): the input part is a gather
+    of columns of W_ih (W_ih e_c = W_ih[:, c]) instead of a GEMM. Same results."""
+    gates = gather_inputs(ids, W_ih, b_ih + b_hh)
+    hs, cs = lstm_recurrence(gates, h0, c0, W_hh, reverse)
+    return hs, cs, gates
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def lstm_recurrence_backward(W_hh, hs, cs, gates, dout, dh_n, dc_n, reverse):
+    """The recurrent part of backpropagation through time.
 
     dout (T, B, H) is dL/dh_t from above (the outputs), dh_n and dc_n the gradients of the
-    final state. Returns dx, dh0, dc0, dW_ih, dW_hh, db_ih, db_hh and ``norms`` (T,), the L2
-    norm of the total dL/dh_t at every timestep.
+    final state. Returns dG (T, B, 4H), the gradients of the pre-activation gates of every step
+    (what the input part needs: dx = dG W_ih, dW_ih = dG^T x), dh0, dc0, dW_hh, db_ih, db_hh and
+    ``norms`` (T,), the L2 norm of the total dL/dh_t at every timestep.
     """
-    T, B, I = x.shape
-    H = hs.shape[2]
+    T, B, H = dout.shape
     G = 4 * H
     nxt = 0 if reverse else 1
-    dG = np.empty((T, B, G), x.dtype)
+    dG = np.empty((T, B, G), dout.dtype)
     dh = dh_n.copy()
     dc = dc_n.copy()
     norms = np.empty(T, np.float64)
@@ -192,12 +217,20 @@ def lstm_backward(x, W_ih, W_hh, hs, cs, gates, dout, dh_n, dc_n, reverse):
         recurrent_gemm(da, W_hh, False, Whp, packed, dh, 0.0)  # dh_{t-1} = da W_hh
 
     dG2 = dG.reshape(T * B, G)
-    dx = np.empty((T, B, I), x.dtype)
-    gemm(dG2, False, W_ih, False, dx.reshape(T * B, I), 1.0, 0.0)
-    dW_ih = np.empty((G, I), x.dtype)
-    gemm(dG2, True, x.reshape(T * B, I), False, dW_ih, 1.0, 0.0)
     prev_hs = hs[1 - nxt:T + 1 - nxt]
-    dW_hh = np.empty((G, H), x.dtype)
+    dW_hh = np.empty((G, H), dout.dtype)
     gemm(dG2, True, prev_hs.reshape(T * B, H), False, dW_hh, 1.0, 0.0)
     db = column_sums(dG2)
-    return dx, dh, dc, dW_ih, dW_hh, db, db.copy(), norms
+    return dG, dh, dc, dW_hh, db, db.copy(), norms
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def lstm_backward(x, W_ih, W_hh, hs, cs, gates, dout, dh_n, dc_n, reverse):
+    """Backpropagation through time for ``lstm_forward``: the recurrent part, then the input part.
+
+    Returns dx, dh0, dc0, dW_ih, dW_hh, db_ih, db_hh and ``norms`` (T,), the L2 norm of the
+    total dL/dh_t at every timestep.
+    """
+    dG, dh, dc, dW_hh, db_ih, db_hh, norms = lstm_recurrence_backward(W_hh, hs, cs, gates, dout, dh_n, dc_n,
+                                                                     reverse)
+    return input_grad(dG, W_ih), dh, dc, input_weight_grad(dG, x), dW_hh, db_ih, db_hh, norms

@@ -12,8 +12,10 @@ repeated product shrinks or grows the gradient geometrically. That is the vanish
 exploding gradient problem, and ``norms`` (returned by backward) shows it step by step.
 
 The derivative is written in terms of the output h_t, so the forward pass keeps nothing but
-the states. Layout of states, the reverse direction and the fast path (fused per-row loops, numpy's
-OpenBLAS, float32 activations that vectorise): as in ``lstm.py``.
+the states. The sequence kernels come in an input part (W_ih x_t + b for all steps, a GEMM or,
+for one-hot inputs, a gather: ``rnnjit.kernels.dense``) and a recurrent part (``rnn_recurrence``,
+``rnn_recurrence_backward``). Layout of states, the reverse direction and the fast path (fused
+per-row loops, numpy's OpenBLAS, float32 activations that vectorise): as in ``lstm.py``.
 """
 
 import numpy as np
@@ -22,6 +24,7 @@ from numba import njit
 from ._blas import column_sums, gemm, sum_squares_of_sum
 from ._smallgemm import pack_weights, recurrent_gemm, use_packed
 from .activations import fast_tanh, relu
+from .dense import gather_inputs, input_grad, input_weight_grad, project_inputs
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -71,20 +74,14 @@ def rnn_cell_backward(h, dh, dout, da, use_relu):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh, reverse, use_relu):
-    """Run the network over a sequence. Returns hs (T+1, B, H)."""
-    T, B, I = x.shape
-    H = h0.shape[1]
-    hs = np.empty((T + 1, B, H), x.dtype)
-    xa = np.empty((T, B, H), x.dtype)
-    bias = b_ih + b_hh
+def rnn_recurrence(xa, h0, W_hh, reverse, use_relu):
+    """The recurrent part of the forward pass. xa (T, B, H) holds the input part of every step,
+    W_ih x_t + b_ih + b_hh (it is overwritten); each step adds W_hh h_{t-1} with one GEMM and
+    applies the nonlinearity. Returns hs (T+1, B, H)."""
+    T, B, H = xa.shape
+    hs = np.empty((T + 1, B, H), xa.dtype)
     nxt = 0 if reverse else 1
     hs[T if reverse else 0] = h0
-
-    xa2 = xa.reshape(T * B, H)
-    for n in range(T * B):
-        xa2[n] = bias
-    gemm(x.reshape(T * B, I), False, W_ih, True, xa2, 1.0, 1.0)  # inputs of all steps: one GEMM
     packed = use_packed(B, T)
     Whp = pack_weights(W_hh, True, packed)  # W_hh^T packed once for the recurrent products
     for s in range(T):
@@ -99,16 +96,30 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh, reverse, use_relu):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def rnn_backward(x, W_ih, W_hh, hs, dout, dh_n, reverse, use_relu):
-    """Backpropagation through time for ``rnn_forward``.
+def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh, reverse, use_relu):
+    """Run the network over a sequence: the input part (one GEMM), then the recurrence.
+    Returns hs (T+1, B, H)."""
+    return rnn_recurrence(project_inputs(x, W_ih, b_ih + b_hh), h0, W_hh, reverse, use_relu)
 
-    Returns dx, dh0, dW_ih, dW_hh, db_ih, db_hh and ``norms`` (T,), the L2 norm of the total
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def rnn_forward_onehot(ids, h0, W_ih, W_hh, b_ih, b_hh, reverse, use_relu):
+    """``rnn_forward`` of one-hot inputs given as indices ids (T, B): the input part is a gather
+    of columns of W_ih instead of a GEMM."""
+    return rnn_recurrence(gather_inputs(ids, W_ih, b_ih + b_hh), h0, W_hh, reverse, use_relu)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def rnn_recurrence_backward(W_hh, hs, dout, dh_n, reverse, use_relu):
+    """The recurrent part of backpropagation through time.
+
+    Returns dG (T, B, H), the gradients of the pre-activations of every step (the input part
+    takes them from here), dh0, dW_hh, db_ih, db_hh and ``norms`` (T,), the L2 norm of the total
     dL/dh_t at every timestep.
     """
-    T, B, I = x.shape
-    H = hs.shape[2]
+    T, B, H = dout.shape
     nxt = 0 if reverse else 1
-    dG = np.empty((T, B, H), x.dtype)
+    dG = np.empty((T, B, H), dout.dtype)
     dh = dh_n.copy()
     norms = np.empty(T, np.float64)
 
@@ -124,12 +135,19 @@ def rnn_backward(x, W_ih, W_hh, hs, dout, dh_n, reverse, use_relu):
         recurrent_gemm(da, W_hh, False, Whp, packed, dh, 0.0)  # dh_{t-1} = da W_hh
 
     dG2 = dG.reshape(T * B, H)
-    dx = np.empty((T, B, I), x.dtype)
-    gemm(dG2, False, W_ih, False, dx.reshape(T * B, I), 1.0, 0.0)
-    dW_ih = np.empty((H, I), x.dtype)
-    gemm(dG2, True, x.reshape(T * B, I), False, dW_ih, 1.0, 0.0)
     prev_hs = hs[1 - nxt:T + 1 - nxt]
-    dW_hh = np.empty((H, H), x.dtype)
+    dW_hh = np.empty((H, H), dout.dtype)
     gemm(dG2, True, prev_hs.reshape(T * B, H), False, dW_hh, 1.0, 0.0)
     db = column_sums(dG2)
-    return dx, dh, dW_ih, dW_hh, db, db.copy(), norms
+    return dG, dh, dW_hh, db, db.copy(), norms
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def rnn_backward(x, W_ih, W_hh, hs, dout, dh_n, reverse, use_relu):
+    """Backpropagation through time for ``rnn_forward``: the recurrent part, then the input part.
+
+    Returns dx, dh0, dW_ih, dW_hh, db_ih, db_hh and ``norms`` (T,), the L2 norm of the total
+    dL/dh_t at every timestep.
+    """
+    dG, dh, dW_hh, db_ih, db_hh, norms = rnn_recurrence_backward(W_hh, hs, dout, dh_n, reverse, use_relu)
+    return input_grad(dG, W_ih), dh, input_weight_grad(dG, x), dW_hh, db_ih, db_hh, norms

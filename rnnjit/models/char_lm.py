@@ -1,6 +1,8 @@
 """A character-level language model (many-to-many, aligned): read a character, predict the next.
 
-    e_t = E[x_t]                    embedding (or the one-hot vector of x_t, with input="onehot")
+    e_t = E[x_t]                    embedding (or the one-hot vector of x_t, with input="onehot";
+                                    on the CPU the first layer then reads column x_t of W_ih
+                                    instead of multiplying the one-hot vector, and skips dx)
     h_t = cell(e_t, h_{t-1})        a stacked recurrent layer: RNN, LSTM or GRU, dropout between layers
     z_t = W_dec h_t + b_dec         linear decoder to one score per character
     L   = mean_t -log softmax(z_t)[x_{t+1}]      cross-entropy in nats per character
@@ -150,8 +152,13 @@ class CharLM:
     def logits(self, x, state):
         """x (T, B) ids -> logits (T*B, V), next state (device arrays on the GPU)."""
         T, B = np.shape(x)
-        ids, e = self._inputs(x)
-        out, new_state = self.rnn(e, state)
+        if self.input == "onehot" and self.device == "cpu":
+            # W_ih e_c is column c of W_ih: the first layer gathers columns instead of a GEMM
+            ids = self._ids(x)
+            out, new_state = self.rnn.forward_onehot(ids.reshape(T, B), state)
+        else:
+            ids, e = self._inputs(x)
+            out, new_state = self.rnn(e, state)
         h = out.reshape(T * B, self.hidden_size)
         return self.k.linear_forward(h, self._params["decoder.weight"], self._params["decoder.bias"]), new_state, (ids, h)
 
@@ -167,7 +174,8 @@ class CharLM:
         loss, dz = self.k.softmax_cross_entropy(z, self._ids(y))
         g = self._grads
         dh = self.k.linear_backward(h, self._params["decoder.weight"], dz, g["decoder.weight"], g["decoder.bias"])
-        de, _ = self.rnn.backward(dh.reshape(T, B, self.hidden_size))
+        # the gradient of the input is wanted only by the embedding (nothing is upstream of one-hot vectors)
+        de, _ = self.rnn.backward(dh.reshape(T, B, self.hidden_size), input_grad=self.input == "embedding")
         if self.input == "embedding":
             self.k.embedding_backward(g["embedding.weight"], ids, de.reshape(T * B, self.embedding_size))
         return _scalar(loss), new_state

@@ -34,6 +34,16 @@ of the loss with respect to the outputs (and, optionally, the final state). It r
 gradients with respect to the inputs and the initial state, sets ``grads`` (same keys as
 ``state_dict()``), and records ``hidden_grad_norms``: for every layer and direction the norm of
 dL/dh_t at every timestep t, the quantity that shows gradients vanishing or exploding.
+
+Two savings on the input side, both leaving the results unchanged:
+
+* ``forward_onehot(ids, hx)`` is ``forward`` of the one-hot vectors ``eye(input_size)[ids]``
+  without building them: W_ih e_c is column c of W_ih, so on the CPU the first layer gathers
+  columns of W_ih instead of multiplying a one-hot matrix, and its dW_ih is a scatter-add
+  (``rnnjit.kernels.dense.gather_inputs``). ``CharLM(input="onehot")`` reads characters so.
+* ``backward(dout, dhx, input_grad=False)`` returns None for dx and skips the first layer's
+  dx = dG W_ih, as PyTorch does for an input that does not require a gradient. The default
+  (``input_grad=True``) returns dx, as before.
 """
 
 from __future__ import annotations
@@ -272,15 +282,16 @@ class Recurrent:
         return h, c
 
     def _results(self, y, states, unbatched, to_host):
-        """The outputs as the caller expects them: unbatched or batch_first, host or device."""
+        """The outputs as the caller expects them: unbatched or batch_first, host or device.
+        y may be None (backward without the input's gradient)."""
         xp = self.xp
         if unbatched:
-            y = y.reshape(y.shape[0], y.shape[2])
+            y = None if y is None else y.reshape(y.shape[0], y.shape[2])
             states = [None if s is None else s.reshape(s.shape[0], s.shape[2]) for s in states]
-        elif self.batch_first:
+        elif self.batch_first and y is not None:
             y = xp.swap01(y)
         if to_host:
-            y, states = xp.to_host(y), [xp.to_host(s) for s in states]
+            y, states = None if y is None else xp.to_host(y), [xp.to_host(s) for s in states]
         return y, states
 
     def forward(self, x, hx=None):
@@ -298,8 +309,42 @@ class Recurrent:
             x = _add_batch_axis(x, xp)
         elif self.batch_first:
             x = xp.swap01(xp.to_device(x))
-        x = xp.contiguous(xp.to_device(x))
-        T, B, _ = x.shape
+        return self._run(xp.contiguous(xp.to_device(x)), False, hx, unbatched, from_host)
+
+    __call__ = forward
+
+    def forward_onehot(self, ids, hx=None):
+        """``forward`` of one-hot input vectors given by their indices: the same as
+        ``forward(np.eye(input_size)[ids], hx)``, without building the vectors.
+
+        ids holds integers in [0, input_size): (T, B), or (B, T) with batch_first, or (T,)
+        unbatched. On the CPU the first layer reads column ids[t, b] of W_ih instead of
+        multiplying a one-hot matrix (W_ih e_c = W_ih[:, c]), and in backward its dW_ih is a
+        scatter-add; pass ``input_grad=False`` to ``backward`` when nothing needs the gradient
+        with respect to the one-hot vectors. On the GPU the one-hot vectors are built and
+        multiplied. Returns what ``forward`` returns.
+        """
+        xp = self.xp
+        a = xp.to_host(ids) if xp.on_device(ids) else np.asarray(ids)
+        if not np.issubdtype(a.dtype, np.integer):
+            raise TypeError(f"ids must be integers (indices of one-hot inputs), got dtype {a.dtype.name}")
+        if a.ndim not in (1, 2) or a.size == 0:
+            layout = "(batch, seq)" if self.batch_first else "(seq, batch)"
+            raise ValueError(f"ids must be 2-D {layout} or 1-D (seq,) and not empty, got shape {_shape(a)}")
+        if a.min() < 0 or a.max() >= self.input_size:
+            raise ValueError(f"ids must be in [0, input_size={self.input_size}), got values in "
+                             f"[{a.min()}, {a.max()}]")
+        if self.cell.forward_onehot is None:  # the GPU
+            x = np.eye(self.input_size, dtype=self.dtype)[a]
+            return self.forward(xp.to_device(x) if xp.on_device(ids) else x, hx)
+        unbatched = a.ndim == 1
+        a = a.reshape(-1, 1) if unbatched else (a.T if self.batch_first else a)
+        return self._run(np.ascontiguousarray(a, dtype=np.int64), True, hx, unbatched, True)
+
+    def _run(self, x, onehot, hx, unbatched, from_host):
+        """The stack over x (T, B, I) on the layer's device, or over indices x (T, B) when onehot."""
+        xp = self.xp
+        T, B = x.shape[:2]
         H, D, L = self.hidden_size, self.num_directions, self.num_layers
         lstm = self.cell.has_cell_state
         h0, c0 = self._split_state("hx", hx, unbatched, B)
@@ -309,11 +354,12 @@ class Recurrent:
         caches, masks = [], []
         layer_in = x
         for k in range(L):
+            forward = self.cell.forward_onehot if onehot and k == 0 else self.cell.forward
             out = xp.empty((T, B, D * H), self.dtype) if D == 2 else None
             for d in range(D):
                 idx = k * D + d
                 sfx = f"_l{k}" + ("_reverse" if d else "")
-                o, hn, cn, cache = self.cell.forward(
+                o, hn, cn, cache = forward(
                     layer_in, xp.contiguous(h0[idx]), None if c0 is None else xp.contiguous(c0[idx]),
                     *self._weights(sfx), d == 1, self.nonlinearity)
                 xp.assign(h_n[idx], hn)
@@ -335,8 +381,6 @@ class Recurrent:
         y, (h_n, c_n) = self._results(layer_in, [h_n, c_n], unbatched, from_host)
         return (y, (h_n, c_n)) if lstm else (y, h_n)
 
-    __call__ = forward
-
     def _weights(self, sfx):
         p = self._params
         W_ih, W_hh = p["weight_ih" + sfx], p["weight_hh" + sfx]
@@ -347,12 +391,14 @@ class Recurrent:
 
     # ---- backward ---------------------------------------------------------------------------
 
-    def backward(self, dout, dhx=None):
+    def backward(self, dout, dhx=None, input_grad=True):
         """dx, dh0 = rnn.backward(dout, dh_n)   |   dx, (dh0, dc0) = lstm.backward(dout, (dh_n, dc_n)).
 
         dout has the shape of ``out``; dh_n / dc_n the shape of the final states (None means
         zero). Sets ``grads`` and ``hidden_grad_norms`` (num_layers * D, T). On a GPU layer,
         a device dout gives device gradients back; a NumPy dout gives NumPy.
+        ``input_grad=False``: the input's gradient is not wanted (an input that does not require
+        a gradient, in torch's words); dx comes back None and the first layer skips its GEMM.
         """
         if self._cache is None:
             raise ValueError("backward() called before forward(): run forward on a batch first")
@@ -387,7 +433,8 @@ class Recurrent:
                 sfx = f"_l{k}" + ("_reverse" if d else "")
                 g = xp.take_columns(d_layer_out, d * H, H) if D == 2 else xp.contiguous(d_layer_out)
                 dx, dh, dc, dW_ih, dW_hh, db_ih, db_hh, nrm = self.cell.backward(
-                    caches[idx], g, xp.contiguous(dh_n[idx]), None if dc_n is None else xp.contiguous(dc_n[idx]))
+                    caches[idx], g, xp.contiguous(dh_n[idx]), None if dc_n is None else xp.contiguous(dc_n[idx]),
+                    need_dx=input_grad or k > 0)
                 xp.assign(dh0[idx], dh)
                 if lstm:
                     xp.assign(dc0[idx], dc)
@@ -398,7 +445,8 @@ class Recurrent:
                 if self.bias:
                     xp.assign(grads["bias_ih" + sfx], db_ih)
                     xp.assign(grads["bias_hh" + sfx], db_hh)
-                d_layer_in = dx if d_layer_in is None else xp.add(d_layer_in, dx)
+                if dx is not None:
+                    d_layer_in = dx if d_layer_in is None else xp.add(d_layer_in, dx)
             d_layer_out = d_layer_in
 
         self._norms = norms
