@@ -16,7 +16,7 @@ once (no recurrence), computed before the time loop and, in backward, after it.
                   dx_t = dA_t W_ih               only when someone needs it (``input_grad``)
                   dW_ih = Σ_t dA_t^T x_t         one GEMM (``input_weight_grad``)
     one-hot input W_ih e_c = column c of W_ih, so the projection is a gather
-                  a_t = W_ih[:, c_t] + b                  (``gather_inputs``)
+                  a_t = W_ih[:, c_t] + b = table[c_t]     (``gather_inputs``; ``onehot_table``)
                   dW_ih[:, c_t] += dA_t, a scatter-add    (``gather_weight_grad``)
                   and dx is not needed at all (nothing is upstream of the characters)
 
@@ -121,28 +121,46 @@ def project_inputs(x, W, b):
 
 
 @njit(cache=True, nogil=True)
-def _check_ids(ids, V):
-    for n in range(ids.shape[0]):
-        if ids[n] < 0 or ids[n] >= V:
+def check_ids(ids, V):
+    """Raise unless every index in ids (any shape) is in [0, V)."""
+    flat = ids.reshape(-1)
+    for n in range(flat.shape[0]):
+        if flat[n] < 0 or flat[n] >= V:
             raise ValueError("one-hot input: an index is outside [0, input_size)")
+
+
+@njit(cache=True, nogil=True)
+def onehot_table(W, b):
+    """W (G, V), b (G,) -> table (V, G) with table[c] = W[:, c] + b = W e_c + b: the input part
+    of the gates for character c, one contiguous row per character."""
+    G, V = W.shape
+    table = np.empty((V, G), W.dtype)
+    for c in range(V):
+        for g in range(G):
+            table[c, g] = W[g, c] + b[g]
+    return table
+
+
+@njit(cache=True, nogil=True)
+def gather_rows(table, ids, a):
+    """a[n] = table[ids[n]] for the rows of one step: ids (B,), a (B, G)."""
+    for n in range(ids.shape[0]):
+        a[n] = table[ids[n]]
 
 
 @njit(cache=True, nogil=True)
 def gather_inputs(ids, W, b):
     """ids (T, B) ints, W (G, V), b (G,) -> a (T, B, G) with a[t, n] = W[:, ids[t, n]] + b: the
-    projection of one-hot inputs, a column gather instead of a (T*B x V) (V x G) GEMM."""
+    projection of one-hot inputs, a column gather instead of a (T*B x V) (V x G) GEMM. (The
+    sequence kernels gather step by step inside their time loop, ``gather_rows``, so that each
+    row is still in cache when the step's recurrent GEMM adds to it.)"""
     T, B = ids.shape
-    G, V = W.shape
-    flat = ids.reshape(T * B)
-    _check_ids(flat, V)
-    Wb = np.empty((V, G), W.dtype)  # rows are the columns of W, bias added once per character
-    for c in range(V):
-        for g in range(G):
-            Wb[c, g] = W[g, c] + b[g]
-    a = np.empty((T * B, G), W.dtype)
-    for n in range(T * B):
-        a[n] = Wb[flat[n]]
-    return a.reshape(T, B, G)
+    check_ids(ids, W.shape[1])
+    table = onehot_table(W, b)
+    a = np.empty((T, B, W.shape[0]), W.dtype)
+    for t in range(T):
+        gather_rows(table, ids[t], a[t])
+    return a
 
 
 @njit(cache=True, nogil=True)
@@ -170,7 +188,7 @@ def gather_weight_grad(dA, ids, V):
     of every step's gate gradients into the column of the character it read."""
     T, B, G = dA.shape
     flat = ids.reshape(T * B)
-    _check_ids(flat, V)
+    check_ids(flat, V)
     dA2 = dA.reshape(T * B, G)
     dWt = np.zeros((V, G), dA.dtype)
     for n in range(T * B):

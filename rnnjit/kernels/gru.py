@@ -30,7 +30,7 @@ from numba import njit
 from ._blas import column_sums, gemm, sum_squares_of_sum
 from ._smallgemm import pack_weights, recurrent_gemm, use_packed
 from .activations import fast_sigmoid, fast_tanh, sigmoid
-from .dense import gather_inputs, input_grad, input_weight_grad, project_inputs
+from .dense import check_ids, gather_rows, input_grad, input_weight_grad, onehot_table, project_inputs
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -122,12 +122,14 @@ def gru_input_bias(b_ih, b_hh):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def gru_recurrence(gates, h0, W_hh, b_hh, reverse):
+def gru_recurrence(gates, h0, W_hh, b_hh, reverse, ids=None, table=None):
     """The recurrent part of the forward pass: the time loop.
 
     gates (T, B, 3H) comes in holding the input part of every step, W_ih x_t + ``gru_input_bias``
-    (``project_inputs`` or ``gather_inputs``), and leaves holding r, z, n. Each step computes
-    W_hh h_{t-1} with one GEMM and runs the fused gate math, adding b_hn inside r * (...).
+    (``project_inputs``), and leaves holding r, z, n. Each step computes W_hh h_{t-1} with one
+    GEMM and runs the fused gate math, adding b_hn inside r * (...). With one-hot inputs (ids,
+    table = ``onehot_table(W_ih, gru_input_bias(b_ih, b_hh))``: as in ``lstm_recurrence``) each
+    step first gathers its input part into gates.
     Returns hs (T+1, B, H) and hns (T, B, H) holding W_hn h_{t-1} + b_hn (what backward needs).
     """
     T, B, G = gates.shape
@@ -146,6 +148,8 @@ def gru_recurrence(gates, h0, W_hh, b_hh, reverse):
         next_h = hs[t + nxt]
         a = gates[t]
         hn = hns[t]
+        if ids is not None:
+            gather_rows(table, ids[t], a)  # the input part of this step
         recurrent_gemm(prev_h, W_hh, True, Whp, packed, hh, 0.0)  # the recurrent GEMM
         for b in range(B):
             gru_cell_forward(a[b], hh[b], b_hn, prev_h[b], next_h[b], hn[b])
@@ -167,9 +171,11 @@ def gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, reverse):
 @njit(cache=True, nogil=True, error_model="numpy")
 def gru_forward_onehot(ids, h0, W_ih, W_hh, b_ih, b_hh, reverse):
     """``gru_forward`` of one-hot inputs given as indices ids (T, B): the input part is a gather
-    of columns of W_ih (plus the same bias) instead of a GEMM."""
-    gates = gather_inputs(ids, W_ih, gru_input_bias(b_ih, b_hh))
-    hs, hns = gru_recurrence(gates, h0, W_hh, b_hh, reverse)
+    of columns of W_ih (plus the same bias) instead of a GEMM, done step by step inside the
+    recurrence."""
+    check_ids(ids, W_ih.shape[1])
+    gates = np.empty((ids.shape[0], ids.shape[1], W_ih.shape[0]), W_ih.dtype)
+    hs, hns = gru_recurrence(gates, h0, W_hh, b_hh, reverse, ids, onehot_table(W_ih, gru_input_bias(b_ih, b_hh)))
     return hs, gates, hns
 
 

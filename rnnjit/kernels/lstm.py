@@ -28,8 +28,9 @@ The file holds two versions of the same math:
     GEMM before the time loop (``dense.project_inputs``); in backward, after the loop,
     ``dx = dG W_ih`` and ``dW_ih = dG^T x`` with one GEMM each (``dense.input_grad``,
     ``dense.input_weight_grad``). With one-hot inputs (``lstm_forward_onehot``) the projection
-    is a gather of columns of W_ih and dW_ih a scatter-add (``dense.gather_inputs``,
-    ``dense.gather_weight_grad``), and dx is not needed.
+    is a gather of columns of W_ih, table[c] = W_ih[:, c] + b (``dense.onehot_table``), done
+    step by step inside the time loop so that it stays in cache; dW_ih is a scatter-add
+    (``dense.gather_weight_grad``), and dx is not needed.
   - the recurrent part (``lstm_recurrence``, ``lstm_recurrence_backward``): each step adds one
     recurrent GEMM to the step's input part and runs one fused loop over the gates of each
     batch row (``lstm_cell_forward``); backward keeps every step's gate gradients ``dG`` and
@@ -53,7 +54,7 @@ from numba import njit
 from ._blas import column_sums, gemm, sum_squares_of_sum
 from ._smallgemm import pack_weights, recurrent_gemm, use_packed
 from .activations import fast_sigmoid, fast_tanh, sigmoid
-from .dense import gather_inputs, input_grad, input_weight_grad, project_inputs
+from .dense import check_ids, gather_rows, input_grad, input_weight_grad, onehot_table, project_inputs
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -134,12 +135,16 @@ def lstm_cell_backward(a, prev_c, c_t, dh, dout, dc, da):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def lstm_recurrence(gates, h0, c0, W_hh, reverse):
+def lstm_recurrence(gates, h0, c0, W_hh, reverse, ids=None, table=None):
     """The recurrent part of the forward pass: the time loop.
 
     gates (T, B, 4H) comes in holding the input part of every step, W_ih x_t + b_ih + b_hh
-    (``project_inputs`` or ``gather_inputs``), and leaves holding the activated i, f, g, o. Each
-    step adds the recurrent part W_hh h_{t-1} with one GEMM and runs the fused gate math.
+    (``project_inputs``), and leaves holding the activated i, f, g, o. Each step adds the
+    recurrent part W_hh h_{t-1} with one GEMM and runs the fused gate math.
+    With one-hot inputs, ids (T, B) and table = ``onehot_table(W_ih, b_ih + b_hh)``, gates comes
+    in empty and each step first gathers its input part, gates[t, b] = table[ids[t, b]], so that
+    the rows are still in cache when the recurrent GEMM adds to them (a separate pass over all
+    steps would write them to memory and read them back).
     Returns hs, cs (T+1, B, H).
     """
     T, B, G = gates.shape
@@ -159,6 +164,8 @@ def lstm_recurrence(gates, h0, c0, W_hh, reverse):
         next_h = hs[t + nxt]
         next_c = cs[t + nxt]
         a = gates[t]
+        if ids is not None:
+            gather_rows(table, ids[t], a)  # the input part of this step
         recurrent_gemm(prev_h, W_hh, True, Whp, packed, a, 1.0)  # the recurrent GEMM, added to the inputs
         for b in range(B):
             lstm_cell_forward(a[b], prev_c[b], next_c[b], next_h[b])
@@ -180,9 +187,11 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, reverse):
 @njit(cache=True, nogil=True, error_model="numpy")
 def lstm_forward_onehot(ids, h0, c0, W_ih, W_hh, b_ih, b_hh, reverse):
     """``lstm_forward`` of one-hot inputs given as indices ids (T, B): the input part is a gather
-    of columns of W_ih (W_ih e_c = W_ih[:, c]) instead of a GEMM. Same results."""
-    gates = gather_inputs(ids, W_ih, b_ih + b_hh)
-    hs, cs = lstm_recurrence(gates, h0, c0, W_hh, reverse)
+    of columns of W_ih (W_ih e_c = W_ih[:, c]) instead of a GEMM, done step by step inside the
+    recurrence. Same results."""
+    check_ids(ids, W_ih.shape[1])
+    gates = np.empty((ids.shape[0], ids.shape[1], W_ih.shape[0]), W_ih.dtype)
+    hs, cs = lstm_recurrence(gates, h0, c0, W_hh, reverse, ids, onehot_table(W_ih, b_ih + b_hh))
     return hs, cs, gates
 
 

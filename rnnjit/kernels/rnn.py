@@ -24,7 +24,7 @@ from numba import njit
 from ._blas import column_sums, gemm, sum_squares_of_sum
 from ._smallgemm import pack_weights, recurrent_gemm, use_packed
 from .activations import fast_tanh, relu
-from .dense import gather_inputs, input_grad, input_weight_grad, project_inputs
+from .dense import check_ids, gather_rows, input_grad, input_weight_grad, onehot_table, project_inputs
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -74,10 +74,11 @@ def rnn_cell_backward(h, dh, dout, da, use_relu):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def rnn_recurrence(xa, h0, W_hh, reverse, use_relu):
+def rnn_recurrence(xa, h0, W_hh, reverse, use_relu, ids=None, table=None):
     """The recurrent part of the forward pass. xa (T, B, H) holds the input part of every step,
     W_ih x_t + b_ih + b_hh (it is overwritten); each step adds W_hh h_{t-1} with one GEMM and
-    applies the nonlinearity. Returns hs (T+1, B, H)."""
+    applies the nonlinearity. With one-hot inputs (ids, table: as in ``lstm_recurrence``) each
+    step first gathers its input part into xa. Returns hs (T+1, B, H)."""
     T, B, H = xa.shape
     hs = np.empty((T + 1, B, H), xa.dtype)
     nxt = 0 if reverse else 1
@@ -89,6 +90,8 @@ def rnn_recurrence(xa, h0, W_hh, reverse, use_relu):
         prev_h = hs[t + 1 - nxt]
         next_h = hs[t + nxt]
         a = xa[t]
+        if ids is not None:
+            gather_rows(table, ids[t], a)  # the input part of this step
         recurrent_gemm(prev_h, W_hh, True, Whp, packed, a, 1.0)  # the recurrent GEMM, added to the inputs
         for b in range(B):
             rnn_cell_forward(a[b], next_h[b], use_relu)
@@ -105,8 +108,10 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh, reverse, use_relu):
 @njit(cache=True, nogil=True, error_model="numpy")
 def rnn_forward_onehot(ids, h0, W_ih, W_hh, b_ih, b_hh, reverse, use_relu):
     """``rnn_forward`` of one-hot inputs given as indices ids (T, B): the input part is a gather
-    of columns of W_ih instead of a GEMM."""
-    return rnn_recurrence(gather_inputs(ids, W_ih, b_ih + b_hh), h0, W_hh, reverse, use_relu)
+    of columns of W_ih instead of a GEMM, done step by step inside the recurrence."""
+    check_ids(ids, W_ih.shape[1])
+    xa = np.empty((ids.shape[0], ids.shape[1], W_ih.shape[0]), W_ih.dtype)
+    return rnn_recurrence(xa, h0, W_hh, reverse, use_relu, ids, onehot_table(W_ih, b_ih + b_hh))
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
