@@ -27,6 +27,7 @@ import numpy as np
 from numba import njit
 
 from ._blas import column_sums, gemm
+from ._smallgemm import use_packed, weight_grad_gemm
 
 
 @njit(cache=True, nogil=True)
@@ -174,11 +175,11 @@ def input_grad(dA, W):
 
 @njit(cache=True, nogil=True)
 def input_weight_grad(dA, x):
-    """dA (T, B, G), x (T, B, I) -> dW_ih (G, I) = Σ_t dA_t^T x_t, one GEMM."""
+    """dA (T, B, G), x (T, B, I) -> dW_ih (G, I) = Σ_t dA_t^T x_t, one GEMM (``weight_grad_gemm``)."""
     T, B, G = dA.shape
     I = x.shape[2]
     dW = np.empty((G, I), dA.dtype)
-    gemm(dA.reshape(T * B, G), True, x.reshape(T * B, I), False, dW, 1.0, 0.0)
+    weight_grad_gemm(dA.reshape(T * B, G), x.reshape(T * B, I), dW, use_packed(B, T))
     return dW
 
 

@@ -27,8 +27,8 @@ OpenBLAS, float32 activations that vectorise): as in ``lstm.py``.
 import numpy as np
 from numba import njit
 
-from ._blas import column_sums, gemm, sum_squares_of_sum
-from ._smallgemm import pack_weights, recurrent_gemm, use_packed
+from ._blas import column_sums, sum_squares_of_sum
+from ._smallgemm import pack_weights, recurrent_gemm, use_packed, weight_grad_gemm
 from .activations import fast_sigmoid, fast_tanh, sigmoid
 from .dense import check_ids, gather_rows, input_grad, input_weight_grad, onehot_table, project_inputs
 
@@ -212,7 +212,7 @@ def gru_recurrence_backward(W_hh, hs, gates, hns, dout, dh_n, reverse):
     dGh2 = dGh.reshape(T * B, G)
     prev_hs = hs[1 - nxt:T + 1 - nxt]
     dW_hh = np.empty((G, H), dout.dtype)
-    gemm(dGh2, True, prev_hs.reshape(T * B, H), False, dW_hh, 1.0, 0.0)
+    weight_grad_gemm(dGh2, prev_hs.reshape(T * B, H), dW_hh, packed)
     return dGx, dh, dW_hh, column_sums(dGx.reshape(T * B, G)), column_sums(dGh2), norms
 
 

@@ -51,8 +51,8 @@ single GEMM over them.
 import numpy as np
 from numba import njit
 
-from ._blas import column_sums, gemm, sum_squares_of_sum
-from ._smallgemm import pack_weights, recurrent_gemm, use_packed
+from ._blas import column_sums, sum_squares_of_sum
+from ._smallgemm import pack_weights, recurrent_gemm, use_packed, weight_grad_gemm
 from .activations import fast_sigmoid, fast_tanh, sigmoid
 from .dense import check_ids, gather_rows, input_grad, input_weight_grad, onehot_table, project_inputs
 
@@ -228,7 +228,7 @@ def lstm_recurrence_backward(W_hh, hs, cs, gates, dout, dh_n, dc_n, reverse):
     dG2 = dG.reshape(T * B, G)
     prev_hs = hs[1 - nxt:T + 1 - nxt]
     dW_hh = np.empty((G, H), dout.dtype)
-    gemm(dG2, True, prev_hs.reshape(T * B, H), False, dW_hh, 1.0, 0.0)
+    weight_grad_gemm(dG2, prev_hs.reshape(T * B, H), dW_hh, packed)
     db = column_sums(dG2)
     return dG, dh, dc, dW_hh, db, db.copy(), norms
 

@@ -21,8 +21,8 @@ per-row loops, numpy's OpenBLAS, float32 activations that vectorise): as in ``ls
 import numpy as np
 from numba import njit
 
-from ._blas import column_sums, gemm, sum_squares_of_sum
-from ._smallgemm import pack_weights, recurrent_gemm, use_packed
+from ._blas import column_sums, sum_squares_of_sum
+from ._smallgemm import pack_weights, recurrent_gemm, use_packed, weight_grad_gemm
 from .activations import fast_tanh, relu
 from .dense import check_ids, gather_rows, input_grad, input_weight_grad, onehot_table, project_inputs
 
@@ -142,7 +142,7 @@ def rnn_recurrence_backward(W_hh, hs, dout, dh_n, reverse, use_relu):
     dG2 = dG.reshape(T * B, H)
     prev_hs = hs[1 - nxt:T + 1 - nxt]
     dW_hh = np.empty((H, H), dout.dtype)
-    gemm(dG2, True, prev_hs.reshape(T * B, H), False, dW_hh, 1.0, 0.0)
+    weight_grad_gemm(dG2, prev_hs.reshape(T * B, H), dW_hh, packed)
     db = column_sums(dG2)
     return dG, dh, dW_hh, db, db.copy(), norms
 
