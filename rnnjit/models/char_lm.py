@@ -52,6 +52,10 @@ class CharLM:
             raise ValueError(f"unknown cell {cell!r}: choose one of {', '.join(LAYERS)}")
         if input not in ("embedding", "onehot"):
             raise ValueError(f"input must be 'embedding' or 'onehot', got {input!r}")
+        for name, value in (("vocab_size", vocab_size), ("hidden_size", hidden_size),
+                            ("embedding_size", 1 if embedding_size is None else embedding_size)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
         self.vocab_size, self.hidden_size, self.num_layers = int(vocab_size), int(hidden_size), int(num_layers)
         self.cell_name, self.input, self.dtype = cell, input, np.dtype(dtype).type
         E = self.vocab_size if input == "onehot" else int(embedding_size or hidden_size)
