@@ -101,3 +101,12 @@ def test_sampling_takes_anything(prime, length, temperature, top_k, stop):
 def test_char_lm_constructor_errors(bad):
     args = dict(vocab_size=5, hidden_size=4, num_layers=1, cell="lstm") | bad
     assert one_line_error(lambda: CharLM(**args)) in ("ValueError", "TypeError")
+
+
+@pytest.mark.parametrize("sizes", [(3, 1, 10**12), (10**9, 10**4, 1), (2, 10**7, 2)])
+def test_impossible_sizes_are_refused_before_allocating(sizes):
+    """Found by the fuzzer: num_layers=10**12 allocated layer after layer until the kernel killed
+    the process. Sizes that cannot fit in this machine's memory are a ValueError at once."""
+    input_size, hidden_size, num_layers = sizes
+    with pytest.raises(ValueError, match="more than this machine's"):
+        rnnjit.GRU(input_size, hidden_size, num_layers=num_layers)

@@ -51,6 +51,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..kernels.cells import CELLS
+from ..machine import require_fits
 
 _DTYPES = (np.float32, np.float64)
 
@@ -124,6 +125,10 @@ class Recurrent:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if not 0.0 <= float(dropout) < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        D, G = 2 if bidirectional else 1, CELLS[self.cell_name].gates
+        weights = num_layers * D * G * hidden_size * (max(input_size, D * hidden_size) + hidden_size + 2)
+        require_fits(2 * weights * np.dtype(dtype if dtype in _DTYPES else np.float64).itemsize,
+                     f"{type(self).__name__}({input_size}, {hidden_size}, num_layers={num_layers})")
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         dtype = np.dtype(dtype).type

@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
+from ..machine import physical_memory
+
 
 CELL_CHOICES = ("rnn", "rnn-relu", "lstm", "gru")  # rnn-relu: the Elman network with relu
-
-
-def physical_memory() -> int:
-    """Bytes of RAM on this machine (0 where the platform cannot say)."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return 0
 
 
 class ConfigError(ValueError):
