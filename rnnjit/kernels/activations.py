@@ -10,8 +10,9 @@ fused loop.
 """
 
 import numpy as np
+from llvmlite import ir
 from numba import njit, types
-from numba.extending import overload
+from numba.extending import intrinsic, overload
 
 
 @njit(cache=True, nogil=True, inline="always", error_model="numpy")
@@ -24,14 +25,18 @@ def relu(x):
     return np.maximum(x, 0)
 
 
-# ---- the sequence kernels' versions: exact in float64, a rational approximation in float32 ----
+# ---- the sequence kernels' versions: full precision in float64, a rational approximation in float32 ----
 #
-# np.tanh and np.exp compile to calls into libm, which LLVM cannot vectorise in float32 (without
-# Intel's SVML). The float32 versions below are pure arithmetic (clamp, two polynomials, one
+# np.tanh and np.exp compile to calls into libm, which LLVM cannot vectorise (without Intel's
+# SVML): a fused loop that calls them runs one element at a time. The float32 versions below are pure arithmetic (clamp, two polynomials, one
 # division), so a fused loop over a row of gates becomes SIMD code. The rational function is
 # Eigen's fast float32 tanh (a [13/6] minimax fit on [-7.9, 7.9]); its error is below 4e-7, a few
 # float32 ulps, far inside the 1e-4 parity tolerance. sigmoid(x) = (1 + tanh(x / 2)) / 2.
 # The step kernels (the teaching path) keep the exact functions above.
+#
+# float64 keeps full precision but gets the same treatment: exp_f64 and tanh_f64 are Cephes'
+# double-precision exp and tanh written as arithmetic (range reduction, a rational function, and
+# 2^n built from its bits), within 2 ulp of libm's (see tests/test_kernels.py), and vectorise.
 
 _F = np.float32
 _CLAMP = _F(7.90531110763549805)
@@ -52,12 +57,12 @@ def tanh_f32(x):
 
 
 def fast_tanh(x):
-    """tanh(x) for one scalar: np.tanh in float64, ``tanh_f32`` in float32 (chosen at compile time)."""
+    """tanh(x) for one scalar: ``tanh_f64`` in float64, ``tanh_f32`` in float32 (chosen at compile time)."""
     return np.tanh(x)
 
 
 def fast_sigmoid(x):
-    """sigmoid(x) for one scalar: exact in float64, (1 + tanh_f32(x/2)) / 2 in float32."""
+    """sigmoid(x) for one scalar: 1 / (1 + exp_f64(-x)) in float64, (1 + tanh_f32(x/2)) / 2 in float32."""
     return 1 / (1 + np.exp(-x))
 
 
@@ -65,11 +70,57 @@ def fast_sigmoid(x):
 def _ol_fast_tanh(x):
     if x == types.float32:
         return lambda x: tanh_f32(x)
-    return lambda x: np.tanh(x)
+    return lambda x: tanh_f64(x)
 
 
 @overload(fast_sigmoid, inline="always", jit_options={"error_model": "numpy"})
 def _ol_fast_sigmoid(x):
     if x == types.float32:
         return lambda x: _HALF * tanh_f32(_HALF * x) + _HALF
-    return lambda x: 1 / (1 + np.exp(-x))
+    return lambda x: 1 / (1 + exp_f64(-x))
+
+
+# ---- float64: Cephes' exp and tanh as straight-line arithmetic ---------------------------------
+
+@intrinsic
+def _f64_from_bits(typingctx, bits):
+    """The float64 whose IEEE bits are the int64 ``bits`` (a reinterpretation, no conversion)."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+    return types.float64(types.int64), codegen
+
+
+_LOG2E = 1.4426950408889634073599
+_LN2_HI, _LN2_LO = 6.93145751953125e-1, 1.42860682030941723212e-6   # ln 2 = _LN2_HI + _LN2_LO
+_EP0, _EP1, _EP2 = 1.26177193074810590878e-4, 3.02994407707441961300e-2, 9.99999999999999999910e-1
+_EQ0, _EQ1, _EQ2, _EQ3 = 3.00198505138664455042e-6, 2.52448340349684104192e-3, 2.27265548208155028766e-1, 2.0
+_TP0, _TP1, _TP2 = -9.64399179425052238628e-1, -9.92877231001918586564e1, -1.61468768441708447952e3
+_TQ0, _TQ1, _TQ2 = 1.12811678491632931402e2, 2.23548839060100448583e3, 4.84406305325125486048e3
+
+
+@njit(cache=True, nogil=True, inline="always", error_model="numpy")
+def exp_f64(x):
+    """exp(x) in float64 (Cephes): x = n ln2 + r with |r| <= ln2 / 2, exp(r) = 1 + 2 r P / (Q - r P)
+    with P, Q polynomials in r^2, times 2^n. x is clamped to [-708, 708] (no overflow, no
+    subnormals: exp(-708) ~ 3e-308 stands for 0)."""
+    x = min(max(x, -708.0), 708.0)
+    n = np.floor(_LOG2E * x + 0.5)
+    r = (x - n * _LN2_HI) - n * _LN2_LO
+    r2 = r * r
+    p = r * ((_EP0 * r2 + _EP1) * r2 + _EP2)
+    q = ((_EQ0 * r2 + _EQ1) * r2 + _EQ2) * r2 + _EQ3
+    e = 1.0 + 2.0 * (p / (q - p))
+    return e * _f64_from_bits((np.int64(n) + 1023) << 52)
+
+
+@njit(cache=True, nogil=True, inline="always", error_model="numpy")
+def tanh_f64(x):
+    """tanh(x) in float64 (Cephes): for |x| < 0.625 x + x^3 P(x^2) / Q(x^2); beyond it
+    1 - 2 / (exp(2|x|) + 1) with the sign of x. Both are computed and one is picked, so a loop of
+    it has no branch."""
+    ax = min(abs(x), 20.0)   # tanh(20) is 1 to double precision
+    z = x * x
+    small = x + x * z * (((_TP0 * z + _TP1) * z + _TP2) / (((z + _TQ0) * z + _TQ1) * z + _TQ2))
+    big = 1.0 - 2.0 / (exp_f64(2.0 * ax) + 1.0)
+    big = big if x >= 0 else -big
+    return small if ax < 0.625 else big
