@@ -17,6 +17,8 @@ runs at about 220 GFLOP/s in float32 and 120 in float64 for B = 32, H = 128 .. 5
     Wp = pack_weights(W, trans, use)        op(W) packed (an empty array when not use)
     recurrent_gemm(A, W, trans, Wp, use, C, beta)    C = A op(W) + beta C, packed or BLAS
     weight_grad_gemm(dG, X, dW, use)        dW = dG^T X after the time loop, packed or BLAS
+    dense_gemm(A, W, trans, C, beta)        C = A op(W) + beta C over many rows (a dense layer,
+                                            the decoder): op(W) packed for this one call
 
 ``weight_grad_gemm`` forms a weight gradient (G x I) from the T*B rows of gate gradients dG and
 inputs X with the same micro-kernel: K = T*B is cut into a few chunks of about 1200 rows; per
@@ -193,6 +195,15 @@ def recurrent_gemm(A, W, trans, Wp, use, C, beta):
         smallgemm(A, Wp, C, beta)
     else:
         gemm(A, False, W, trans, C, 1.0, beta)
+
+
+@njit(cache=True, nogil=True)
+def dense_gemm(A, W, trans, C, beta):
+    """C = A op(W) + beta C for the products of a dense layer over all T*B rows at once (the input
+    part of a layer, the decoder and their gradients): op(W) is packed for this call (a small cost
+    next to M = T*B rows of products) when A has at least MIN_BATCH rows, else BLAS."""
+    use = A.shape[0] >= MIN_BATCH
+    recurrent_gemm(A, W, trans, pack_weights(W, trans, use), use, C, beta)
 
 
 K_CHUNK = 1200   # rows of dG per chunk of weight_grad_gemm (fewer passes over dW against cache reuse)

@@ -66,6 +66,18 @@ def fast_sigmoid(x):
     return 1 / (1 + np.exp(-x))
 
 
+def fast_exp(x):
+    """exp(x) for one scalar, full precision and vectorising: ``exp_f64`` (float32 goes through float64)."""
+    return np.exp(x)
+
+
+@overload(fast_exp, inline="always", jit_options={"error_model": "numpy"})
+def _ol_fast_exp(x):
+    if x == types.float32:
+        return lambda x: np.float32(exp_f64(np.float64(x)))
+    return lambda x: exp_f64(x)
+
+
 @overload(fast_tanh, inline="always", jit_options={"error_model": "numpy"})
 def _ol_fast_tanh(x):
     if x == types.float32:
@@ -98,7 +110,7 @@ _TP0, _TP1, _TP2 = -9.64399179425052238628e-1, -9.92877231001918586564e1, -1.614
 _TQ0, _TQ1, _TQ2 = 1.12811678491632931402e2, 2.23548839060100448583e3, 4.84406305325125486048e3
 
 
-@njit(cache=True, nogil=True, inline="always", error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def exp_f64(x):
     """exp(x) in float64 (Cephes): x = n ln2 + r with |r| <= ln2 / 2, exp(r) = 1 + 2 r P / (Q - r P)
     with P, Q polynomials in r^2, times 2^n. x is clamped to [-708, 708] (no overflow, no
@@ -113,7 +125,7 @@ def exp_f64(x):
     return e * _f64_from_bits((np.int64(n) + 1023) << 52)
 
 
-@njit(cache=True, nogil=True, inline="always", error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def tanh_f64(x):
     """tanh(x) in float64 (Cephes): for |x| < 0.625 x + x^3 P(x^2) / Q(x^2); beyond it
     1 - 2 / (exp(2|x|) + 1) with the sign of x. Both are computed and one is picked, so a loop of
