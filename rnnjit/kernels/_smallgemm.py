@@ -67,16 +67,18 @@ def pack_b(W, Bp):
 
 @njit(cache=True, nogil=True, fastmath=True, boundscheck=False, inline="always")
 def _store(acc, rows, C, i0, j0, N, beta):
-    """C[i0:i0+rows, j0:j0+32] = acc + beta C (columns past N are padding and are dropped)."""
+    """C[i0:i0+rows, j0:j0+32] = acc (beta = 0) or += acc (beta = 1); columns past N are padding
+    and are dropped. (Each row is a slice starting at column j0, so that the index j is
+    non-negative and the loop vectorises; beta is only ever 0 or 1.)"""
     nj = min(32, N - j0)
     for r in range(rows):
-        crow = C[i0 + r]
+        crow = C[i0 + r, j0:j0 + nj]
         if beta == 0:
             for j in range(nj):
-                crow[j0 + j] = acc[r, j]
+                crow[j] = acc[r, j]
         else:
             for j in range(nj):
-                crow[j0 + j] = beta * crow[j0 + j] + acc[r, j]
+                crow[j] += acc[r, j]
 
 
 @njit(cache=True, nogil=True, fastmath=True, boundscheck=False)
@@ -131,30 +133,22 @@ def _tile4(A, i0, Bp, p, C, beta, N):
 
 @njit(cache=True, nogil=True, fastmath=True, boundscheck=False)
 def _tile_rows(A, i0, m, Bp, p, C, beta, N):
-    """Edge tile: m < 8 rows, plain loops."""
+    """Edge tile: m < 8 rows, one row at a time."""
     K = A.shape[1]
-    j0 = p * 32
-    nj = min(32, N - j0)
-    acc = carray(_stack_buf(32, C.dtype), (32,))
+    acc = carray(_stack_buf(32, C.dtype), (1, 32))
     for r in range(m):
         for j in range(32):
-            acc[j] = 0
+            acc[0, j] = 0
         for k in range(K):
             a = A[i0 + r, k]
             for j in range(32):
-                acc[j] += a * Bp[p, k, j]
-        crow = C[i0 + r]
-        if beta == 0:
-            for j in range(nj):
-                crow[j0 + j] = acc[j]
-        else:
-            for j in range(nj):
-                crow[j0 + j] = beta * crow[j0 + j] + acc[j]
+                acc[0, j] += a * Bp[p, k, j]
+        _store(acc, 1, C, i0 + r, p * 32, N, beta)
 
 
 @njit(cache=True, nogil=True, fastmath=True, boundscheck=False)
 def smallgemm(A, Bp, C, beta):
-    """C = A @ B + beta C, B given packed as Bp (from pack_b). A (M, K), C (M, N)."""
+    """C = A @ B + beta C, beta 0 or 1, B given packed as Bp (from pack_b). A (M, K), C (M, N)."""
     M, N = C.shape
     P = Bp.shape[0]
     # float32: 8 x 32 tiles (16 zmm accumulators); float64: 4 x 32 (16 zmm, 8 would spill)
