@@ -199,15 +199,17 @@ def test_dropout_gradient_uses_the_same_mask():
     assert abs((numeric[0] - numeric[1]) / (2 * eps) - dx[i]) < 1e-6 * max(1, abs(dx[i]))
 
 
+@pytest.mark.parametrize("Bb,Hh", [(9, 37), (1, 133), (3, 133)], ids=["B9", "B1", "B3"])
 @pytest.mark.parametrize("dtype,rtol", [(np.float64, 1e-8), (np.float32, 1e-4)], ids=["f64", "f32"])
 @pytest.mark.parametrize("cell,nl", CELL_VARIANTS, ids=[f"{c}-{n}" for c, n in CELL_VARIANTS])
-def test_batches_of_four_and_more_match_torch(cell, nl, dtype, rtol):
-    """B >= 4 takes the packed-weight recurrent product (kernels/_smallgemm.py): odd sizes cover
-    partial column panels and leftover rows."""
+def test_packed_recurrent_products_match_torch(cell, nl, dtype, rtol, Bb, Hh):
+    """The packed-weight recurrent product (kernels/_smallgemm.py): odd sizes cover partial column
+    panels and leftover rows (B = 9), and batches below 4, whose rows go four panels at a time and
+    then one (H = 133)."""
     t = _torch()
     tdt = t.float64 if dtype == np.float64 else t.float32
     kw = {"nonlinearity": nl} if cell == "rnn" else {}
-    Bb, Hh, Ii, Tt = 9, 37, 5, 6
+    Ii, Tt = 5, 6
     ref = {"rnn": t.nn.RNN, "lstm": t.nn.LSTM, "gru": t.nn.GRU}[cell](Ii, Hh, num_layers=2, bidirectional=True,
                                                                       dtype=tdt, **kw)
     layer = LAYERS[cell](Ii, Hh, num_layers=2, bidirectional=True, dtype=dtype, **kw)

@@ -9,11 +9,15 @@ Here ``op(W_hh)`` is packed once per sequence call into panels of NR = 32 column
 and ``smallgemm`` streams each panel through a register-blocked micro-kernel: 8 rows of A times
 32 columns, 16 AVX-512 accumulators (float32) held in a stack buffer that LLVM promotes to
 registers, one broadcast of A and one FMA per accumulator and k (float64: 4 rows, also 16
-accumulators). Rows left over go to 4-row tiles and then row by row. On Zen 5 (1 thread) this
-runs at about 220 GFLOP/s in float32 and 120 in float64 for B = 32, H = 128 .. 512, against
-100 and 50 for OpenBLAS.
+accumulators). Rows left over go to 4-row tiles and then row by row, four panels at a time
+(``_row_tile4``: eight independent accumulators, so a batch of one is not bound by the FMA
+latency). On Zen 5 (1 thread) this runs at about 240 GFLOP/s in float32 and 120 in float64 for
+B = 32, H = 128 .. 512, against 100 and 50 for OpenBLAS; at B = 1 a step's vector-matrix
+product takes 0.35 us where OpenBLAS's GEMV takes 0.71 (H = 128, RNN), 1.45 against 2.25 us
+(the LSTM's dh = da W_hh), and a batch of 2 or 3 is 3-4x faster than OpenBLAS's GEMM.
 
-    use_packed(B, T)                        whether a sequence should use it (B >= MIN_BATCH)
+    use_packed(B, T, nbytes)                whether a sequence should use it (T >= 2, and B >= 4
+                                            or the weights fit in L2)
     Wp = pack_weights(W, trans, use)        op(W) packed (an empty array when not use)
     recurrent_gemm(A, W, trans, Wp, use, C, beta)    C = A op(W) + beta C, packed or BLAS
     weight_grad_gemm(dG, X, dW, use)        dW = dG^T X after the time loop, packed or BLAS
@@ -36,7 +40,8 @@ from numba.np.numpy_support import carray
 from ._blas import gemm
 
 NR = 32          # columns per packed panel (two zmm of float32)
-MIN_BATCH = 4    # below this BLAS (GEMV for B = 1) is as fast
+L2_BYTES = 1 << 20   # a core's L2 (Zen 4/5: 1 MB)
+MIN_DENSE_ROWS = 16   # a dense product packs W for one call: worth it from a few rows on
 
 
 @intrinsic
@@ -66,19 +71,25 @@ def pack_b(W, Bp):
 
 
 @njit(cache=True, nogil=True, fastmath=True, boundscheck=False, inline="always")
-def _store(acc, rows, C, i0, j0, N, beta):
-    """C[i0:i0+rows, j0:j0+32] = acc (beta = 0) or += acc (beta = 1); columns past N are padding
-    and are dropped. (Each row is a slice starting at column j0, so that the index j is
-    non-negative and the loop vectorises; beta is only ever 0 or 1.)"""
+def _store_row(acc, r, C, i, j0, N, beta):
+    """C[i, j0:j0+32] = acc[r] (beta = 0) or += acc[r] (beta = 1); columns past N are padding and
+    are dropped. (The row is a slice starting at column j0, so that the index j is non-negative
+    and the loop vectorises; beta is only ever 0 or 1.)"""
     nj = min(32, N - j0)
+    crow = C[i, j0:j0 + max(nj, 0)]
+    if beta == 0:
+        for j in range(nj):
+            crow[j] = acc[r, j]
+    else:
+        for j in range(nj):
+            crow[j] += acc[r, j]
+
+
+@njit(cache=True, nogil=True, fastmath=True, boundscheck=False, inline="always")
+def _store(acc, rows, C, i0, j0, N, beta):
+    """C[i0:i0+rows, j0:j0+32] = acc (or += acc)."""
     for r in range(rows):
-        crow = C[i0 + r, j0:j0 + nj]
-        if beta == 0:
-            for j in range(nj):
-                crow[j] = acc[r, j]
-        else:
-            for j in range(nj):
-                crow[j] += acc[r, j]
+        _store_row(acc, r, C, i0 + r, j0, N, beta)
 
 
 @njit(cache=True, nogil=True, fastmath=True, boundscheck=False)
@@ -133,7 +144,7 @@ def _tile4(A, i0, Bp, p, C, beta, N):
 
 @njit(cache=True, nogil=True, fastmath=True, boundscheck=False)
 def _tile_rows(A, i0, m, Bp, p, C, beta, N):
-    """Edge tile: m < 8 rows, one row at a time."""
+    """Edge tile: m < 4 rows times one panel, one row at a time."""
     K = A.shape[1]
     acc = carray(_stack_buf(32, C.dtype), (1, 32))
     for r in range(m):
@@ -147,27 +158,55 @@ def _tile_rows(A, i0, m, Bp, p, C, beta, N):
 
 
 @njit(cache=True, nogil=True, fastmath=True, boundscheck=False)
+def _row_tile4(A, i, Bp, p0, C, beta, N):
+    """One row of A times four panels (128 columns): the vector-matrix product of a batch of one.
+    One row times one panel has two accumulators, and each FMA waits for the one before it;
+    four panels give eight independent chains, enough to keep both FMA units busy."""
+    K = A.shape[1]
+    acc = carray(_stack_buf(128, C.dtype), (4, 32))
+    for q in range(4):
+        for j in range(32):
+            acc[q, j] = 0
+    for k in range(K):
+        a = A[i, k]
+        for j in range(32):
+            acc[0, j] += a * Bp[p0, k, j]
+            acc[1, j] += a * Bp[p0 + 1, k, j]
+            acc[2, j] += a * Bp[p0 + 2, k, j]
+            acc[3, j] += a * Bp[p0 + 3, k, j]
+    for q in range(4):
+        _store_row(acc, q, C, i, (p0 + q) * 32, N, beta)
+
+
+@njit(cache=True, nogil=True, fastmath=True, boundscheck=False)
 def smallgemm(A, Bp, C, beta):
     """C = A @ B + beta C, beta 0 or 1, B given packed as Bp (from pack_b). A (M, K), C (M, N)."""
     M, N = C.shape
     P = Bp.shape[0]
     # float32: 8 x 32 tiles (16 zmm accumulators); float64: 4 x 32 (16 zmm, 8 would spill)
     M8 = M - M % 8 if C.itemsize == 4 else 0
+    M4 = M - M % 4
     for p in range(P):
         for i0 in range(0, M8, 8):
             _tile8(A, i0, Bp, p, C, beta, N)
-        i0 = M8
-        while M - i0 >= 4:
+        for i0 in range(M8, M4, 4):
             _tile4(A, i0, Bp, p, C, beta, N)
-            i0 += 4
-        if i0 < M:
-            _tile_rows(A, i0, M - i0, Bp, p, C, beta, N)
+    # rows left over (all of them for a batch below 4): four panels at a time, then one
+    P4 = P - P % 4
+    for i in range(M4, M):
+        for p0 in range(0, P4, 4):
+            _row_tile4(A, i, Bp, p0, C, beta, N)
+        for p in range(P4, P):
+            _tile_rows(A, i, 1, Bp, p, C, beta, N)
 
 
 @njit(cache=True, nogil=True)
-def use_packed(B, T):
-    """Whether a sequence of T steps with batch B should pack W_hh once and use ``smallgemm``."""
-    return B >= MIN_BATCH and T >= 2
+def use_packed(B, T, nbytes=0):
+    """Whether a sequence of T steps with batch B should pack its weights (nbytes of them) once and
+    use ``smallgemm``: always for B >= 4 (and T >= 2, to pay the packing back); for a smaller
+    batch while they fit in L2 (beyond, every step streams them from L3, and OpenBLAS's GEMV
+    does that better)."""
+    return T >= 2 and (B >= 4 or nbytes <= L2_BYTES)
 
 
 @njit(cache=True, nogil=True)
@@ -195,8 +234,8 @@ def recurrent_gemm(A, W, trans, Wp, use, C, beta):
 def dense_gemm(A, W, trans, C, beta):
     """C = A op(W) + beta C for the products of a dense layer over all T*B rows at once (the input
     part of a layer, the decoder and their gradients): op(W) is packed for this call (a small cost
-    next to M = T*B rows of products) when A has at least MIN_BATCH rows, else BLAS."""
-    use = A.shape[0] >= MIN_BATCH
+    next to M = T*B rows of products) when A has at least MIN_DENSE_ROWS rows, else BLAS."""
+    use = A.shape[0] >= MIN_DENSE_ROWS
     recurrent_gemm(A, W, trans, pack_weights(W, trans, use), use, C, beta)
 
 

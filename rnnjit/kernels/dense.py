@@ -28,7 +28,7 @@ from numba import njit
 
 from ._blas import column_sums
 from .activations import fast_exp
-from ._smallgemm import MIN_BATCH, dense_gemm, use_packed, weight_grad_gemm
+from ._smallgemm import MIN_DENSE_ROWS, dense_gemm, use_packed, weight_grad_gemm
 
 
 @njit(cache=True, nogil=True)
@@ -62,7 +62,7 @@ def linear_forward(h, W, b):
 @njit(cache=True, nogil=True)
 def linear_backward(h, W, dz, dW, db):
     """Writes dW (V, H) and db (V,); returns dh (N, H)."""
-    weight_grad_gemm(dz, h, dW, dz.shape[0] >= MIN_BATCH)
+    weight_grad_gemm(dz, h, dW, dz.shape[0] >= MIN_DENSE_ROWS)
     db[:] = column_sums(dz)
     dh = np.empty((dz.shape[0], W.shape[1]), dz.dtype)
     dense_gemm(dz, W, False, dh, 0.0)

@@ -140,7 +140,7 @@ def gru_recurrence(gates, h0, W_hh, b_hh, reverse, ids=None, table=None):
     nxt = 0 if reverse else 1
     hs[T if reverse else 0] = h0
     b_hn = b_hh[2 * H:]
-    packed = use_packed(B, T)
+    packed = use_packed(B, T, W_hh.nbytes)
     Whp = pack_weights(W_hh, True, packed)  # W_hh^T packed once for the recurrent products
     for s in range(T):
         t = T - 1 - s if reverse else s
@@ -195,7 +195,7 @@ def gru_recurrence_backward(W_hh, hs, gates, hns, dout, dh_n, reverse):
     dh = dh_n.copy()
     norms = np.empty(T, np.float64)
 
-    packed = use_packed(B, T)
+    packed = use_packed(B, T, W_hh.nbytes)
     Whp = pack_weights(W_hh, False, packed)  # W_hh packed once for dh_{t-1} = da W_hh
     for s in range(T):
         t = s if reverse else T - 1 - s

@@ -156,7 +156,7 @@ def lstm_recurrence(gates, h0, c0, W_hh, reverse, ids=None, table=None):
     first = T if reverse else 0
     hs[first] = h0
     cs[first] = c0
-    packed = use_packed(B, T)
+    packed = use_packed(B, T, W_hh.nbytes)
     Whp = pack_weights(W_hh, True, packed)  # W_hh^T packed once for the recurrent products
     for s in range(T):
         t = T - 1 - s if reverse else s
@@ -213,7 +213,7 @@ def lstm_recurrence_backward(W_hh, hs, cs, gates, dout, dh_n, dc_n, reverse):
     dc = dc_n.copy()
     norms = np.empty(T, np.float64)
 
-    packed = use_packed(B, T)
+    packed = use_packed(B, T, W_hh.nbytes)
     Whp = pack_weights(W_hh, False, packed)  # W_hh packed once for dh_{t-1} = da W_hh
     for s in range(T):
         t = s if reverse else T - 1 - s

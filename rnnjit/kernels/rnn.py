@@ -83,7 +83,7 @@ def rnn_recurrence(xa, h0, W_hh, reverse, use_relu, ids=None, table=None):
     hs = np.empty((T + 1, B, H), xa.dtype)
     nxt = 0 if reverse else 1
     hs[T if reverse else 0] = h0
-    packed = use_packed(B, T)
+    packed = use_packed(B, T, W_hh.nbytes)
     Whp = pack_weights(W_hh, True, packed)  # W_hh^T packed once for the recurrent products
     for s in range(T):
         t = T - 1 - s if reverse else s
@@ -128,7 +128,7 @@ def rnn_recurrence_backward(W_hh, hs, dout, dh_n, reverse, use_relu):
     dh = dh_n.copy()
     norms = np.empty(T, np.float64)
 
-    packed = use_packed(B, T)
+    packed = use_packed(B, T, W_hh.nbytes)
     Whp = pack_weights(W_hh, False, packed)  # W_hh packed once for dh_{t-1} = da W_hh
     for s in range(T):
         t = s if reverse else T - 1 - s
