@@ -4,7 +4,8 @@ Every timestep of a sequence multiplies the same W_hh by a thin matrix (B rows).
 W_hh on every call (4 MB at H = 512) and reaches about half the machine's FMA rate at B = 32.
 Here ``op(W_hh)`` is packed once per sequence call into panels of NR = 32 columns stored K-major,
 
-    Bp[p, k, j] = op(W)[k, p * NR + j]        (zero past the last column),
+    Bp[p, k, j] = op(W)[k, p * NR + j]        (zero past the last column; the number of
+                                               panels rounded up to a multiple of four),
 
 and ``smallgemm`` streams each panel through a register-blocked micro-kernel: 8 rows of A times
 32 columns, 16 AVX-512 accumulators (float32) held in a stack buffer that LLVM promotes to
@@ -86,6 +87,14 @@ def _store_row(acc, r, C, i, j0, N, beta):
 
 
 @njit(cache=True, nogil=True, fastmath=True, boundscheck=False, inline="always")
+def _zero(acc):
+    """Clear a tile's accumulators (rows, 32)."""
+    for r in range(acc.shape[0]):
+        for j in range(32):
+            acc[r, j] = 0
+
+
+@njit(cache=True, nogil=True, fastmath=True, boundscheck=False, inline="always")
 def _store(acc, rows, C, i0, j0, N, beta):
     """C[i0:i0+rows, j0:j0+32] = acc (or += acc)."""
     for r in range(rows):
@@ -96,9 +105,7 @@ def _store(acc, rows, C, i0, j0, N, beta):
 def _tile8(A, i0, Bp, p, C, beta, N):
     K = A.shape[1]
     acc = carray(_stack_buf(256, C.dtype), (8, 32))
-    for r in range(8):
-        for j in range(32):
-            acc[r, j] = 0
+    _zero(acc)
     for k in range(K):
         a0 = A[i0, k]
         a1 = A[i0 + 1, k]
@@ -125,9 +132,7 @@ def _tile8(A, i0, Bp, p, C, beta, N):
 def _tile4(A, i0, Bp, p, C, beta, N):
     K = A.shape[1]
     acc = carray(_stack_buf(128, C.dtype), (4, 32))
-    for r in range(4):
-        for j in range(32):
-            acc[r, j] = 0
+    _zero(acc)
     for k in range(K):
         a0 = A[i0, k]
         a1 = A[i0 + 1, k]
@@ -143,30 +148,13 @@ def _tile4(A, i0, Bp, p, C, beta, N):
 
 
 @njit(cache=True, nogil=True, fastmath=True, boundscheck=False)
-def _tile_rows(A, i0, m, Bp, p, C, beta, N):
-    """Edge tile: m < 4 rows times one panel, one row at a time."""
-    K = A.shape[1]
-    acc = carray(_stack_buf(32, C.dtype), (1, 32))
-    for r in range(m):
-        for j in range(32):
-            acc[0, j] = 0
-        for k in range(K):
-            a = A[i0 + r, k]
-            for j in range(32):
-                acc[0, j] += a * Bp[p, k, j]
-        _store(acc, 1, C, i0 + r, p * 32, N, beta)
-
-
-@njit(cache=True, nogil=True, fastmath=True, boundscheck=False)
 def _row_tile4(A, i, Bp, p0, C, beta, N):
     """One row of A times four panels (128 columns): the vector-matrix product of a batch of one.
     One row times one panel has two accumulators, and each FMA waits for the one before it;
     four panels give eight independent chains, enough to keep both FMA units busy."""
     K = A.shape[1]
     acc = carray(_stack_buf(128, C.dtype), (4, 32))
-    for q in range(4):
-        for j in range(32):
-            acc[q, j] = 0
+    _zero(acc)
     for k in range(K):
         a = A[i, k]
         for j in range(32):
@@ -182,7 +170,7 @@ def _row_tile4(A, i, Bp, p0, C, beta, N):
 def smallgemm(A, Bp, C, beta):
     """C = A @ B + beta C, beta 0 or 1, B given packed as Bp (from pack_b). A (M, K), C (M, N)."""
     M, N = C.shape
-    P = Bp.shape[0]
+    P = (N + NR - 1) // NR   # panels with columns of C in them
     # float32: 8 x 32 tiles (16 zmm accumulators); float64: 4 x 32 (16 zmm, 8 would spill)
     M8 = M - M % 8 if C.itemsize == 4 else 0
     M4 = M - M % 4
@@ -191,13 +179,11 @@ def smallgemm(A, Bp, C, beta):
             _tile8(A, i0, Bp, p, C, beta, N)
         for i0 in range(M8, M4, 4):
             _tile4(A, i0, Bp, p, C, beta, N)
-    # rows left over (all of them for a batch below 4): four panels at a time, then one
-    P4 = P - P % 4
+    # rows left over (all of them for a batch below 4): four panels at a time (the packing
+    # pads the panels to a multiple of four with zeros; their columns are not stored)
     for i in range(M4, M):
-        for p0 in range(0, P4, 4):
+        for p0 in range(0, Bp.shape[0], 4):
             _row_tile4(A, i, Bp, p0, C, beta, N)
-        for p in range(P4, P):
-            _tile_rows(A, i, 1, Bp, p, C, beta, N)
 
 
 @njit(cache=True, nogil=True)
@@ -210,13 +196,19 @@ def use_packed(B, T, nbytes=0):
 
 
 @njit(cache=True, nogil=True)
+def _panels(N):
+    """Panels of NR columns for N columns, rounded up to a multiple of four (``_row_tile4``)."""
+    return ((N + NR - 1) // NR + 3) // 4 * 4
+
+
+@njit(cache=True, nogil=True)
 def pack_weights(W, trans, use):
     """op(W) packed for ``smallgemm`` (op(W) = W.T if trans), or an empty array when not use."""
     if not use:
         return np.empty((0, 0, NR), W.dtype)
     N = W.shape[0] if trans else W.shape[1]
     K = W.shape[1] if trans else W.shape[0]
-    Bp = np.empty(((N + NR - 1) // NR, K, NR), W.dtype)
+    Bp = np.empty((_panels(N), K, NR), W.dtype)
     pack_b(W.T if trans else W, Bp)
     return Bp
 
@@ -255,7 +247,7 @@ def weight_grad_gemm(dG, X, dW, use):
     Kc = (N + chunks - 1) // chunks
     for k0 in range(0, N, Kc):
         kc = min(Kc, N - k0)
-        Xp = np.empty(((I + NR - 1) // NR, kc, NR), X.dtype)
+        Xp = np.empty((_panels(I), kc, NR), X.dtype)
         pack_b(X[k0:k0 + kc], Xp)
         At = np.empty((G, kc), dG.dtype)  # this chunk of dG^T, rows contiguous
         for k in range(kc):
