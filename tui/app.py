@@ -36,6 +36,8 @@ from textual.containers import Container, Vertical
 from textual.message import Message
 from textual.widgets import Footer, RichLog, Static
 
+from rnnjit.cli import say
+
 from . import panels
 from .help import HelpScreen
 from .sources import METRICS, JsonlTail, describe_missing
@@ -626,11 +628,6 @@ def main(argv=None) -> int:
         say("rnnjit-tui: finishing the current step and saving a checkpoint ...")
         app.trainer_done.wait()
     return _report(app)
-
-
-def say(text: str) -> None:
-    from rnnjit.cli import say as cli_say
-    cli_say(text)
 
 
 def _report(app: DashboardApp) -> int:

@@ -8,10 +8,9 @@ skipped and counted in ``bad_lines``. If the file shrinks it starts over (``rese
 
 from __future__ import annotations
 
-import json
 import os
 
-METRICS = "metrics.jsonl"
+from rnnjit.train.files import METRICS, parse_event
 
 
 class JsonlTail:
@@ -52,15 +51,11 @@ class JsonlTail:
             self.lineno += 1
             if not raw.strip():
                 continue
-            try:
-                e = json.loads(raw)
-            except ValueError:
+            e = parse_event(raw)
+            if e is None:
                 self.bad_lines.append(self.lineno)
-                continue
-            if isinstance(e, dict) and "event" in e:
-                events.append(e)
             else:
-                self.bad_lines.append(self.lineno)
+                events.append(e)
         return events
 
 

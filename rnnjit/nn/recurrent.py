@@ -26,7 +26,7 @@ Dropout masks on the GPU are drawn there (one seed per mask from ``dropout_rng``
 counter-based hash per element): the same distribution as the CPU's masks, other numbers.
 
 The layer is written once for both devices: every array operation between kernel calls goes
-through ``self.xp``, ``NumpyArrays`` below on the CPU or ``rnnjit.kernels.cuda.arrays`` on the
+through ``self.xp``, ``NumpyArrays`` (``nn/arrays.py``) on the CPU or ``rnnjit.kernels.cuda.arrays`` on the
 GPU (same names: zeros, multiply, put_columns, ...).
 
 ``backward`` is explicit, as in CS231n-style code: call it after ``forward`` with the gradient
@@ -52,12 +52,9 @@ import numpy as np
 
 from ..kernels.cells import CELLS
 from ..machine import require_fits
+from .arrays import NumpyArrays
 
 _DTYPES = (np.float32, np.float64)
-
-
-def _identity(a):
-    return a
 
 
 _STATE_NAMES = {"hx": "(h0, c0)", "dhx": "(dh_n, dc_n)"}
@@ -73,39 +70,6 @@ def _add_batch_axis(a, xp):
 def _host_view(arrays):
     from ..kernels.cuda import HostView
     return HostView(arrays)
-
-
-class NumpyArrays:
-    """The array operations of a layer on the CPU; ``rnnjit.kernels.cuda.arrays`` is the GPU twin."""
-
-    on_device = staticmethod(lambda a: False)
-    to_device = to_host = staticmethod(_identity)
-    host_copy = staticmethod(np.copy)
-    empty = staticmethod(np.empty)
-    zeros = staticmethod(np.zeros)
-    contiguous = staticmethod(np.ascontiguousarray)
-    multiply = staticmethod(np.multiply)
-    add = staticmethod(np.add)
-
-    @staticmethod
-    def assign(dst, src):
-        dst[...] = src
-
-    @staticmethod
-    def put_columns(dst, src, c0):
-        dst[..., c0:c0 + src.shape[-1]] = src
-
-    @staticmethod
-    def take_columns(src, c0, width):
-        return np.ascontiguousarray(src[..., c0:c0 + width])
-
-    @staticmethod
-    def swap01(a):
-        return a.transpose(1, 0, 2)
-
-    @staticmethod
-    def dropout_mask(shape, dtype, rng, keep):
-        return (rng.random(shape) < keep).astype(dtype) / dtype(keep)
 
 
 def _shape(a) -> str:

@@ -96,7 +96,8 @@ def remove_temporaries(directory: str) -> list[str]:
 
 # ---- metrics.jsonl ------------------------------------------------------------------------------
 
-def _parse(line: bytes):
+def parse_event(line: bytes) -> dict | None:
+    """One line of metrics.jsonl -> its event, or None if it is not one (not JSON, no "event")."""
     try:
         event = json.loads(line)
     except ValueError:
@@ -115,7 +116,7 @@ def read_metrics(path: str) -> list[dict]:
     for i, raw in enumerate(lines, 1):
         if not raw.strip():
             continue
-        event = _parse(raw)
+        event = parse_event(raw)
         if event is None:
             warnings.warn(f"{path}: line {i} is not an event: skipped", RunFileWarning, stacklevel=2)
         else:
@@ -147,7 +148,7 @@ class MetricsLog:
         torn = lines.pop().strip() != b""
         kept, dropped = [], 0
         for raw in lines:
-            event = _parse(raw)
+            event = parse_event(raw)
             if event is not None and isinstance(event.get("step"), int) and event["step"] > step:
                 dropped += 1
             elif raw.strip():

@@ -25,7 +25,7 @@ bidirectional layer, batch_first transposes, dropout masks from a counter-based 
 (the twin of ``kernels/dense.py``: embedding and its scatter-add, the linear head on the tiled
 GEMM, fused softmax cross-entropy), ``optim.py`` (SGD, Adagrad, RMSprop, Adam and clipping),
 and ``arrays.py`` (the namespace through which the layers and the model call all of this,
-twin of ``rnnjit.nn.recurrent.NumpyArrays``).
+twin of ``rnnjit.nn.arrays.NumpyArrays``).
 
 Design: parameters, gradients, optimizer state, activations, caches, dropout masks and the
 hidden state carried between chunks are device arrays for the whole run; they are made once

@@ -1,7 +1,7 @@
 """The few array operations a layer or a model does between kernel calls, on device arrays.
 
 ``rnnjit.nn.recurrent`` and ``rnnjit.models.char_lm`` are written once for both devices: they
-call these through a namespace, this module on the GPU and ``rnnjit.nn.recurrent.NumpyArrays``
+call these through a namespace, this module on the GPU and ``rnnjit.nn.arrays.NumpyArrays``
 (the same names over NumPy) on the CPU. Each operation here is a call of a small kernel from
 ``elementwise.py`` (or a device allocation / copy): nothing goes to the host.
 

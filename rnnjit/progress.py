@@ -1,0 +1,64 @@
+"""What `rnnjit train` shows on a terminal while it trains: a rich progress bar, and a line for
+each validation, sample, checkpoint and warning.
+
+``progress_printer(trainer)`` returns ``show(event)`` with a ``close()``; the CLI feeds it the
+engine's events (``--json`` prints them instead).
+"""
+
+import math
+
+
+def progress_printer(trainer):
+    """-> show(event), with a ``close()``: rich progress on the terminal."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    console = Console(stderr=False)
+    c = trainer.config
+    what = f"corpus {c.corpus}" if c.task == "charlm" else f"task {c.task} (T={c.length})"
+    console.print(f"[bold]rnnjit train[/]: {c.cell} {c.layers}x{c.hidden} on {escape(what)}, "
+                  f"batch {c.batch} x seq-len {c.seq_len}, {c.optimizer} lr {c.lr}, {c.dtype} -> {escape(trainer.out_dir)}")
+    progress = Progress(TextColumn("step"), MofNCompleteColumn(), BarColumn(),
+                        TextColumn("loss [bold]{task.fields[loss]}[/] ({task.fields[bpc]} bpc)"),
+                        TextColumn("{task.fields[tps]} tok/s"), TimeRemainingColumn(), console=console)
+    progress.start()
+    bar = progress.add_task("train", total=c.steps, completed=trainer.step, loss="-", bpc="-", tps="-")
+    smooth = None
+
+    def show(event):
+        nonlocal smooth
+        kind = event.kind
+        out = progress.console.print
+        if kind == "start":
+            out(f"{event.num_parameters:,} parameters"
+                + (f", vocabulary of {event.vocab_size}" if event.vocab_size else "")
+                + (f"; resumed at step {event.step}" if event.resumed else ""))
+            for note in event.notes:
+                out(f"[yellow]note:[/] {escape(note)}")
+        elif kind == "step":
+            smooth = event.loss if smooth is None else 0.95 * smooth + 0.05 * event.loss
+            progress.update(bar, completed=event.step, loss=f"{smooth:.3f}", bpc=f"{smooth / math.log(2):.3f}",
+                            tps=f"{event.tokens_per_s:,.0f}")
+        elif kind == "eval":
+            extra = "".join(f", {k} {v:.4g}" if isinstance(v, float) else f", {k} {v}" for k, v in event.metrics.items())
+            bpc = f" ({event.val_bpc:.3f} bpc)" if c.task == "charlm" else ""
+            out(f"step {event.step}: validation loss [bold]{event.val_loss:.4f}[/]{bpc}{escape(extra)}")
+        elif kind == "sample":
+            out(f"[dim]sample at step {event.step}, temperature {event.temperature}:[/]")
+            out(event.text, markup=False, highlight=False)
+        elif kind == "checkpoint":
+            out(f"[dim]checkpoint: {escape(event.path)}[/]")
+        elif kind == "warning":
+            out(f"[yellow]warning:[/] {escape(event.message)}")
+        elif kind == "end" and event.reason == "done":
+            out(f"done: {event.step} steps. Sample from it with: rnnjit sample {escape(trainer.out_dir)}")
+
+    def close():
+        try:
+            progress.stop()
+        except OSError:
+            pass
+
+    show.close = close
+    return show
