@@ -5,14 +5,14 @@ W_hh on every call (4 MB at H = 512) and reaches about half the machine's FMA ra
 Here ``op(W_hh)`` is packed once per sequence call into panels of NR = 32 columns stored K-major,
 
     Bp[p, k, j] = op(W)[k, p * NR + j]        (zero past the last column; the number of
-                                               panels rounded up to a multiple of four),
+                                               panels rounded up to an even number),
 
 and ``smallgemm`` streams each panel through a register-blocked micro-kernel: 8 rows of A times
 32 columns, 16 AVX-512 accumulators (float32) held in a stack buffer that LLVM promotes to
 registers, one broadcast of A and one FMA per accumulator and k (float64: 4 rows, also 16
 accumulators). Rows left over go to 4-row tiles and then row by row, four panels at a time
 (``_row_tile4``: eight independent accumulators, so a batch of one is not bound by the FMA
-latency). On Zen 5 (1 thread) this runs at about 240 GFLOP/s in float32 and 120 in float64 for
+latency) and two for the last pair (``_row_tile2``, even and odd k apart: eight again). On Zen 5 (1 thread) this runs at about 240 GFLOP/s in float32 and 120 in float64 for
 B = 32, H = 128 .. 512, against 100 and 50 for OpenBLAS; at B = 1 a step's vector-matrix
 product takes 0.35 us where OpenBLAS's GEMV takes 0.71 (H = 128, RNN), 1.45 against 2.25 us
 (the LSTM's dh = da W_hh), and a batch of 2 or 3 is 3-4x faster than OpenBLAS's GEMM.
@@ -167,6 +167,34 @@ def _row_tile4(A, i, Bp, p0, C, beta, N):
 
 
 @njit(cache=True, nogil=True, fastmath=True, boundscheck=False)
+def _row_tile2(A, i, Bp, p0, C, beta, N):
+    """One row of A times two panels (64 columns: the last two of a narrow product such as the
+    dh = da W_hh of H = 64). Two panels give four chains; even and odd k in separate
+    accumulators make eight, as ``_row_tile4`` has, without multiplying padding."""
+    K = A.shape[1]
+    acc = carray(_stack_buf(128, C.dtype), (4, 32))
+    _zero(acc)
+    for k in range(0, K - 1, 2):
+        a = A[i, k]
+        a1 = A[i, k + 1]
+        for j in range(32):
+            acc[0, j] += a * Bp[p0, k, j]
+            acc[1, j] += a * Bp[p0 + 1, k, j]
+            acc[2, j] += a1 * Bp[p0, k + 1, j]
+            acc[3, j] += a1 * Bp[p0 + 1, k + 1, j]
+    if K % 2:
+        a = A[i, K - 1]
+        for j in range(32):
+            acc[0, j] += a * Bp[p0, K - 1, j]
+            acc[1, j] += a * Bp[p0 + 1, K - 1, j]
+    for j in range(32):
+        acc[0, j] += acc[2, j]
+        acc[1, j] += acc[3, j]
+    for q in range(2):
+        _store_row(acc, q, C, i, (p0 + q) * 32, N, beta)
+
+
+@njit(cache=True, nogil=True, fastmath=True, boundscheck=False)
 def smallgemm(A, Bp, C, beta):
     """C = A @ B + beta C, beta 0 or 1, B given packed as Bp (from pack_b). A (M, K), C (M, N)."""
     M, N = C.shape
@@ -179,11 +207,14 @@ def smallgemm(A, Bp, C, beta):
             _tile8(A, i0, Bp, p, C, beta, N)
         for i0 in range(M8, M4, 4):
             _tile4(A, i0, Bp, p, C, beta, N)
-    # rows left over (all of them for a batch below 4): four panels at a time (the packing
-    # pads the panels to a multiple of four with zeros; their columns are not stored)
+    # rows left over (all of them for a batch below 4): four panels at a time, then two (the
+    # packing pads the panels to an even number with zeros; their columns are not stored)
+    P4 = Bp.shape[0] - Bp.shape[0] % 4
     for i in range(M4, M):
-        for p0 in range(0, Bp.shape[0], 4):
+        for p0 in range(0, P4, 4):
             _row_tile4(A, i, Bp, p0, C, beta, N)
+        if P4 < Bp.shape[0]:
+            _row_tile2(A, i, Bp, P4, C, beta, N)
 
 
 @njit(cache=True, nogil=True)
@@ -197,8 +228,8 @@ def use_packed(B, T, nbytes=0):
 
 @njit(cache=True, nogil=True)
 def _panels(N):
-    """Panels of NR columns for N columns, rounded up to a multiple of four (``_row_tile4``)."""
-    return ((N + NR - 1) // NR + 3) // 4 * 4
+    """Panels of NR columns for N columns, rounded up to an even number (``_row_tile2``)."""
+    return ((N + NR - 1) // NR + 1) // 2 * 2
 
 
 @njit(cache=True, nogil=True)
