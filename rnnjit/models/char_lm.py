@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..kernels import dense
 from ..nn.recurrent import LAYERS, _host_view
+from .module import CpuKernels
 
 
 def _one_hot(ids, V, dtype):
@@ -69,7 +69,7 @@ class CharLM:
             from ..kernels.cuda import dense as cuda_dense
             self.k, self.one_hot = cuda_dense, cuda_dense.one_hot
         else:
-            self.k, self.one_hot = dense, _one_hot
+            self.k, self.one_hot = CpuKernels, _one_hot
         rng = np.random.default_rng(own_seed)
         bound = 1.0 / np.sqrt(hidden_size)
         params = {

@@ -14,14 +14,19 @@ back through the recurrence: ``hidden_grad_norms`` after a step is exactly ||dL/
 loss at the last step, the vanishing-gradient picture (``rnnjit vanish``).
 
 Inputs are float features, time-major (T, B, input_size); a task with symbols passes one-hot rows.
+
+``device="cuda"`` runs it all on the GPU with the same equations: the layer, the side-by-side
+copy of the final states, the head (``kernels/cuda/dense.py``'s tiled GEMM) and the loss (its
+``mse_grad`` / ``softmax_cross_entropy``); parameters, gradients and ``input_grad`` are device
+arrays. A step sends x and y and brings back the loss. ``predict`` gives NumPy for NumPy x (a
+device array for a device x), and ``params``, ``grads`` and ``state_dict()`` read as NumPy.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..kernels.dense import cross_entropy, softmax_cross_entropy
-from .module import Module, linear, linear_grad, make_layer, seeds, uniform
+from .module import Module, linear, linear_grad, make_layer, scalar, seeds, uniform
 
 
 class SequenceClassifier(Module):
@@ -29,59 +34,76 @@ class SequenceClassifier(Module):
 
     def __init__(self, input_size: int, output_size: int, hidden_size: int = 64, num_layers: int = 1,
                  cell: str = "lstm", bidirectional: bool = False, loss: str = "mse", dtype=np.float32,
-                 seed: int | None = None):
+                 seed: int | None = None, device: str = "cpu"):
         if loss not in ("mse", "ce"):
             raise ValueError(f"loss must be 'mse' (regression) or 'ce' (classification), got {loss!r}")
+        self._setup(device)
         self.input_size, self.output_size = int(input_size), int(output_size)
         self.hidden_size, self.num_layers, self.loss_kind = int(hidden_size), int(num_layers), loss
         self.cell = cell
         self.dtype = np.dtype(dtype).type
         rnn_seed, own_seed = seeds(seed, 2)
-        self.rnn = make_layer(cell, input_size, hidden_size, num_layers, dtype, rnn_seed, bidirectional)
+        self.rnn = make_layer(cell, input_size, hidden_size, num_layers, dtype, rnn_seed, bidirectional,
+                              device=device)
         D = self.rnn.num_directions
         rng = np.random.default_rng(own_seed)
-        self.params = {"head.weight": uniform(rng, (output_size, D * hidden_size), D * hidden_size, dtype),
-                       "head.bias": np.zeros(output_size, dtype)}
-        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
-        self.input_grad = None   # dL/dx after forward_backward
+        self._own({"head.weight": uniform(rng, (output_size, D * hidden_size), D * hidden_size, dtype),
+                   "head.bias": np.zeros(output_size, dtype)})
+        self.input_grad = None   # dL/dx after forward_backward (on the model's device)
 
     @property
     def hidden_grad_norms(self):
         return self.rnn.hidden_grad_norms
 
+    def _inputs(self, x):
+        """x (T, B, I) as a C-contiguous array of the model's dtype on its device."""
+        xp = self.xp
+        return x if xp.on_device(x) else xp.to_device(np.ascontiguousarray(x, dtype=self.dtype))
+
     def _final(self, x):
         """r (B, D*H): the last layer's final state, both directions side by side."""
-        _, state = self.rnn(np.ascontiguousarray(x, dtype=self.dtype))
+        _, state = self.rnn(self._inputs(x))
         h_n = state[0] if isinstance(state, tuple) else state
+        S, B, H = h_n.shape
         D = self.rnn.num_directions
-        return np.concatenate(list(h_n[-D:]), axis=1)          # forward dir first, then reverse
+        r = self.xp.empty((B, D * H), self.dtype)
+        for d in range(D):                                      # forward dir first, then reverse
+            self.xp.put_columns(r, h_n[S - D + d], d * H)
+        return r
 
     def predict(self, x):
-        """x (T, B, I) -> z (B, output_size): the regression value(s) or the class scores."""
-        return linear(self.params, "head", self._final(x))
+        """x (T, B, I) -> z (B, output_size): the regression value(s) or the class scores
+        (NumPy for a NumPy x; on the GPU, a device x gives a device z)."""
+        z = linear(self._params, "head", self._final(x), self.k, self.xp)
+        return z if self.xp.on_device(x) else self.xp.to_host(z)
 
     def _loss(self, z, y, grad):
+        """(loss, dL/dz or None); the loss a float on the CPU, a (1,) device array on the GPU."""
+        k, xp = self.k, self.xp
         if self.loss_kind == "ce":
-            y = np.ascontiguousarray(y, dtype=np.int64)
-            return softmax_cross_entropy(z, y) if grad else (cross_entropy(z, y), None)
-        diff = z - np.asarray(y, self.dtype).reshape(z.shape)
-        return float(np.mean(diff * diff)), (2.0 / diff.size) * diff
+            y = xp.to_device(np.ascontiguousarray(y, dtype=np.int64))
+            return k.softmax_cross_entropy(z, y) if grad else (k.cross_entropy(z, y), None)
+        y = xp.to_device(np.ascontiguousarray(np.asarray(y, self.dtype).reshape(tuple(z.shape))))
+        return k.mse_grad(z, y) if grad else (k.mse(z, y), None)
 
     def loss(self, x, y) -> float:
         """The loss without gradients (evaluation)."""
-        return float(self._loss(self.predict(x), y, grad=False)[0])
+        z = linear(self._params, "head", self._final(x), self.k, self.xp)
+        return scalar(self._loss(z, y, grad=False)[0])
 
     def forward_backward(self, x, y) -> float:
         """One step's loss; gradients land in ``grads`` (and the layer's), dL/dx in ``input_grad``."""
+        xp = self.xp
         r = self._final(x)
-        z = linear(self.params, "head", r)
+        z = linear(self._params, "head", r, self.k, xp)
         loss, dz = self._loss(z, y, grad=True)
-        dr = linear_grad(self.params, self.grads, "head", r, dz.astype(self.dtype))
+        dr = linear_grad(self._params, self._grads, "head", r, dz, self.k, xp)
         T, B = np.shape(x)[:2]
         L, D, H = self.num_layers, self.rnn.num_directions, self.hidden_size
-        dh_n = np.zeros((L * D, B, H), self.dtype)
-        dh_n[-D:] = dr.reshape(B, D, H).transpose(1, 0, 2)      # the only gradient that enters
-        dout = np.zeros((T, B, D * H), self.dtype)
-        dstate = (dh_n, np.zeros_like(dh_n)) if self.rnn.cell.has_cell_state else dh_n
+        dh_n = xp.zeros((L * D, B, H), self.dtype)
+        for d in range(D):                                      # the only gradient that enters
+            xp.assign(dh_n[(L - 1) * D + d], xp.take_columns(dr, d * H, H))
+        dout = xp.zeros((T, B, D * H), self.dtype)
+        dstate = (dh_n, xp.zeros(dh_n.shape, self.dtype)) if self.rnn.cell.has_cell_state else dh_n
         self.input_grad, _ = self.rnn.backward(dout, dstate)
-        return float(loss)
+        return scalar(loss)

@@ -16,6 +16,10 @@ Training is teacher-forced: the true previous word is the input, so the layer ru
 whole caption in one call. Backward: the gradient of h_0 leaves the layer, goes through the tanh
 (ds ⊙ (1 - s²)) and the linear map to W_init, b_init and v (``input_grad``).
 ``generate`` decodes greedily, one word at a time, feeding each argmax back in.
+
+``device="cuda"``: the same equations on the GPU (``tanh`` and its backward, the head, the
+embedding and the masked cross-entropy are ``kernels/cuda/dense.py`` kernels); parameters,
+gradients and ``input_grad`` are device arrays, ``params``/``grads``/``state_dict()`` NumPy.
 """
 
 from __future__ import annotations
@@ -25,29 +29,31 @@ import numpy as np
 from .module import (Module, decode, decode_backward, greedy, linear, linear_grad, make_layer,
                      masked_cross_entropy, seeds, shift_right, strip, uniform)
 
+_EMB, _HEAD = "embedding", "head"
+
 
 class ConditionedGenerator(Module):
     layer_names = ("rnn",)
 
     def __init__(self, condition_size: int, vocab_size: int, hidden_size: int = 64, num_layers: int = 1,
                  cell: str = "lstm", embedding_size: int | None = None, pad: int = 0, bos: int = 1,
-                 eos: int = 2, dtype=np.float32, seed: int | None = None):
+                 eos: int = 2, dtype=np.float32, seed: int | None = None, device: str = "cpu"):
+        self._setup(device)
         self.condition_size, self.vocab_size = int(condition_size), int(vocab_size)
         self.hidden_size, self.num_layers = int(hidden_size), int(num_layers)
         self.pad, self.bos, self.eos = pad, bos, eos
         self.dtype = np.dtype(dtype).type
         E = int(embedding_size or hidden_size)
         rnn_seed, own_seed = seeds(seed, 2)
-        self.rnn = make_layer(cell, E, hidden_size, num_layers, dtype, rnn_seed)
+        self.rnn = make_layer(cell, E, hidden_size, num_layers, dtype, rnn_seed, device=device)
         rng = np.random.default_rng(own_seed)
         LH, F, V, H = num_layers * hidden_size, condition_size, vocab_size, hidden_size
-        self.params = {
+        self._own({
             "init.weight": uniform(rng, (LH, F), F, dtype), "init.bias": np.zeros(LH, dtype),
             "embedding.weight": rng.standard_normal((V, E)).astype(dtype),
             "head.weight": uniform(rng, (V, H), H, dtype), "head.bias": np.zeros(V, dtype),
-        }
-        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
-        self.input_grad = None   # dL/dv after forward_backward
+        })
+        self.input_grad = None   # dL/dv after forward_backward (on the model's device)
 
     @property
     def hidden_grad_norms(self):
@@ -55,28 +61,33 @@ class ConditionedGenerator(Module):
 
     def initial_state(self, v):
         """v (B, F) -> the decoder's initial state (and s, kept for backward)."""
-        v = np.ascontiguousarray(v, dtype=self.dtype)
-        s = np.tanh(linear(self.params, "init", v))
+        k, xp = self.k, self.xp
+        v = v if xp.on_device(v) else xp.to_device(np.ascontiguousarray(v, dtype=self.dtype))
+        s = k.tanh(linear(self._params, "init", v, k, xp))
         B, L, H = v.shape[0], self.num_layers, self.hidden_size
-        h0 = np.ascontiguousarray(s.reshape(B, L, H).transpose(1, 0, 2))
-        return ((h0, np.zeros_like(h0)) if self.rnn.cell.has_cell_state else h0), s
+        h0 = xp.contiguous(xp.swap01(s.reshape(B, L, H)))
+        return ((h0, xp.zeros(h0.shape, self.dtype)) if self.rnn.cell.has_cell_state else h0), s
+
+    def _decode(self, state, y):
+        return decode(self._params, self.rnn, _EMB, _HEAD, shift_right(y, self.bos), state, self.k, self.xp)
 
     def loss(self, v, y) -> float:
         """Teacher-forced loss of targets y (T, B) without gradients."""
         state, _ = self.initial_state(v)
-        z, _, _ = decode(self.params, self.rnn, "embedding", "head", shift_right(y, self.bos), state)
-        return masked_cross_entropy(z, y, self.pad, grad=False)[0]
+        z, _, _ = self._decode(state, y)
+        return masked_cross_entropy(z, y, self.pad, False, self.k, self.xp)[0]
 
     def forward_backward(self, v, y) -> float:
         """v (B, F) conditions, y (T, B) target ids ending in <eos>, then <pad>. Returns the loss."""
-        v = np.ascontiguousarray(v, dtype=self.dtype)
+        k, xp = self.k, self.xp
+        v = v if xp.on_device(v) else xp.to_device(np.ascontiguousarray(v, dtype=self.dtype))
         state, s = self.initial_state(v)
-        z, _, cache = decode(self.params, self.rnn, "embedding", "head", shift_right(y, self.bos), state)
-        loss, dz = masked_cross_entropy(z, y, self.pad)
-        dstate = decode_backward(self.params, self.grads, self.rnn, "embedding", "head", cache, dz)
+        z, _, cache = self._decode(state, y)
+        loss, dz = masked_cross_entropy(z, y, self.pad, True, k, xp)
+        dstate = decode_backward(self._params, self._grads, self.rnn, _EMB, _HEAD, cache, dz, k, xp)
         dh0 = dstate[0] if isinstance(dstate, tuple) else dstate     # c_0 is constant: no gradient
-        ds = dh0.transpose(1, 0, 2).reshape(s.shape)
-        self.input_grad = linear_grad(self.params, self.grads, "init", v, ds * (1 - s * s))
+        ds = xp.contiguous(xp.swap01(dh0)).reshape(s.shape[0], s.shape[1])
+        self.input_grad = linear_grad(self._params, self._grads, "init", v, k.tanh_backward(s, ds), k, xp)
         return loss
 
     def generate(self, v, max_len: int = 20) -> list[list[int]]:
@@ -84,6 +95,6 @@ class ConditionedGenerator(Module):
         was = self.rnn.training
         self.eval()
         state, _ = self.initial_state(v)
-        ids = greedy(self.params, self.rnn, "embedding", "head", state, self.bos, self.eos, max_len)
+        ids = greedy(self._params, self.rnn, _EMB, _HEAD, state, self.bos, self.eos, max_len, self.k, self.xp)
         self.train(was)
         return strip(ids, self.eos)

@@ -7,26 +7,93 @@ submodules, so a layer's ``weight_hh_l0`` reads ``encoder.weight_hh_l0`` in ``st
 Also here, shared by the generator and the encoder-decoder: the linear head, the word-by-word
 decoder (teacher-forced pass, its backward, greedy decoding) and the cross-entropy that skips
 <pad> targets.
+
+Devices: a model is written once for both, as ``CharLM`` is. ``device_kernels(device)`` gives
+the pair it calls through: ``k``, the dense kernels (``CpuKernels`` here, which is
+``kernels/dense.py`` plus a line of NumPy for each of the few pieces that have no CPU kernel, or
+its CUDA twin ``kernels/cuda/dense.py``), and ``xp``, the array operations between kernel calls
+(``NumpyArrays`` or ``kernels/cuda/arrays``). The helpers below take both, as keywords that
+default to the CPU's. On the GPU the parameters, gradients and activations are device arrays;
+``params`` and ``grads`` read as NumPy (a ``HostView``) and ``state_dict()`` makes NumPy copies,
+so checkpoints are the same files on both devices.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..kernels.dense import (cross_entropy, embedding_backward, embedding_forward, linear_backward,
-                             linear_forward, softmax_cross_entropy)
-from ..nn.recurrent import LAYERS
+from ..kernels import dense
+from ..nn.arrays import NumpyArrays
+from ..nn.recurrent import LAYERS, _host_view
+
+
+class CpuKernels:
+    """The dense kernels a model calls on the CPU: ``kernels/dense.py``, and NumPy twins of the
+    few CUDA kernels (``kernels/cuda/dense.py``) that are one line of NumPy here."""
+
+    embedding_forward = staticmethod(dense.embedding_forward)
+    embedding_backward = staticmethod(dense.embedding_backward)
+    linear_forward = staticmethod(dense.linear_forward)
+    linear_backward = staticmethod(dense.linear_backward)
+    softmax_cross_entropy = staticmethod(dense.softmax_cross_entropy)
+    cross_entropy = staticmethod(dense.cross_entropy)
+    tanh = staticmethod(np.tanh)
+
+    @staticmethod
+    def tanh_backward(s, ds):
+        """dL/da = ds * (1 - s^2) for s = tanh(a)."""
+        return ds * (1 - s * s)
+
+    @staticmethod
+    def mse_grad(z, y):
+        """L = mean (z - y)^2 and dL/dz = (2/n)(z - y)."""
+        diff = z - y
+        return float(np.mean(diff * diff)), (2.0 / diff.size) * diff
+
+    @staticmethod
+    def mse(z, y):
+        diff = z - y
+        return float(np.mean(diff * diff))
+
+    @staticmethod
+    def argmax_rows(z):
+        return np.argmax(z, axis=1)
+
+
+def device_kernels(device: str):
+    """(k, xp) for ``device``: the dense kernels and the array operations (see the docstring).
+    Asking for cuda without CUDA is ``require_cuda``'s one-line error."""
+    if device == "cpu":
+        return CpuKernels, NumpyArrays
+    if device != "cuda":
+        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+    from ..kernels import cuda as kcuda
+    kcuda.require_cuda()
+    from ..kernels.cuda import arrays
+    from ..kernels.cuda import dense as cuda_dense
+    return cuda_dense, arrays
+
+
+def scalar(a) -> float:
+    """A loss as a Python float: the CPU kernels return one; the CUDA twins a (1,) device array,
+    whose copy to the host is the one transfer back of a training step."""
+    return float(np.asarray(a.copy_to_host() if hasattr(a, "copy_to_host") else a).reshape(-1)[0])
+
+
+def host_ids(ids):
+    """Integer ids as a NumPy array (copied back from the device when they are there)."""
+    return ids.copy_to_host() if hasattr(ids, "copy_to_host") else np.asarray(ids)
 
 
 def make_layer(cell: str, input_size: int, hidden_size: int, num_layers: int, dtype, seed,
-               bidirectional: bool = False, dropout: float = 0.0):
-    """A recurrent layer by name: rnn (tanh), rnn-relu, lstm or gru."""
+               bidirectional: bool = False, dropout: float = 0.0, device: str = "cpu"):
+    """A recurrent layer by name: rnn (tanh), rnn-relu, lstm or gru, on ``device``."""
     cell, nl = ("rnn", "relu") if cell == "rnn-relu" else (cell, "tanh")
     if cell not in LAYERS:
         raise ValueError(f"unknown cell {cell!r}: choose rnn, rnn-relu, lstm or gru")
     extra = {"nonlinearity": nl} if cell == "rnn" else {}
     return LAYERS[cell](input_size, hidden_size, num_layers=num_layers, bidirectional=bidirectional,
-                        dropout=dropout, dtype=dtype, seed=seed, **extra)
+                        dropout=dropout, dtype=dtype, seed=seed, device=device, **extra)
 
 
 def uniform(rng, shape, fan_in, dtype):
@@ -40,33 +107,55 @@ def seeds(seed, n):
     return [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(n)]
 
 
-def linear(params, name, x):
+def linear(params, name, x, k=CpuKernels, xp=NumpyArrays):
     """z = x W^T + b with the dense kernel; x is (N, in)."""
-    return linear_forward(np.ascontiguousarray(x), params[name + ".weight"], params[name + ".bias"])
+    return k.linear_forward(xp.contiguous(x), params[name + ".weight"], params[name + ".bias"])
 
 
-def linear_grad(params, grads, name, x, dz):
+def linear_grad(params, grads, name, x, dz, k=CpuKernels, xp=NumpyArrays):
     """Writes the gradients of ``name``; returns dL/dx."""
-    return linear_backward(np.ascontiguousarray(x), params[name + ".weight"], np.ascontiguousarray(dz),
-                           grads[name + ".weight"], grads[name + ".bias"])
+    return k.linear_backward(xp.contiguous(x), params[name + ".weight"], xp.contiguous(dz),
+                             grads[name + ".weight"], grads[name + ".bias"])
 
 
 class Module:
-    layer_names: tuple[str, ...] = ()
+    """Subclasses call ``_setup(device)`` first, then build their layers with ``device=self.device``
+    and hand their own parameters (NumPy, drawn on the host) to ``_own(params)``."""
 
-    params: dict
-    grads: dict
+    layer_names: tuple[str, ...] = ()
+    device, k, xp = "cpu", CpuKernels, NumpyArrays
+
+    def _setup(self, device):
+        self.k, self.xp = device_kernels(device)
+        self.device = device
+
+    def _own(self, params):
+        """The model's own parameters, sent to its device once, and zero gradients beside them."""
+        self._params = {k: self.xp.to_device(v) for k, v in params.items()}
+        self._grads = {k: self.xp.zeros(v.shape, v.dtype) for k, v in params.items()}
+
+    @property
+    def params(self):
+        """The model's own parameters (not its layers'): NumPy arrays (on the GPU, a ``HostView``
+        that copies on read)."""
+        return self._params if self.device == "cpu" else _host_view(self._params)
+
+    @property
+    def grads(self):
+        return self._grads if self.device == "cpu" else _host_view(self._grads)
 
     def _layers(self):
         return [(n, getattr(self, n)) for n in self.layer_names]
 
     def parameters(self):
-        """(name, array, grad) for every parameter; optimizers update the arrays in place."""
-        own = [(k, self.params[k], self.grads[k]) for k in self.params]
+        """(name, array, grad) for every parameter; optimizers update the arrays in place
+        (device arrays on the GPU)."""
+        own = [(k, self._params[k], self._grads[k]) for k in self._params]
         return own + [(f"{n}.{k}", p, g) for n, layer in self._layers() for k, p, g in layer.parameters()]
 
     def state_dict(self):
-        return {k: p.copy() for k, p, _ in self.parameters()}
+        """Every parameter as a NumPy copy, torch's names."""
+        return {k: self.xp.host_copy(p) for k, p, _ in self.parameters()}
 
     def load_state_dict(self, state):
         names = {k for k, _, _ in self.parameters()}
@@ -74,10 +163,10 @@ class Module:
         if missing or extra:
             raise ValueError(f"load_state_dict: missing {missing or 'nothing'}, unexpected {extra or 'nothing'}")
         for k, p, _ in self.parameters():
-            if np.shape(state[k]) != p.shape:
-                raise ValueError(f"load_state_dict: {k} has shape {np.shape(state[k])}, expected {p.shape}")
+            if np.shape(state[k]) != tuple(p.shape):
+                raise ValueError(f"load_state_dict: {k} has shape {np.shape(state[k])}, expected {tuple(p.shape)}")
         for k, p, _ in self.parameters():
-            p[...] = np.asarray(state[k], dtype=p.dtype)
+            self.xp.assign(p, np.asarray(state[k], dtype=p.dtype))
 
     def num_parameters(self) -> int:
         return sum(p.size for _, p, _ in self.parameters())
@@ -104,33 +193,34 @@ def shift_right(y, bos):
     return np.concatenate([np.full((1, y.shape[1]), bos, np.int64), y[:-1]]).astype(np.int64)
 
 
-def decode(params, layer, emb, head, ids, state):
+def decode(params, layer, emb, head, ids, state, k=CpuKernels, xp=NumpyArrays):
     """Teacher-forced decoder pass: ids (T, B) from ``state`` -> logits (T*B, V), final state, cache."""
     T, B = ids.shape
-    flat = np.ascontiguousarray(ids.reshape(-1), dtype=np.int64)
-    e = embedding_forward(params[emb + ".weight"], flat).reshape(T, B, -1)
-    out, new_state = layer(e, state)
-    h = out.reshape(T * B, -1)
-    return linear(params, head, h), new_state, (flat, h, T, B)
+    flat = xp.to_device(np.ascontiguousarray(ids.reshape(-1), dtype=np.int64))
+    e = k.embedding_forward(params[emb + ".weight"], flat)
+    out, new_state = layer(e.reshape(T, B, e.shape[1]), state)
+    h = out.reshape(T * B, out.shape[2])
+    return linear(params, head, h, k, xp), new_state, (flat, h, T, B)
 
 
-def decode_backward(params, grads, layer, emb, head, cache, dz):
+def decode_backward(params, grads, layer, emb, head, cache, dz, k=CpuKernels, xp=NumpyArrays):
     """Backward of :func:`decode`: writes the gradients, returns dL/d(initial state)."""
     flat, h, T, B = cache
-    dh = linear_grad(params, grads, head, h, dz)
-    de, dstate = layer.backward(dh.reshape(T, B, -1))
-    embedding_backward(grads[emb + ".weight"], flat, np.ascontiguousarray(de.reshape(T * B, -1)))
+    dh = linear_grad(params, grads, head, h, dz, k, xp)
+    de, dstate = layer.backward(dh.reshape(T, B, dh.shape[1]))
+    k.embedding_backward(grads[emb + ".weight"], flat, xp.contiguous(de.reshape(T * B, de.shape[2])))
     return dstate
 
 
-def greedy(params, layer, emb, head, state, bos, eos, max_len):
-    """Greedy decoding from ``state``: (B, n) ids, n <= max_len; stops when every row wrote <eos>."""
+def greedy(params, layer, emb, head, state, bos, eos, max_len, k=CpuKernels, xp=NumpyArrays):
+    """Greedy decoding from ``state``: (B, n) ids, n <= max_len; stops when every row wrote <eos>.
+    On the GPU the argmax runs there and each step's B ids come back (to know when to stop)."""
     B = (state[0] if isinstance(state, tuple) else state).shape[1]
     w = np.full((1, B), bos, np.int64)
     out, done = [], np.zeros(B, bool)
     for _ in range(max_len):
-        z, state, _ = decode(params, layer, emb, head, w, state)
-        w = np.argmax(z, axis=1).astype(np.int64).reshape(1, B)
+        z, state, _ = decode(params, layer, emb, head, w, state, k, xp)
+        w = host_ids(k.argmax_rows(z)).astype(np.int64).reshape(1, B)
         out.append(w[0])
         done |= w[0] == eos
         if done.all():
@@ -147,14 +237,19 @@ def strip(ids, eos):
     return rows
 
 
-def masked_cross_entropy(z, y, pad, grad=True):
-    """Mean cross-entropy over the rows whose target is not ``pad``; dz is zero on pad rows."""
+def masked_cross_entropy(z, y, pad, grad=True, k=CpuKernels, xp=NumpyArrays):
+    """Mean cross-entropy over the rows whose target is not ``pad``; dz is zero on pad rows.
+
+    The kept rows z[keep] are a row gather, and dz[keep] = dz_kept (zeros elsewhere) a
+    scatter: the embedding's two kernels do both, on either device. y is host data, so
+    ``keep`` is found on the host and sent with the targets."""
     y = np.asarray(y, np.int64).reshape(-1)
-    keep = np.flatnonzero(y != pad)
-    zk, yk = np.ascontiguousarray(z[keep]), np.ascontiguousarray(y[keep])
+    keep = np.flatnonzero(y != pad).astype(np.int64)
+    rows, yk = xp.to_device(keep), xp.to_device(np.ascontiguousarray(y[keep]))
+    zk = k.embedding_forward(z, rows)                       # z[keep]
     if not grad:
-        return float(cross_entropy(zk, yk)), None
-    loss, dzk = softmax_cross_entropy(zk, yk)
-    dz = np.zeros_like(z)
-    dz[keep] = dzk
-    return float(loss), dz
+        return scalar(k.cross_entropy(zk, yk)), None
+    loss, dzk = k.softmax_cross_entropy(zk, yk)
+    dz = xp.empty(z.shape, z.dtype)
+    k.embedding_backward(dz, rows, dzk)                     # dz[keep] = dzk, 0 on the other rows
+    return scalar(loss), dz

@@ -16,13 +16,16 @@ the whole target in one call). Backward: the decoder returns dL/dh'_0 (and dL/dc
 gradient of the encoder's final state; the encoder's outputs get zero gradient. Inference:
 ``translate`` decodes greedily. ``hidden_grad_norms`` puts the encoder's steps and the decoder's
 side by side, (layers, S + U): the gradient's whole path back to the first input character.
+
+``device="cuda"``: both layers, the embeddings, the head and the masked cross-entropy run on
+the GPU (``kernels/cuda/dense.py``); parameters and gradients are device arrays, and
+``params``/``grads``/``state_dict()`` read as NumPy.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..kernels.dense import embedding_backward, embedding_forward
 from .module import (Module, decode, decode_backward, greedy, make_layer, masked_cross_entropy, seeds,
                      shift_right, strip, uniform)
 
@@ -32,23 +35,23 @@ class Seq2Seq(Module):
 
     def __init__(self, src_vocab: int, tgt_vocab: int, hidden_size: int = 64, num_layers: int = 1,
                  cell: str = "lstm", embedding_size: int | None = None, pad: int = 0, bos: int = 1,
-                 eos: int = 2, dtype=np.float32, seed: int | None = None):
+                 eos: int = 2, dtype=np.float32, seed: int | None = None, device: str = "cpu"):
+        self._setup(device)
         self.src_vocab, self.tgt_vocab = int(src_vocab), int(tgt_vocab)
         self.hidden_size, self.num_layers = int(hidden_size), int(num_layers)
         self.pad, self.bos, self.eos = pad, bos, eos
         self.dtype = np.dtype(dtype).type
         E = self.embedding_size = int(embedding_size or hidden_size)
         enc_seed, dec_seed, own_seed = seeds(seed, 3)
-        self.encoder = make_layer(cell, E, hidden_size, num_layers, dtype, enc_seed)
-        self.decoder = make_layer(cell, E, hidden_size, num_layers, dtype, dec_seed)
+        self.encoder = make_layer(cell, E, hidden_size, num_layers, dtype, enc_seed, device=device)
+        self.decoder = make_layer(cell, E, hidden_size, num_layers, dtype, dec_seed, device=device)
         rng = np.random.default_rng(own_seed)
-        self.params = {
+        self._own({
             "src_embedding.weight": rng.standard_normal((src_vocab, E)).astype(dtype),
             "tgt_embedding.weight": rng.standard_normal((tgt_vocab, E)).astype(dtype),
             "head.weight": uniform(rng, (tgt_vocab, hidden_size), hidden_size, dtype),
             "head.bias": np.zeros(tgt_vocab, dtype),
-        }
-        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+        })
 
     @property
     def hidden_grad_norms(self):
@@ -58,31 +61,33 @@ class Seq2Seq(Module):
     def encode(self, x):
         """x (S, B) source ids -> the encoder's final state (the decoder's initial state)."""
         S, B = x.shape
-        flat = np.ascontiguousarray(x.reshape(-1), dtype=np.int64)
-        e = embedding_forward(self.params["src_embedding.weight"], flat).reshape(S, B, self.embedding_size)
-        _, state = self.encoder(e)
+        flat = self.xp.to_device(np.ascontiguousarray(x.reshape(-1), dtype=np.int64))
+        e = self.k.embedding_forward(self._params["src_embedding.weight"], flat)
+        _, state = self.encoder(e.reshape(S, B, self.embedding_size))
         return state, flat
 
     def _decode(self, state, y):
-        return decode(self.params, self.decoder, "tgt_embedding", "head", shift_right(y, self.bos), state)
+        return decode(self._params, self.decoder, "tgt_embedding", "head", shift_right(y, self.bos), state,
+                      self.k, self.xp)
 
     def loss(self, x, y) -> float:
         """Teacher-forced loss of targets y (U, B) given sources x (S, B), without gradients."""
         state, _ = self.encode(x)
         z, _, _ = self._decode(state, y)
-        return masked_cross_entropy(z, y, self.pad, grad=False)[0]
+        return masked_cross_entropy(z, y, self.pad, False, self.k, self.xp)[0]
 
     def forward_backward(self, x, y) -> float:
         """Sources x (S, B), targets y (U, B) ending in <eos> (then <pad>). Returns the loss."""
+        k, xp = self.k, self.xp
         S, B = x.shape
         state, flat = self.encode(x)
         z, _, cache = self._decode(state, y)
-        loss, dz = masked_cross_entropy(z, y, self.pad)
-        dstate = decode_backward(self.params, self.grads, self.decoder, "tgt_embedding", "head", cache, dz)
-        dout = np.zeros((S, B, self.hidden_size), self.dtype)         # only the final state is used
+        loss, dz = masked_cross_entropy(z, y, self.pad, True, k, xp)
+        dstate = decode_backward(self._params, self._grads, self.decoder, "tgt_embedding", "head", cache, dz, k, xp)
+        dout = xp.zeros((S, B, self.hidden_size), self.dtype)         # only the final state is used
         de, _ = self.encoder.backward(dout, dstate)
-        embedding_backward(self.grads["src_embedding.weight"], flat,
-                           np.ascontiguousarray(de.reshape(S * B, self.embedding_size)))
+        k.embedding_backward(self._grads["src_embedding.weight"], flat,
+                             xp.contiguous(de.reshape(S * B, self.embedding_size)))
         return loss
 
     def translate(self, x, max_len: int = 20) -> list[list[int]]:
@@ -90,6 +95,7 @@ class Seq2Seq(Module):
         was = self.encoder.training
         self.eval()
         state, _ = self.encode(x)
-        ids = greedy(self.params, self.decoder, "tgt_embedding", "head", state, self.bos, self.eos, max_len)
+        ids = greedy(self._params, self.decoder, "tgt_embedding", "head", state, self.bos, self.eos, max_len,
+                     self.k, self.xp)
         self.train(was)
         return strip(ids, self.eos)

@@ -15,6 +15,11 @@ copy; ``--seq-len``, ``--corpus`` and ``--dropout`` do not apply here.
 Every ``eval`` event carries ``baseline``: the loss of the best answer that ignores the input's
 content (always 1 for adding; blanks then a guess for copy; the grammar alone for captions and
 dates). Beating it by far is what learning means here.
+
+``--device cuda`` builds every model on the GPU (``device="cuda"``): parameters, gradients,
+activations and optimizer state stay there; a step sends its batch and brings back the loss
+(and the engine's gradient norms). Evaluation brings back the loss and the predicted ids (the
+argmax runs on the device), from which the accuracies are counted on the host.
 """
 
 from __future__ import annotations
@@ -22,8 +27,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..data import synthetic as syn
-from ..kernels.dense import cross_entropy
 from ..models import CharLM, ConditionedGenerator, Seq2Seq, SequenceClassifier
+from ..models.module import host_ids, scalar
 from .config import ConfigError, TrainConfig
 
 EVAL_SIZE = 512     # validation examples, unless --eval-batches N asks for N batches
@@ -33,9 +38,6 @@ class SyntheticTask:
     name = ""
 
     def __init__(self, config: TrainConfig, vocab=None):
-        if config.device != "cpu":   # its models have no device path yet: say so rather than run on the CPU
-            raise ConfigError(f"--device {config.device} trains the language model (--task charlm) only; "
-                              f"run --task {config.task} with --device cpu")
         self.config = config
         self.rng = np.random.default_rng([config.seed, 1])           # the training stream
         self.epoch = 0
@@ -70,7 +72,8 @@ class AddingTask(SyntheticTask):
         if c.length < 2:
             raise ConfigError(f"--length must be >= 2 for the adding problem, got {c.length}")
         self.tokens_per_step = c.batch * c.length
-        return SequenceClassifier(2, 1, c.hidden, c.layers, c.cell, loss="mse", dtype=c.np_dtype, seed=c.seed)
+        return SequenceClassifier(2, 1, c.hidden, c.layers, c.cell, loss="mse", dtype=c.np_dtype, seed=c.seed,
+                                  device=c.device)
 
     def batch(self, rng, size, split="train"):
         return syn.adding(rng, size, self.config.length, self.config.np_dtype)
@@ -99,7 +102,7 @@ class CopyTask(SyntheticTask):
         cell, nl = ("rnn", "relu") if c.cell == "rnn-relu" else (c.cell, "tanh")
         self.tokens_per_step = c.batch * (c.length + 2 * syn.COPY_N)
         return CharLM(syn.COPY_VOCAB, c.hidden, c.layers, cell, input="onehot", dtype=c.np_dtype,
-                      seed=c.seed, nonlinearity=nl)
+                      seed=c.seed, nonlinearity=nl, device=c.device)
 
     def batch(self, rng, size, split="train"):
         return syn.copy(rng, size, self.config.length)
@@ -109,24 +112,26 @@ class CopyTask(SyntheticTask):
         loss, _ = self.model.forward_backward(x, y, self.model.initial_state(x.shape[1]))
         return loss
 
-    def _predict(self, x):
-        self.model.eval()
-        z, _, _ = self.model.logits(x, self.model.initial_state(x.shape[1]))
-        self.model.train()
-        return z
+    def _predict(self, x, y=None):
+        """The argmax ids (T, B) on the host, and the mean cross-entropy against y (if given)."""
+        m = self.model
+        m.eval()
+        z, _, _ = m.logits(x, m.initial_state(x.shape[1]))
+        m.train()
+        loss = None if y is None else scalar(m.k.cross_entropy(z, m._ids(y)))
+        return host_ids(m.k.argmax_rows(z)).reshape(x.shape), loss
 
     def evaluate(self):
         x, y = self.val
-        z = self._predict(x)
-        loss = float(cross_entropy(z, np.ascontiguousarray(y.reshape(-1))))
-        recall = np.argmax(z, axis=1).reshape(y.shape)[-syn.COPY_N:] == y[-syn.COPY_N:]
+        pred, loss = self._predict(x, y)
+        recall = pred[-syn.COPY_N:] == y[-syn.COPY_N:]
         return loss, {"accuracy": float(recall.mean()), "exact": float(recall.all(axis=0).mean()),
                       "baseline": syn.copy_baseline(self.config.length)}
 
     def sample(self, temperature, rng, length=None):
         x, y = self.val
         b = int(rng.integers(y.shape[1]))
-        got = np.argmax(self._predict(x[:, b:b + 1]), axis=1)[-syn.COPY_N:]
+        got = self._predict(x[:, b:b + 1])[0][-syn.COPY_N:, 0]
         want = y[-syn.COPY_N:, b]
         return (" ".join(map(str, want)) + " -> " + " ".join(map(str, got))
                 + (" ✓" if (got == want).all() else f"  ({int((got == want).sum())}/10)"))
@@ -141,7 +146,7 @@ class CaptionsTask(SyntheticTask):
         c = self.config
         self.tokens_per_step = c.batch * 5
         return ConditionedGenerator(syn.IMAGE_SIZE ** 2 * 3, self.words.size, c.hidden, c.layers, c.cell,
-                                    c.embedding or None, dtype=c.np_dtype, seed=c.seed)
+                                    c.embedding or None, dtype=c.np_dtype, seed=c.seed, device=c.device)
 
     def batch(self, rng, size, split="train"):
         images, texts = syn.captions(rng, size)
@@ -178,7 +183,7 @@ class DatesTask(SyntheticTask):
         c = self.config
         self.tokens_per_step = c.batch * 30
         return Seq2Seq(self.src.size, self.tgt.size, c.hidden, c.layers, c.cell, c.embedding or None,
-                       dtype=c.np_dtype, seed=c.seed)
+                       dtype=c.np_dtype, seed=c.seed, device=c.device)
 
     def batch(self, rng, size, split="train"):
         pairs = syn.dates(rng, size, split)

@@ -8,6 +8,13 @@ Same equations, same names, device arrays in and out:
     softmax       p = exp(z - max z) / Σ exp(z - max z)
     cross-entropy L = -(1/N) Σ_n log p_n[y_n]               dz = (p - onehot(y)) / N
 
+and the few pieces the other models put around a layer (their CPU twins are a line of NumPy
+each, in ``rnnjit.models.module.CpuKernels``):
+
+    mse           L = (1/n) Σ_i (z_i - y_i)^2                dz = (2/n) (z - y)      (n elements)
+    tanh          s = tanh(a)                               da = ds ⊙ (1 - s²)
+    argmax        w_n = argmax_v z[n, v]                    (the first of equal maxima, as NumPy)
+
 How the work is split:
 
 * ``embedding_forward`` / ``one_hot``: a grid-stride loop over the (N, D) output, one element
@@ -23,6 +30,11 @@ How the work is split:
   exponentials in float64, writes the row's loss and, for training, its row of dz. The row
   losses are then averaged by ``reduce.sums`` (deterministic), and the mean is the only number
   that goes back to the host.
+* ``mse`` / ``mse_grad``: a grid-stride loop over the flat (N, K) arrays writes d = z - y (and,
+  for training, dz = (2/n) d, with 2/n in z's precision as on the CPU); ``reduce.sums`` then adds
+  up d² in float64, deterministically, and scales by 1/n.
+* ``tanh`` / ``tanh_backward``: grid-stride loops over the flat array, one element per thread.
+* ``argmax_rows``: one thread per row walks its V scores (a row is a vocabulary: small).
 """
 
 import math
@@ -30,7 +42,7 @@ import math
 import numpy as np
 from numba import cuda
 
-from .elementwise import launch1d
+from .elementwise import flat, launch1d
 from .gemm import column_sums, gemm
 from .reduce import sums
 
@@ -103,6 +115,43 @@ def _softmax_xent_rows(z, y, row_loss, dz, grad):
             dz[n, y[n]] -= 1.0 / N
 
 
+@cuda.jit(cache=True)
+def _squared_error(z, y, d, dz, scale, grad):
+    """d[i] = z[i] - y[i]; with ``grad``, dz[i] = scale * d[i] (scale = 2/n, in z's dtype).
+    Grid-stride over the flat arrays."""
+    for i in range(cuda.grid(1), z.shape[0], cuda.gridsize(1)):
+        e = z[i] - y[i]
+        d[i] = e
+        if grad:
+            dz[i] = scale * e
+
+
+@cuda.jit(cache=True)
+def _tanh(a, s):
+    """s[i] = tanh(a[i]). Grid-stride over the flat arrays."""
+    for i in range(cuda.grid(1), a.shape[0], cuda.gridsize(1)):
+        s[i] = math.tanh(a[i])
+
+
+@cuda.jit(cache=True)
+def _tanh_backward(s, ds, da):
+    """da[i] = ds[i] * (1 - s[i]^2), s = tanh(a). Grid-stride over the flat arrays."""
+    for i in range(cuda.grid(1), s.shape[0], cuda.gridsize(1)):
+        da[i] = ds[i] * (1 - s[i] * s[i])
+
+
+@cuda.jit(cache=True)
+def _argmax_rows(z, out):
+    """out[n] = the first v with z[n, v] = max_v z[n, v]. One thread per row (grid-stride)."""
+    N, V = z.shape
+    for n in range(cuda.grid(1), N, cuda.gridsize(1)):
+        best = 0
+        for v in range(1, V):
+            if z[n, v] > z[n, best]:
+                best = v
+        out[n] = best
+
+
 # ---- host side ---------------------------------------------------------------------------------
 
 def embedding_forward(E, ids):
@@ -159,5 +208,46 @@ def cross_entropy(z, y):
     return _xent(z, y, False)[0]
 
 
+def _mse(z, y, grad):
+    n = z.size
+    d = cuda.device_array(n, z.dtype)
+    dz = cuda.device_array(n, z.dtype) if grad else d        # d itself: never written
+    launch1d(_squared_error, n, flat(z), flat(y), d, dz, z.dtype.type(2.0 / max(n, 1)), bool(grad))
+    return sums([d], square=True, scale=1.0 / max(n, 1))[:1], dz.reshape(z.shape)
+
+
+def mse_grad(z, y):
+    """Mean squared error of predictions z against targets y (same shape), and dL/dz.
+
+    The loss stays on the device, a (1,) float64 array, like ``softmax_cross_entropy``'s."""
+    return _mse(z, y, True)
+
+
+def mse(z, y):
+    """Mean squared error only (evaluation: no gradient), a (1,) float64 device array."""
+    return _mse(z, y, False)[0]
+
+
+def tanh(a):
+    """tanh(a), elementwise, as a new device array."""
+    s = cuda.device_array(a.shape, a.dtype)
+    launch1d(_tanh, a.size, flat(a), flat(s))
+    return s
+
+
+def tanh_backward(s, ds):
+    """dL/da = ds * (1 - s^2) for s = tanh(a), as a new device array."""
+    da = cuda.device_array(s.shape, s.dtype)
+    launch1d(_tanh_backward, s.size, flat(s), flat(ds), flat(da))
+    return da
+
+
+def argmax_rows(z):
+    """z (N, V) -> the index of each row's largest score, (N,) int64 on the device."""
+    out = cuda.device_array(z.shape[0], np.int64)
+    launch1d(_argmax_rows, z.shape[0], z, out)
+    return out
+
+
 __all__ = ["embedding_forward", "embedding_backward", "one_hot", "linear_forward", "linear_backward",
-           "softmax_cross_entropy", "cross_entropy"]
+           "softmax_cross_entropy", "cross_entropy", "mse_grad", "mse", "tanh", "tanh_backward", "argmax_rows"]
