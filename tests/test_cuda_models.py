@@ -1,0 +1,306 @@
+"""The composed models and the synthetic tasks on ``device="cuda"`` compute what they compute on the CPU.
+
+Like tests/test_cuda.py, these run on a real GPU, or without one in Numba's CUDA simulator:
+
+    NUMBA_ENABLE_CUDASIM=1 python -m pytest tests/test_cuda_models.py
+
+(the variable must be set before Python starts: tests/test_cuda_simulator.py runs this module in
+its own process). Otherwise they skip, except the check that asking for cuda without CUDA is one
+line. Shapes are tiny (the simulator runs every GPU thread as a Python thread).
+
+What is checked, each model built twice from one seed (``device="cpu"`` and ``"cuda"``): the new
+kernels of ``kernels/cuda/dense.py`` against their CPU twins; the loss, every gradient (the
+model's own and its layers'), ``input_grad``, the per-step norms of dL/dh_t and the predictions
+(``predict``, ``generate``, ``translate``); that params, grads and state_dict read as NumPy and
+load_state_dict crosses devices; that a classifier's training step moves only its batch in and
+its loss out; and the engine: every synthetic task trains on cuda with the CPU's step losses,
+gradient norms, eval metrics and samples, ``rnnjit train --task adding --device cuda`` runs, and
+a cuda run saves and resumes (from its own checkpoint, and from a CPU run's).
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+SIM = os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
+F32 = dict(rtol=1e-4, atol=1e-5)
+F64 = dict(rtol=1e-9, atol=1e-12)
+
+
+@pytest.fixture(scope="module")
+def cuda():
+    """numba.cuda, when the CUDA kernels can run here (a GPU, or the simulator); else skip."""
+    pytest.importorskip("numba_cuda")
+    nb_cuda = pytest.importorskip("numba.cuda")
+    if not SIM and not nb_cuda.is_available():
+        pytest.skip("no CUDA GPU; run `NUMBA_ENABLE_CUDASIM=1 python -m pytest tests/test_cuda_models.py` "
+                    "to test the models on CUDA in Numba's simulator")
+    old = sys.getswitchinterval()
+    if SIM:
+        sys.setswitchinterval(2e-4)   # the simulator's threads sync by polling: about 3x faster
+    yield nb_cuda
+    sys.setswitchinterval(old)
+
+
+def host(a):
+    return a.copy_to_host() if hasattr(a, "copy_to_host") else np.asarray(a)
+
+
+def assert_same_model(cpu, gpu, tol, what=""):
+    """Every gradient (own and the layers'), read through parameters(), and the state_dicts."""
+    want, have = list(cpu.parameters()), list(gpu.parameters())
+    assert [k for k, _, _ in have] == [k for k, _, _ in want]
+    for (k, _, g_cpu), (_, _, g_gpu) in zip(want, have):
+        assert hasattr(g_gpu, "copy_to_host"), f"{k}: the gradient should live on the device"
+        np.testing.assert_allclose(host(g_gpu), g_cpu, **tol, err_msg=f"{what} grad {k}")
+    for k, v in cpu.state_dict().items():
+        got = gpu.state_dict()[k]
+        assert isinstance(got, np.ndarray) and got.dtype == v.dtype
+        np.testing.assert_allclose(got, v, **tol, err_msg=f"{what} param {k}")
+
+
+# ---- the new kernels of kernels/cuda/dense.py, against their CPU twins --------------------------
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dense_kernels_match_cpu(cuda, dtype):
+    from rnnjit.kernels.cuda import dense as gpu
+    from rnnjit.kernels.cuda import to_device
+    from rnnjit.models.module import CpuKernels as cpu
+    rng = np.random.default_rng(0)
+    z, y = rng.standard_normal((3, 4)).astype(dtype), rng.standard_normal((3, 4)).astype(dtype)
+    tol = F64 if dtype == np.float64 else F32
+    loss, dz = gpu.mse_grad(to_device(z), to_device(y))
+    want_loss, want_dz = cpu.mse_grad(z, y)
+    np.testing.assert_allclose(host(loss)[0], want_loss, **tol)
+    np.testing.assert_allclose(host(dz), want_dz, **tol)
+    assert host(dz).dtype == dtype and host(dz).shape == z.shape
+    np.testing.assert_allclose(host(gpu.mse(to_device(z), to_device(y)))[0], cpu.mse(z, y), **tol)
+    s = gpu.tanh(to_device(z))
+    np.testing.assert_allclose(host(s), np.tanh(z), **tol)
+    np.testing.assert_allclose(host(gpu.tanh_backward(s, to_device(y))), cpu.tanh_backward(np.tanh(z), y), **tol)
+    z[1] = [0.5, 2.0, 2.0, -1.0]                       # a tie: the first maximum, as np.argmax
+    np.testing.assert_array_equal(host(gpu.argmax_rows(to_device(z))), np.argmax(z, axis=1))
+
+
+# ---- the models, cpu against cuda from one seed -------------------------------------------------
+
+CLASSIFIER_CASES = [  # cell, layers, bidirectional, loss, dtype
+    ("lstm", 1, False, "mse", np.float32),
+    ("gru", 2, True, "mse", np.float32),
+    ("rnn-relu", 1, True, "ce", np.float32),
+    ("lstm", 2, True, "ce", np.float64),
+]
+
+
+@pytest.mark.parametrize("cell,layers,bi,loss,dtype", CLASSIFIER_CASES)
+def test_classifier_matches_cpu(cuda, cell, layers, bi, loss, dtype):
+    from rnnjit.models import SequenceClassifier
+    rng = np.random.default_rng(1)
+    T, B, I, O = 3, 2, 2, 3
+    kw = dict(hidden_size=3, num_layers=layers, cell=cell, bidirectional=bi, loss=loss, dtype=dtype, seed=2)
+    cpu, gpu = SequenceClassifier(I, O, **kw), SequenceClassifier(I, O, device="cuda", **kw)
+    x = rng.standard_normal((T, B, I)).astype(dtype)
+    y = rng.standard_normal((B, O)) if loss == "mse" else rng.integers(0, O, B)
+    tol = F64 if dtype == np.float64 else F32
+    want, got = cpu.forward_backward(x, y), gpu.forward_backward(x, y)
+    assert isinstance(got, float)
+    np.testing.assert_allclose(got, want, **tol)
+    assert_same_model(cpu, gpu, tol)
+    np.testing.assert_allclose(host(gpu.input_grad), cpu.input_grad, **tol)
+    np.testing.assert_allclose(gpu.hidden_grad_norms, cpu.hidden_grad_norms, **tol)
+    np.testing.assert_allclose(gpu.loss(x, y), cpu.loss(x, y), **tol)
+    z = gpu.predict(x)
+    assert isinstance(z, np.ndarray) and z.shape == (B, O)            # NumPy in, NumPy out
+    np.testing.assert_allclose(z, cpu.predict(x), **tol)
+    from rnnjit.kernels.cuda import to_device
+    assert hasattr(gpu.predict(to_device(x)), "copy_to_host")          # device in, device out
+
+
+@pytest.mark.parametrize("cell,layers,dtype", [("lstm", 2, np.float32), ("gru", 1, np.float64)])
+def test_generator_matches_cpu(cuda, cell, layers, dtype):
+    from rnnjit.models import ConditionedGenerator
+    rng = np.random.default_rng(3)
+    F, V, B = 4, 6, 2
+    kw = dict(hidden_size=3, num_layers=layers, cell=cell, embedding_size=3, dtype=dtype, seed=4)
+    cpu, gpu = ConditionedGenerator(F, V, **kw), ConditionedGenerator(F, V, device="cuda", **kw)
+    v = rng.standard_normal((B, F)).astype(dtype)
+    y = np.array([[3, 4], [5, 2], [2, 0]])                 # (T, B): <eos> = 2, then <pad> = 0
+    tol = F64 if dtype == np.float64 else F32
+    np.testing.assert_allclose(gpu.forward_backward(v, y), cpu.forward_backward(v, y), **tol)
+    assert_same_model(cpu, gpu, tol)
+    np.testing.assert_allclose(host(gpu.input_grad), cpu.input_grad, **tol)
+    np.testing.assert_allclose(gpu.hidden_grad_norms, cpu.hidden_grad_norms, **tol)
+    np.testing.assert_allclose(gpu.loss(v, y), cpu.loss(v, y), **tol)
+    assert gpu.generate(v, max_len=3) == cpu.generate(v, max_len=3)
+
+
+@pytest.mark.parametrize("cell,layers,dtype", [("gru", 2, np.float32), ("lstm", 1, np.float64)])
+def test_seq2seq_matches_cpu(cuda, cell, layers, dtype):
+    from rnnjit.models import Seq2Seq
+    rng = np.random.default_rng(5)
+    kw = dict(hidden_size=3, num_layers=layers, cell=cell, embedding_size=3, dtype=dtype, seed=6)
+    cpu, gpu = Seq2Seq(7, 6, **kw), Seq2Seq(7, 6, device="cuda", **kw)
+    x = rng.integers(3, 7, (3, 2))
+    x[0, 0] = 0                                            # left padding
+    y = np.array([[3, 4], [5, 2], [2, 0]])
+    tol = F64 if dtype == np.float64 else F32
+    np.testing.assert_allclose(gpu.forward_backward(x, y), cpu.forward_backward(x, y), **tol)
+    assert_same_model(cpu, gpu, tol)
+    assert gpu.hidden_grad_norms.shape == (layers, 3 + 3)
+    np.testing.assert_allclose(gpu.hidden_grad_norms, cpu.hidden_grad_norms, **tol)
+    np.testing.assert_allclose(gpu.loss(x, y), cpu.loss(x, y), **tol)
+    assert gpu.translate(x, max_len=3) == cpu.translate(x, max_len=3)
+
+
+def test_params_and_state_cross_devices(cuda):
+    """params and grads read as NumPy copies; a state_dict moves cpu -> cuda -> cpu unchanged;
+    wrong keys and shapes are the CPU model's one-line errors."""
+    from rnnjit.models import Seq2Seq, SequenceClassifier
+    cpu = SequenceClassifier(2, 1, hidden_size=3, cell="gru", seed=0)
+    gpu = SequenceClassifier(2, 1, hidden_size=3, cell="gru", seed=1, device="cuda")
+    assert isinstance(gpu.params["head.weight"], np.ndarray) and isinstance(gpu.grads["head.bias"], np.ndarray)
+    assert all(hasattr(p, "copy_to_host") and hasattr(g, "copy_to_host") for _, p, g in gpu.parameters())
+    gpu.load_state_dict(cpu.state_dict())
+    for k, v in cpu.state_dict().items():
+        np.testing.assert_array_equal(gpu.state_dict()[k], v)
+    gpu.params["head.bias"] = np.full(1, 0.5, np.float32)          # a HostView takes whole arrays
+    assert gpu.state_dict()["head.bias"][0] == np.float32(0.5)
+    back = SequenceClassifier(2, 1, hidden_size=3, cell="gru", seed=2)
+    back.load_state_dict(gpu.state_dict())
+    np.testing.assert_array_equal(back.params["head.weight"], cpu.params["head.weight"])
+    with pytest.raises(ValueError, match="missing"):
+        gpu.load_state_dict({})
+    bad = dict(cpu.state_dict(), **{"head.weight": np.zeros((2, 3), np.float32)})
+    with pytest.raises(ValueError, match="head.weight has shape"):
+        gpu.load_state_dict(bad)
+    s2s = Seq2Seq(5, 5, hidden_size=3, cell="rnn", seed=0, device="cuda")
+    assert sorted(s2s.state_dict()) == sorted(k for k, _, _ in s2s.parameters())
+
+
+def test_a_classifier_step_moves_only_the_batch_and_the_loss(cuda, monkeypatch):
+    """After the first step, forward + backward + Adam sends x and y and brings back the loss,
+    the gradient norm (with the clip count) and the per-step norms of dL/dh_t."""
+    from test_cuda import _Transfers   # the transfer counter of tests/test_cuda.py
+    from rnnjit.models import SequenceClassifier
+    from rnnjit.train.optim import Adam, clip_gradients
+    T, B = 3, 2
+    model = SequenceClassifier(2, 1, hidden_size=3, num_layers=2, cell="lstm", bidirectional=True, seed=0,
+                               device="cuda")
+    opt = Adam(model.parameters(), lr=0.01)
+    rng = np.random.default_rng(0)
+
+    def step():
+        loss = model.forward_backward(rng.random((T, B, 2)).astype(np.float32), rng.random(B).astype(np.float32))
+        norm, _ = clip_gradients([g for _, _, g in model.parameters()], 0.01, "norm")
+        opt.step()
+        return loss, norm, model.hidden_grad_norms
+
+    step()
+    moved = _Transfers(cuda, monkeypatch)
+    loss, norm, hgn = step()
+    assert np.isfinite(loss) and norm > 0 and hgn.shape == (4, T)
+    assert moved.implicit == []
+    assert sorted(moved.to_device, key=str) == sorted([((T, B, 2), np.float32), ((B, 1), np.float32)], key=str)
+    assert sorted(moved.to_host, key=str) == sorted([((1,), np.float64), ((2,), np.float64), ((4, T), np.float64)],
+                                                    key=str)
+
+
+# ---- the synthetic tasks through the engine ----------------------------------------------------
+
+def run_task(task, device, steps, out=None, resume=False, **kw):
+    """Train a tiny task through the engine -> (step (loss, norm) pairs, eval metrics, samples)."""
+    from rnnjit.train import TrainConfig, Trainer
+    base = dict(task=task, cell="gru", hidden=3, layers=1, batch=2, length=3, steps=steps, eval_every=2,
+                eval_batches=1, sample_every=2, checkpoint_every=0, seed=1, clip=0.5, threads=1, device=device)
+    events = list(Trainer(TrainConfig(**{**base, **kw}), out_dir=out, resume=resume).run())
+    assert events[-1].kind == "end" and events[-1].reason == "done", events[-1]
+    steps_ = [(e.loss, e.grad_norm) for e in events if e.kind == "step"]
+    evals = [(e.val_loss, e.metrics) for e in events if e.kind == "eval"]
+    return steps_, evals, [e.text for e in events if e.kind == "sample"]
+
+
+def assert_same_run(got, want, tol=F32):
+    (gs, ge, gx), (ws, we, wx) = got, want
+    np.testing.assert_allclose(gs, ws, **tol, err_msg="step losses and gradient norms")
+    assert len(ge) == len(we)
+    for (gl, gm), (wl, wm) in zip(ge, we):
+        np.testing.assert_allclose(gl, wl, **tol)
+        assert set(gm) == set(wm)
+        for k in wm:
+            np.testing.assert_allclose(gm[k], wm[k], **tol, err_msg=k)
+    assert gx == wx
+
+
+@pytest.mark.parametrize("task,cell", [("adding", "lstm"), ("copy", "gru"), ("captions", "gru"), ("dates", "lstm")])
+def test_every_task_trains_on_cuda_as_on_cpu(cuda, task, cell):
+    assert_same_run(run_task(task, "cuda", 2, cell=cell), run_task(task, "cpu", 2, cell=cell))
+
+
+def test_cuda_runs_save_and_resume(cuda, tmp_path):
+    """A cuda run stopped at step 2 and resumed to 3 is the CPU's 3-step run; so is a CPU run's
+    checkpoint resumed on cuda (checkpoints hold NumPy arrays, whatever the device)."""
+    want = run_task("adding", "cpu", 3, eval_every=1, sample_every=0)
+    gpu_dir = str(tmp_path / "gpu")
+    first = run_task("adding", "cuda", 2, out=gpu_dir, eval_every=1, sample_every=0)
+    assert os.path.exists(os.path.join(gpu_dir, "checkpoint.npz"))
+    rest = run_task("adding", "cuda", 3, out=gpu_dir, resume=True, eval_every=1, sample_every=0)
+    assert_same_run(tuple(a + b for a, b in zip(first, rest)), want)
+
+    cpu_dir = str(tmp_path / "cpu")
+    first = run_task("dates", "cpu", 2, out=cpu_dir, eval_every=1, sample_every=0)
+    rest = run_task("dates", "cuda", 3, out=cpu_dir, resume=True, eval_every=1, sample_every=0)
+    assert_same_run(tuple(a + b for a, b in zip(first, rest)), run_task("dates", "cpu", 3, eval_every=1,
+                                                                          sample_every=0))
+
+
+def test_cli_trains_adding_on_cuda(cuda, tmp_path, capsys):
+    from rnnjit.cli import main
+    args = ["train", "--task", "adding", "--length", "3", "--hidden", "3", "--layers", "1", "--batch", "2",
+            "--steps", "2", "--eval-every", "2", "--eval-batches", "1", "--sample-every", "0", "--threads", "1",
+            "--json"]
+    metrics = {}
+    for device in ("cpu", "cuda"):
+        assert main(args + ["--device", device, "--out", str(tmp_path / device)]) == 0
+        events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        metrics[device] = [(e["loss"], e["grad_norm"]) for e in events if e["event"] == "step"], \
+            [e["metrics"]["mse"] for e in events if e["event"] == "eval"]
+    np.testing.assert_allclose(metrics["cuda"][0], metrics["cpu"][0], **F32)
+    np.testing.assert_allclose(metrics["cuda"][1], metrics["cpu"][1], **F32)
+
+
+# ---- no GPU needed -----------------------------------------------------------------------------
+
+def test_models_on_cuda_without_cuda_are_one_line():
+    """Without CUDA (and without the simulator), a model on cuda and ``rnnjit train --task X
+    --device cuda`` are require_cuda's one line, which says how to use the simulator."""
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    code = textwrap.dedent("""
+        import rnnjit.kernels.cuda as kc
+        if kc.is_available():
+            print("AVAILABLE")
+        else:
+            from rnnjit.models import ConditionedGenerator, Seq2Seq, SequenceClassifier
+            for make in (lambda: SequenceClassifier(2, 1, device="cuda"), lambda: Seq2Seq(5, 5, device="cuda"),
+                         lambda: ConditionedGenerator(3, 5, device="cuda")):
+                try:
+                    make()
+                except RuntimeError as e:
+                    print("ERR", e)
+            from rnnjit.cli import main
+            print("RC", main(["train", "--task", "dates", "--device", "cuda", "--steps", "1", "--out", "/nonexistent/x"]))
+        """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    if lines == ["AVAILABLE"]:
+        return
+    assert len(lines) == 4 and all(ln.startswith("ERR") and "NUMBA_ENABLE_CUDASIM" in ln for ln in lines[:3])
+    assert lines[3] == "RC 2"
+    err = out.stderr.strip().splitlines()
+    assert len(err) == 1 and "NUMBA_ENABLE_CUDASIM" in err[0]
