@@ -96,12 +96,12 @@ def test_weight_grad_gemm_matches_numpy(N, dtype):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_smallgemm_matches_numpy(dtype):
     """C = A op(W) + beta C through the packed micro-kernel: 8-, 4- and 1-row tiles, column counts
-    that fill four panels, leave two (``_row_tile2``) or end in a ragged panel, K odd and even."""
+    that fill eight or four panels, leave two (``_row_tile2``) or end in a ragged panel, K odd and even."""
     from rnnjit.kernels._smallgemm import pack_weights, smallgemm
     rng = np.random.default_rng(1)
     tol = 1e-12 if dtype == np.float64 else 1e-5
     for M in (1, 2, 3, 4, 5, 9, 13):
-        for N, K in ((1, 3), (32, 7), (64, 256), (96, 5), (133, 64), (160, 1)):
+        for N, K in ((1, 3), (32, 7), (64, 256), (96, 5), (133, 64), (160, 1), (300, 9), (600, 4)):
             for trans in (False, True):
                 W = rng.standard_normal((N, K) if trans else (K, N)).astype(dtype)
                 A = rng.standard_normal((M, K)).astype(dtype)
