@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..nn.recurrent import LAYERS, _host_view
-from .module import CpuKernels
+from .module import CpuKernels, scalar
 
 
 def _one_hot(ids, V, dtype):
@@ -35,12 +35,6 @@ def _one_hot(ids, V, dtype):
     e = np.zeros((ids.shape[0], V), dtype)
     e[np.arange(ids.shape[0]), ids] = 1
     return e
-
-
-def _scalar(a) -> float:
-    """A loss as a Python float: the CPU kernels return one; the CUDA twins a (1,) device array,
-    whose copy to the host is the one transfer back of a training step."""
-    return float(np.asarray(a.copy_to_host() if hasattr(a, "copy_to_host") else a).reshape(-1)[0])
 
 
 class CharLM:
@@ -169,7 +163,7 @@ class CharLM:
     def loss(self, x, y, state):
         """Mean cross-entropy (nats per character) without gradients; returns loss, next state."""
         z, new_state, _ = self.logits(x, state)
-        return _scalar(self.k.cross_entropy(z, self._ids(y))), new_state
+        return scalar(self.k.cross_entropy(z, self._ids(y))), new_state
 
     def forward_backward(self, x, y, state):
         """One truncated-BPTT chunk: loss, gradients (in ``grads``), and the state to carry on."""
@@ -182,4 +176,4 @@ class CharLM:
         de, _ = self.rnn.backward(dh.reshape(T, B, self.hidden_size), input_grad=self.input == "embedding")
         if self.input == "embedding":
             self.k.embedding_backward(g["embedding.weight"], ids, de.reshape(T * B, self.embedding_size))
-        return _scalar(loss), new_state
+        return scalar(loss), new_state

@@ -59,6 +59,18 @@ class CpuKernels:
     def argmax_rows(z):
         return np.argmax(z, axis=1)
 
+    @staticmethod
+    def take_rows(z, rows):
+        """z[rows], contiguous."""
+        return np.ascontiguousarray(z[rows])
+
+    @staticmethod
+    def put_rows(shape, rows, src):
+        """Zeros of ``shape`` with out[rows] = src."""
+        out = np.zeros(shape, src.dtype)
+        out[rows] = src
+        return out
+
 
 def device_kernels(device: str):
     """(k, xp) for ``device``: the dense kernels and the array operations (see the docstring).
@@ -240,16 +252,13 @@ def strip(ids, eos):
 def masked_cross_entropy(z, y, pad, grad=True, k=CpuKernels, xp=NumpyArrays):
     """Mean cross-entropy over the rows whose target is not ``pad``; dz is zero on pad rows.
 
-    The kept rows z[keep] are a row gather, and dz[keep] = dz_kept (zeros elsewhere) a
-    scatter: the embedding's two kernels do both, on either device. y is host data, so
-    ``keep`` is found on the host and sent with the targets."""
+    y is host data, so ``keep`` is found on the host (and sent with the targets on the GPU,
+    where the row gather and scatter are the embedding's two kernels)."""
     y = np.asarray(y, np.int64).reshape(-1)
     keep = np.flatnonzero(y != pad).astype(np.int64)
     rows, yk = xp.to_device(keep), xp.to_device(np.ascontiguousarray(y[keep]))
-    zk = k.embedding_forward(z, rows)                       # z[keep]
+    zk = k.take_rows(z, rows)                               # z[keep]
     if not grad:
         return scalar(k.cross_entropy(zk, yk)), None
     loss, dzk = k.softmax_cross_entropy(zk, yk)
-    dz = xp.empty(z.shape, z.dtype)
-    k.embedding_backward(dz, rows, dzk)                     # dz[keep] = dzk, 0 on the other rows
-    return scalar(loss), dz
+    return scalar(loss), k.put_rows(z.shape, rows, dzk)     # dz[keep] = dzk, 0 on the other rows

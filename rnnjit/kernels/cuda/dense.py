@@ -14,6 +14,8 @@ each, in ``rnnjit.models.module.CpuKernels``):
     mse           L = (1/n) Σ_i (z_i - y_i)^2                dz = (2/n) (z - y)      (n elements)
     tanh          s = tanh(a)                               da = ds ⊙ (1 - s²)
     argmax        w_n = argmax_v z[n, v]                    (the first of equal maxima, as NumPy)
+    rows          z[rows] (a gather), and zeros with out[rows] = src (a scatter): the embedding's
+                  kernels, for a loss over some rows only (targets that are not <pad>)
 
 How the work is split:
 
@@ -249,5 +251,19 @@ def argmax_rows(z):
     return out
 
 
+def take_rows(z, rows):
+    """z[rows] for rows (N,) int64 on the device, as a new (N, V) array (the embedding's gather)."""
+    return embedding_forward(z, rows)
+
+
+def put_rows(shape, rows, src):
+    """A new device array of ``shape``: out[rows] = src, zeros elsewhere (distinct rows; the
+    embedding's scatter-add, which writes every element)."""
+    out = cuda.device_array(shape, src.dtype)
+    embedding_backward(out, rows, src)
+    return out
+
+
 __all__ = ["embedding_forward", "embedding_backward", "one_hot", "linear_forward", "linear_backward",
-           "softmax_cross_entropy", "cross_entropy", "mse_grad", "mse", "tanh", "tanh_backward", "argmax_rows"]
+           "softmax_cross_entropy", "cross_entropy", "mse_grad", "mse", "tanh", "tanh_backward", "argmax_rows",
+           "take_rows", "put_rows"]
