@@ -5,8 +5,9 @@ Like tests/test_cuda.py, these run on a real GPU, or without one in Numba's CUDA
     NUMBA_ENABLE_CUDASIM=1 python -m pytest tests/test_cuda_models.py
 
 (the variable must be set before Python starts: tests/test_cuda_simulator.py runs this module in
-its own process). Otherwise they skip, except the check that asking for cuda without CUDA is one
-line. Shapes are tiny (the simulator runs every GPU thread as a Python thread).
+its own process). Otherwise they skip, except two checks that need no GPU: asking for cuda without
+CUDA is one line, and the new kernels compile to PTX (in float32 arithmetic for float32). Shapes
+are tiny (the simulator runs every GPU thread as a Python thread).
 
 What is checked, each model built twice from one seed (``device="cpu"`` and ``"cuda"``): the new
 kernels of ``kernels/cuda/dense.py`` against their CPU twins; the loss, every gradient (the
@@ -275,11 +276,49 @@ def test_cli_trains_adding_on_cuda(cuda, tmp_path, capsys):
 
 # ---- no GPU needed -----------------------------------------------------------------------------
 
+def _run_clean(code):
+    """Run code in a fresh interpreter without the simulator switched on."""
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_model_kernels_compile_for_a_gpu():
+    """The simulator accepts code the CUDA compiler rejects: compile the kernels the models added
+    to kernels/cuda/dense.py to PTX for sm_90 (numba-cuda's NVVM, no GPU), and check that the
+    float32 ones do float32 arithmetic only (a literal 1 or 2.0 would promote them to float64)."""
+    out = _run_clean("""
+        import types
+        try:
+            from numba import cuda, types as t
+            import numba.cuda.dispatcher as disp
+            cuda.compile_ptx(lambda a: None, (t.float32[::1],), cc=(9, 0))
+        except Exception as e:
+            print("SKIP", type(e).__name__)
+            raise SystemExit
+        disp.get_current_device = lambda: types.SimpleNamespace(compute_capability=(9, 0))
+        from rnnjit.kernels.cuda import dense as dn
+        n, f64_in_f32 = 0, []
+        for F in (t.float32, t.float64):
+            v, m, i64, b = F[::1], F[:, ::1], t.int64[::1], t.boolean
+            for kernel, sig in [(dn._squared_error, (v, v, v, v, F, b)), (dn._tanh, (v, v)),
+                                (dn._tanh_backward, (v, v, v, F)), (dn._argmax_rows, (m, i64))]:
+                ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=(9, 0))
+                n += 1
+                if F == t.float32 and ".f64" in ptx:
+                    f64_in_f32.append(kernel.py_func.__name__)
+        print("COMPILED", n, "F64", ",".join(f64_in_f32) or "none")
+        """)
+    assert out.returncode == 0, out.stderr[-3000:]
+    if out.stdout.startswith("SKIP"):
+        pytest.skip(f"no NVVM to compile with ({out.stdout.split()[1]})")
+    assert out.stdout.split() == ["COMPILED", "8", "F64", "none"]
+
+
 def test_models_on_cuda_without_cuda_are_one_line():
     """Without CUDA (and without the simulator), a model on cuda and ``rnnjit train --task X
     --device cuda`` are require_cuda's one line, which says how to use the simulator."""
-    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
-    code = textwrap.dedent("""
+    out = _run_clean("""
         import rnnjit.kernels.cuda as kc
         if kc.is_available():
             print("AVAILABLE")
@@ -294,8 +333,6 @@ def test_models_on_cuda_without_cuda_are_one_line():
             from rnnjit.cli import main
             print("RC", main(["train", "--task", "dates", "--device", "cuda", "--steps", "1", "--out", "/nonexistent/x"]))
         """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert out.returncode == 0, out.stderr
     lines = out.stdout.strip().splitlines()
     if lines == ["AVAILABLE"]:

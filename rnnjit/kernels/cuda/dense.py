@@ -136,10 +136,11 @@ def _tanh(a, s):
 
 
 @cuda.jit(cache=True)
-def _tanh_backward(s, ds, da):
-    """da[i] = ds[i] * (1 - s[i]^2), s = tanh(a). Grid-stride over the flat arrays."""
+def _tanh_backward(s, ds, da, one):
+    """da[i] = ds[i] * (1 - s[i]^2), s = tanh(a). Grid-stride over the flat arrays. ``one`` is 1
+    in s's dtype (a literal 1 would make a float32 kernel compute in float64)."""
     for i in range(cuda.grid(1), s.shape[0], cuda.gridsize(1)):
-        da[i] = ds[i] * (1 - s[i] * s[i])
+        da[i] = ds[i] * (one - s[i] * s[i])
 
 
 @cuda.jit(cache=True)
@@ -240,7 +241,7 @@ def tanh(a):
 def tanh_backward(s, ds):
     """dL/da = ds * (1 - s^2) for s = tanh(a), as a new device array."""
     da = cuda.device_array(s.shape, s.dtype)
-    launch1d(_tanh_backward, s.size, flat(s), flat(ds), flat(da))
+    launch1d(_tanh_backward, s.size, flat(s), flat(ds), flat(da), s.dtype.type(1))
     return da
 
 
