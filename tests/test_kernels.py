@@ -115,6 +115,43 @@ def test_smallgemm_matches_numpy(dtype):
                                                err_msg=f"M={M} N={N} K={K} trans={trans} beta={beta}")
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("B", [1, 5])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_input_part_in_chunks_equals_all_steps_at_once(cell, B, dtype):
+    """The recurrences compute the dense input part a chunk of steps at a time inside the time
+    loop (``dense.project_chunk``); any chunk length, in both directions, gives what one GEMM
+    over all steps before the loop gives (``dense.project_inputs``)."""
+    from rnnjit.kernels import dense, gru, lstm, rnn
+    rng = np.random.default_rng(4)
+    T, I, H = 7, 5, 6
+    G = {"rnn": H, "lstm": 4 * H, "gru": 3 * H}[cell]
+    x = rng.standard_normal((T, B, I)).astype(dtype)
+    W_ih, W_hh = (rng.standard_normal((G, n)).astype(dtype) * 0.5 for n in (I, H))
+    b, b_hh = rng.standard_normal(G).astype(dtype), rng.standard_normal(G).astype(dtype)
+    h0 = rng.standard_normal((B, H)).astype(dtype)
+    if cell == "gru":
+        b = gru.gru_input_bias(b, b_hh)
+
+    def recur(gates, reverse, inputs):
+        if cell == "lstm":
+            return lstm.lstm_recurrence(gates, h0, h0 * 0.5, W_hh, reverse, dense=inputs)
+        if cell == "gru":
+            return gru.gru_recurrence(gates, h0, W_hh, b_hh, reverse, dense=inputs)
+        return (rnn.rnn_recurrence(gates, h0, W_hh, reverse, False, dense=inputs),)
+
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    for reverse in (False, True):
+        ref_gates = dense.project_inputs(x, W_ih, b)
+        ref = recur(ref_gates, reverse, None)
+        for steps in (1, 3, 7, 10):
+            gates = np.full((T, B, G), np.nan, dtype)
+            got = recur(gates, reverse, dense.dense_inputs(x, W_ih, b, steps))
+            for what, r, g in zip(("states", "second result"), ref, got):
+                np.testing.assert_allclose(g, r, rtol=tol, atol=tol, err_msg=f"{what}, steps={steps}, reverse={reverse}")
+            np.testing.assert_allclose(gates, ref_gates, rtol=tol, atol=tol, err_msg=f"gates, steps={steps}")
+
+
 def test_float64_activations_are_full_precision():
     """The vectorising float64 exp, tanh and sigmoid of the sequence kernels stay within 2 ulp of libm's."""
     from numba import njit

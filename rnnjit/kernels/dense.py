@@ -12,7 +12,9 @@ and the probabilities are never stored.
 The input side of a recurrent layer lives here too: it is a linear layer over all T*B inputs at
 once (no recurrence), computed before the time loop and, in backward, after it.
 
-    dense input   a_t = W_ih x_t + b             one GEMM for all steps (``project_inputs``)
+    dense input   a_t = W_ih x_t + b             one GEMM for all steps (``project_inputs``), or,
+                                                 in the sequence kernels, one per chunk of steps
+                                                 just before the loop needs them (``project_chunk``)
                   dx_t = dA_t W_ih               only when someone needs it (``input_grad``)
                   dW_ih = Σ_t dA_t^T x_t         one GEMM (``input_weight_grad``)
     one-hot input W_ih e_c = column c of W_ih, so the projection is a gather
@@ -28,7 +30,7 @@ from numba import njit
 
 from ._blas import column_sums
 from .activations import fast_exp
-from ._smallgemm import MIN_DENSE_ROWS, dense_gemm, use_packed, weight_grad_gemm
+from ._smallgemm import MIN_DENSE_ROWS, dense_gemm, pack_weights, recurrent_gemm, use_packed, weight_grad_gemm
 
 
 @njit(cache=True, nogil=True)
@@ -122,6 +124,42 @@ def project_inputs(x, W, b):
     every step, one GEMM before the time loop."""
     T, B, I = x.shape
     return linear_forward(x.reshape(T * B, I), W, b).reshape(T, B, W.shape[0])
+
+
+CHUNK_BYTES = 1 << 18   # the input part is computed this many bytes of gates at a time (a quarter of L2)
+
+
+@njit(cache=True, nogil=True)
+def dense_inputs(x, W, b, steps=0):
+    """The dense input of a sequence kernel's recurrence: (x, W, W^T packed once, whether packed,
+    b, steps per chunk), with as many steps per chunk as fill CHUNK_BYTES of gates unless
+    ``steps`` says. See ``project_chunk``."""
+    T, B, I = x.shape
+    G = W.shape[0]
+    use = T * B >= MIN_DENSE_ROWS
+    if steps <= 0:
+        steps = max(1, CHUNK_BYTES // (B * G * x.itemsize))
+    return x, W, pack_weights(W, True, use), use, b, steps
+
+
+@njit(cache=True, nogil=True)
+def project_chunk(dense, gates, s, reverse):
+    """The input part of the next chunk of steps, a = x W^T + b, one GEMM over its rows.
+
+    ``project_inputs`` does all T steps at once, but at B = 32, H = 512 that writes 26 MB of
+    gates to memory before the time loop reads them back. The recurrences call this instead at
+    every ``steps``-th step s (in reading order), for the steps s .. s + steps - 1, so that the
+    gates are still in cache when the loop reaches them; W is packed once per sequence.
+    """
+    x, W, Wp, use, b, steps = dense
+    T, B, I = x.shape
+    G = W.shape[0]
+    n = min(steps, T - s)
+    t0 = T - s - n if reverse else s
+    a = gates[t0:t0 + n].reshape(n * B, G)
+    for r in range(n * B):
+        a[r] = b
+    recurrent_gemm(x[t0:t0 + n].reshape(n * B, I), W, True, Wp, use, a, 1.0)
 
 
 @njit(cache=True, nogil=True)

@@ -18,7 +18,7 @@ Backward, with dh the total gradient reaching h_t:
 
 The two sides differ only in the n block, so the sequence backward keeps both (``dGx``, ``dGh``).
 The sequence kernels come in an input part (W_ih x_t + b_ih + [b_hr, b_hz, 0] for all steps, a
-GEMM or, for one-hot inputs, a gather of columns of W_ih: ``rnnjit.kernels.dense``; b_hn stays in
+GEMM per chunk of steps or, for one-hot inputs, a gather of columns of W_ih: ``rnnjit.kernels.dense``; b_hn stays in
 the recurrent part, inside r * (...)) and a recurrent part (``gru_recurrence``,
 ``gru_recurrence_backward``). Layout of states, the reverse direction and the fast path (fused per-row loops, numpy's
 OpenBLAS, float32 activations that vectorise): as in ``lstm.py``.
@@ -30,7 +30,7 @@ from numba import njit
 from ._blas import column_sums, sum_squares_of_sum
 from ._smallgemm import pack_weights, recurrent_gemm, use_packed, weight_grad_gemm
 from .activations import fast_sigmoid, fast_tanh, sigmoid
-from .dense import check_ids, gather_rows, input_grad, input_weight_grad, onehot_table, project_inputs
+from .dense import check_ids, dense_inputs, gather_rows, input_grad, input_weight_grad, onehot_table, project_chunk
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -122,14 +122,16 @@ def gru_input_bias(b_ih, b_hh):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def gru_recurrence(gates, h0, W_hh, b_hh, reverse, ids=None, table=None):
+def gru_recurrence(gates, h0, W_hh, b_hh, reverse, ids=None, table=None, dense=None):
     """The recurrent part of the forward pass: the time loop.
 
     gates (T, B, 3H) comes in holding the input part of every step, W_ih x_t + ``gru_input_bias``
     (``project_inputs``), and leaves holding r, z, n. Each step computes W_hh h_{t-1} with one
     GEMM and runs the fused gate math, adding b_hn inside r * (...). With one-hot inputs (ids,
     table = ``onehot_table(W_ih, gru_input_bias(b_ih, b_hh))``: as in ``lstm_recurrence``) each
-    step first gathers its input part into gates.
+    step first gathers its input part into gates; with dense inputs (dense =
+    ``dense_inputs(x, W_ih, gru_input_bias(b_ih, b_hh))``: as in ``lstm_recurrence``) every few
+    steps one GEMM writes the input part of the next few.
     Returns hs (T+1, B, H) and hns (T, B, H) holding W_hn h_{t-1} + b_hn (what backward needs).
     """
     T, B, G = gates.shape
@@ -150,6 +152,8 @@ def gru_recurrence(gates, h0, W_hh, b_hh, reverse, ids=None, table=None):
         hn = hns[t]
         if ids is not None:
             gather_rows(table, ids[t], a)  # the input part of this step
+        if dense is not None and s % dense[-1] == 0:
+            project_chunk(dense, gates, s, reverse)  # the input part of this step and the next few
         recurrent_gemm(prev_h, W_hh, True, Whp, packed, hh, 0.0)  # the recurrent GEMM
         for b in range(B):
             gru_cell_forward(a[b], hh[b], b_hn, prev_h[b], next_h[b], hn[b])
@@ -158,13 +162,14 @@ def gru_recurrence(gates, h0, W_hh, b_hh, reverse, ids=None, table=None):
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, reverse):
-    """Run a GRU over a sequence: the input part (one GEMM for all steps), then the recurrence.
+    """Run a GRU over a sequence: the recurrence, with the input part computed a chunk of steps
+    (one GEMM) at a time inside it.
 
     Returns hs (T+1, B, H), gates (T, B, 3H) holding r, z, n of every step, and hns (T, B, H)
     holding W_hn h_{t-1} + b_hn (what backward needs).
     """
-    gates = project_inputs(x, W_ih, gru_input_bias(b_ih, b_hh))
-    hs, hns = gru_recurrence(gates, h0, W_hh, b_hh, reverse)
+    gates = np.empty((x.shape[0], x.shape[1], W_ih.shape[0]), x.dtype)
+    hs, hns = gru_recurrence(gates, h0, W_hh, b_hh, reverse, dense=dense_inputs(x, W_ih, gru_input_bias(b_ih, b_hh)))
     return hs, gates, hns
 
 

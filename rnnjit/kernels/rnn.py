@@ -12,9 +12,9 @@ repeated product shrinks or grows the gradient geometrically. That is the vanish
 exploding gradient problem, and ``norms`` (returned by backward) shows it step by step.
 
 The derivative is written in terms of the output h_t, so the forward pass keeps nothing but
-the states. The sequence kernels come in an input part (W_ih x_t + b for all steps, a GEMM or,
-for one-hot inputs, a gather: ``rnnjit.kernels.dense``) and a recurrent part (``rnn_recurrence``,
-``rnn_recurrence_backward``). Layout of states, the reverse direction and the fast path (fused
+the states. The sequence kernels come in an input part (W_ih x_t + b for all steps, a GEMM per
+chunk of steps or, for one-hot inputs, a gather: ``rnnjit.kernels.dense``) and a recurrent part
+(``rnn_recurrence``, ``rnn_recurrence_backward``). Layout of states, the reverse direction and the fast path (fused
 per-row loops, numpy's OpenBLAS, float32 activations that vectorise): as in ``lstm.py``.
 """
 
@@ -24,7 +24,7 @@ from numba import njit
 from ._blas import column_sums, sum_squares_of_sum
 from ._smallgemm import pack_weights, recurrent_gemm, use_packed, weight_grad_gemm
 from .activations import fast_tanh, relu
-from .dense import check_ids, gather_rows, input_grad, input_weight_grad, onehot_table, project_inputs
+from .dense import check_ids, dense_inputs, gather_rows, input_grad, input_weight_grad, onehot_table, project_chunk
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -74,11 +74,13 @@ def rnn_cell_backward(h, dh, dout, da, use_relu):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def rnn_recurrence(xa, h0, W_hh, reverse, use_relu, ids=None, table=None):
+def rnn_recurrence(xa, h0, W_hh, reverse, use_relu, ids=None, table=None, dense=None):
     """The recurrent part of the forward pass. xa (T, B, H) holds the input part of every step,
     W_ih x_t + b_ih + b_hh (it is overwritten); each step adds W_hh h_{t-1} with one GEMM and
     applies the nonlinearity. With one-hot inputs (ids, table: as in ``lstm_recurrence``) each
-    step first gathers its input part into xa. Returns hs (T+1, B, H)."""
+    step first gathers its input part into xa; with dense inputs (dense =
+    ``dense_inputs(x, W_ih, b_ih + b_hh)``) every few steps one GEMM writes the input part of the
+    next few (``project_chunk``). Returns hs (T+1, B, H)."""
     T, B, H = xa.shape
     hs = np.empty((T + 1, B, H), xa.dtype)
     nxt = 0 if reverse else 1
@@ -92,6 +94,8 @@ def rnn_recurrence(xa, h0, W_hh, reverse, use_relu, ids=None, table=None):
         a = xa[t]
         if ids is not None:
             gather_rows(table, ids[t], a)  # the input part of this step
+        if dense is not None and s % dense[-1] == 0:
+            project_chunk(dense, xa, s, reverse)  # the input part of this step and the next few
         recurrent_gemm(prev_h, W_hh, True, Whp, packed, a, 1.0)  # the recurrent GEMM, added to the inputs
         for b in range(B):
             rnn_cell_forward(a[b], next_h[b], use_relu)
@@ -100,9 +104,11 @@ def rnn_recurrence(xa, h0, W_hh, reverse, use_relu, ids=None, table=None):
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh, reverse, use_relu):
-    """Run the network over a sequence: the input part (one GEMM), then the recurrence.
+    """Run the network over a sequence: the recurrence, with the input part computed a chunk of
+    steps (one GEMM) at a time inside it.
     Returns hs (T+1, B, H)."""
-    return rnn_recurrence(project_inputs(x, W_ih, b_ih + b_hh), h0, W_hh, reverse, use_relu)
+    xa = np.empty((x.shape[0], x.shape[1], W_ih.shape[0]), x.dtype)
+    return rnn_recurrence(xa, h0, W_hh, reverse, use_relu, dense=dense_inputs(x, W_ih, b_ih + b_hh))
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
