@@ -33,13 +33,22 @@ from .activations import fast_exp
 from ._smallgemm import MIN_DENSE_ROWS, dense_gemm, pack_weights, recurrent_gemm, use_packed, weight_grad_gemm
 
 
+@njit(cache=True, nogil=True, inline="always")
+def copy_row(src, dst):
+    """dst[:] = src for two 1-D arrays, as a plain loop: Numba's ``dst[:] = src`` (or
+    ``a[n] = b``) goes through its general broadcasting assignment, which copied rows at 19 GB/s
+    where this loop, vectorised, copies several times faster."""
+    for g in range(dst.shape[0]):
+        dst[g] = src[g]
+
+
 @njit(cache=True, nogil=True)
 def embedding_forward(E, ids):
     """ids (N,) int -> rows of E, (N, D)."""
     N = ids.shape[0]
     out = np.empty((N, E.shape[1]), E.dtype)
     for n in range(N):
-        out[n] = E[ids[n]]
+        copy_row(E[ids[n]], out[n])
     return out
 
 
@@ -47,8 +56,11 @@ def embedding_forward(E, ids):
 def embedding_backward(dE, ids, dout):
     """dE (V, D) is overwritten with the scatter-add of dout (N, D) into the rows named by ids."""
     dE[:] = 0
+    D = dE.shape[1]
     for n in range(ids.shape[0]):
-        dE[ids[n]] += dout[n]
+        row, src = dE[ids[n]], dout[n]
+        for d in range(D):
+            row[d] += src[d]
 
 
 @njit(cache=True, nogil=True)
@@ -56,7 +68,7 @@ def linear_forward(h, W, b):
     """h (N, H), W (V, H), b (V,) -> z (N, V), one GEMM."""
     z = np.empty((h.shape[0], W.shape[0]), h.dtype)
     for n in range(h.shape[0]):
-        z[n] = b
+        copy_row(b, z[n])
     dense_gemm(h, W, True, z, 1.0)
     return z
 
@@ -158,7 +170,7 @@ def project_chunk(dense, gates, s, reverse):
     t0 = T - s - n if reverse else s
     a = gates[t0:t0 + n].reshape(n * B, G)
     for r in range(n * B):
-        a[r] = b
+        copy_row(b, a[r])
     recurrent_gemm(x[t0:t0 + n].reshape(n * B, I), W, True, Wp, use, a, 1.0)
 
 
@@ -187,7 +199,7 @@ def onehot_table(W, b):
 def gather_rows(table, ids, a):
     """a[n] = table[ids[n]] for the rows of one step: ids (B,), a (B, G)."""
     for n in range(ids.shape[0]):
-        a[n] = table[ids[n]]
+        copy_row(table[ids[n]], a[n])
 
 
 @njit(cache=True, nogil=True)

@@ -58,7 +58,7 @@ from numba import njit
 
 from ._blas import column_sums, sum_squares_of_sum
 from ._smallgemm import pack_weights, recurrent_gemm, use_packed, weight_grad_gemm
-from .activations import fast_sigmoid, fast_tanh, sigmoid
+from .activations import fast_tanh, lstm_gate_activations, sigmoid
 from .dense import check_ids, dense_inputs, gather_rows, input_grad, input_weight_grad, onehot_table, project_chunk
 
 
@@ -104,10 +104,7 @@ def lstm_cell_forward(a, prev_c, next_c, next_h):
     H = prev_c.shape[0]
     ai, af, ag, ao = a[:H], a[H:2 * H], a[2 * H:3 * H], a[3 * H:]
     for j in range(H):
-        i = fast_sigmoid(ai[j])
-        f = fast_sigmoid(af[j])
-        g = fast_tanh(ag[j])
-        o = fast_sigmoid(ao[j])
+        i, f, g, o = lstm_gate_activations(ai[j], af[j], ag[j], ao[j])  # sigmoid, sigmoid, tanh, sigmoid
         c = f * prev_c[j] + i * g
         next_c[j] = c
         next_h[j] = o * fast_tanh(c)
