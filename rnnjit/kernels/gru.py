@@ -72,6 +72,7 @@ def gru_cell_forward(ax, ah, b_hn, prev_h, next_h, hn):
     z blocks) and becomes the activated r, z, n (in place); ah (3H,) holds W_hh h_{t-1} without
     bias. Writes h_t and hn = W_hn h_{t-1} + b_hn (H,)."""
     H = prev_h.shape[0]
+    one = prev_h.dtype.type(1)  # 1 in the arrays' dtype: a literal 1 would turn float32 math into float64
     ar, az, an = ax[:H], ax[H:2 * H], ax[2 * H:]
     hr, hz, hh = ah[:H], ah[H:2 * H], ah[2 * H:]
     for j in range(H):
@@ -79,7 +80,7 @@ def gru_cell_forward(ax, ah, b_hn, prev_h, next_h, hn):
         z = fast_sigmoid(az[j] + hz[j])
         hn_v = hh[j] + b_hn[j]
         n = fast_tanh(an[j] + r * hn_v)
-        next_h[j] = (1 - z) * n + z * prev_h[j]
+        next_h[j] = (one - z) * n + z * prev_h[j]
         ar[j] = r
         az[j] = z
         an[j] = n
@@ -91,6 +92,7 @@ def gru_cell_backward(a, hn, prev_h, dh, dout, dax, dah):
     """Backward of ``gru_cell_forward`` for one batch row. dh + dout is the total dL/dh_t; dh
     leaves holding dh * z (the direct path to h_{t-1}); writes dax, dah (3H,)."""
     H = prev_h.shape[0]
+    one = prev_h.dtype.type(1)  # 1 in the arrays' dtype: a literal 1 would turn float32 math into float64
     ar, az, an = a[:H], a[H:2 * H], a[2 * H:]
     xr, xz, xn = dax[:H], dax[H:2 * H], dax[2 * H:]
     hr, hz, hh = dah[:H], dah[H:2 * H], dah[2 * H:]
@@ -99,9 +101,9 @@ def gru_cell_backward(a, hn, prev_h, dh, dout, dax, dah):
         z = az[j]
         n = an[j]
         dhv = dh[j] + dout[j]
-        dn_pre = dhv * (1 - z) * (1 - n * n)
-        dr_pre = dn_pre * hn[j] * r * (1 - r)
-        dz_pre = dhv * (prev_h[j] - n) * z * (1 - z)
+        dn_pre = dhv * (one - z) * (one - n * n)
+        dr_pre = dn_pre * hn[j] * r * (one - r)
+        dz_pre = dhv * (prev_h[j] - n) * z * (one - z)
         xr[j] = dr_pre
         xz[j] = dz_pre
         xn[j] = dn_pre

@@ -119,6 +119,7 @@ def lstm_cell_backward(a, prev_c, c_t, dh, dout, dc, da):
     """Backward of ``lstm_cell_forward`` for one batch row. dh + dout is the total dL/dh_t; dc (H,)
     comes in as dL/dc_t and leaves as dL/dc_{t-1}; writes da (4H,)."""
     H = prev_c.shape[0]
+    one = a.dtype.type(1)  # 1 in the arrays' dtype: a literal 1 would turn float32 math into float64
     ai, af, ag, ao = a[:H], a[H:2 * H], a[2 * H:3 * H], a[3 * H:]
     di, df, dg, do = da[:H], da[H:2 * H], da[2 * H:3 * H], da[3 * H:]
     for j in range(H):
@@ -128,11 +129,11 @@ def lstm_cell_backward(a, prev_c, c_t, dh, dout, dc, da):
         o = ao[j]
         dhv = dh[j] + dout[j]
         tanh_c = fast_tanh(c_t[j])
-        dcv = dc[j] + dhv * o * (1 - tanh_c * tanh_c)
-        di[j] = dcv * g * i * (1 - i)
-        df[j] = dcv * prev_c[j] * f * (1 - f)
-        dg[j] = dcv * i * (1 - g * g)
-        do[j] = dhv * tanh_c * o * (1 - o)
+        dcv = dc[j] + dhv * o * (one - tanh_c * tanh_c)
+        di[j] = dcv * g * i * (one - i)
+        df[j] = dcv * prev_c[j] * f * (one - f)
+        dg[j] = dcv * i * (one - g * g)
+        do[j] = dhv * tanh_c * o * (one - o)
         dc[j] = dcv * f
 
 

@@ -55,8 +55,9 @@ def rnn_step_backward(dnext_h, cache, use_relu):
 def rnn_cell_forward(a, next_h, use_relu):
     """One batch row: a (H,) pre-activations -> next_h = act(a)."""
     if use_relu:
+        zero = a.dtype.type(0)  # max(a[j], 0) would compare in float64
         for j in range(a.shape[0]):
-            next_h[j] = max(a[j], 0)
+            next_h[j] = max(a[j], zero)
     else:
         for j in range(a.shape[0]):
             next_h[j] = fast_tanh(a[j])
@@ -65,12 +66,13 @@ def rnn_cell_forward(a, next_h, use_relu):
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
 def rnn_cell_backward(h, dh, dout, da, use_relu):
     """One batch row: da = (dh + dout) * act'(a), written with the output h (H,)."""
+    zero, one = h.dtype.type(0), h.dtype.type(1)  # literals would turn float32 math into float64
     if use_relu:
         for j in range(h.shape[0]):
-            da[j] = dh[j] + dout[j] if h[j] > 0 else 0
+            da[j] = dh[j] + dout[j] if h[j] > 0 else zero
     else:
         for j in range(h.shape[0]):
-            da[j] = (dh[j] + dout[j]) * (1 - h[j] * h[j])
+            da[j] = (dh[j] + dout[j]) * (one - h[j] * h[j])
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
