@@ -65,7 +65,7 @@ def _train_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--embedding", type=int, default=S, metavar="N", help="embedding size (default: --hidden)")
     g.add_argument("--dtype", default=S, choices=["float32", "float64"], help="precision (default float32)")
     g.add_argument("--device", default=S, choices=["cpu", "cuda"],
-                   help="where the model trains (default cpu; cuda needs a GPU and rnnjit[cuda], and --task charlm)")
+                   help="where the model trains (default cpu; cuda needs a GPU and rnnjit[cuda])")
     g = p.add_argument_group("the optimisation")
     g.add_argument("--seq-len", type=int, default=S, metavar="T",
                    help=f"characters per truncated-BPTT chunk (default {d.seq_len})")

@@ -46,7 +46,7 @@ class TrainConfig:
     temperature: float = 0.8      # sampling temperature
     checkpoint_every: int = 500   # save a checkpoint every N steps (and always at the end)
     threads: int = 0              # BLAS/Numba threads (0: leave as is)
-    device: str = "cpu"           # cpu, or cuda (charlm: model and optimizer stay on the GPU; needs rnnjit[cuda])
+    device: str = "cpu"           # cpu, or cuda (model and optimizer stay on the GPU; needs rnnjit[cuda])
 
     def validate(self) -> "TrainConfig":
         positive = ("hidden", "layers", "seq_len", "batch", "steps", "length", "sample_length", "lr_decay_every")

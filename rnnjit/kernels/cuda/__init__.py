@@ -18,12 +18,13 @@ recurrent work is split over blocks and threads), then ``rnn.py``, ``lstm.py``, 
 (each: the input GEMM, one persistent kernel that runs the whole time loop, and its reverse
 for backward-through-time), and ``cells.py``.
 
-Then what keeps a whole training step on the GPU (``device="cuda"`` on a layer or a CharLM):
+Then what keeps a whole training step on the GPU (``device="cuda"`` on a layer or a model):
 ``elementwise.py`` (grid-stride kernels: fill, add, multiply, the column copies of a
 bidirectional layer, batch_first transposes, dropout masks from a counter-based hash),
 ``reduce.py`` (deterministic two-pass sums: the loss, the global gradient norm), ``dense.py``
-(the twin of ``kernels/dense.py``: embedding and its scatter-add, the linear head on the tiled
-GEMM, fused softmax cross-entropy), ``optim.py`` (SGD, Adagrad, RMSprop, Adam and clipping),
+(the twin of ``kernels/dense.py``: embedding and its scatter-add, row gathers and scatters, the
+linear head on the tiled GEMM, fused softmax cross-entropy, mean squared error, tanh and its
+gradient, row-wise argmax), ``optim.py`` (SGD, Adagrad, RMSprop, Adam and clipping),
 and ``arrays.py`` (the namespace through which the layers and the model call all of this,
 twin of ``rnnjit.nn.arrays.NumpyArrays``).
 
