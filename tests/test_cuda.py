@@ -15,12 +15,11 @@ device arrays through the layers, dropout masks, sampling and the engine on a cu
 """
 
 import os
-import subprocess
 import sys
-import textwrap
 
 import numpy as np
 import pytest
+from cuda_support import compile_ptx, run_clean
 
 from rnnjit.kernels import CELLS
 
@@ -46,16 +45,10 @@ def cuda():
 
 # ---- no GPU needed -----------------------------------------------------------------------------
 
-def _run_clean(code):
-    """Run code in a fresh interpreter without the simulator switched on."""
-    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], check=False, capture_output=True, text=True,
-                          env=env,
-                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def test_import_is_lazy_and_errors_say_what_to_do():
-    out = _run_clean("""
+    out = run_clean("""
         import sys
         import rnnjit, rnnjit.kernels, rnnjit.kernels.cuda as kc
         loaded = [m for m in sys.modules if m.startswith(("numba.cuda", "numba_cuda"))]
@@ -95,17 +88,7 @@ def test_training_kernels_compile_for_a_gpu():
     """The simulator runs kernels as Python, so it accepts code the CUDA compiler rejects (a
     NumPy ufunc, say). Compile the training-step kernels to PTX for sm_90 instead: that needs
     numba-cuda's NVVM, not a GPU; skipped where NVVM is missing."""
-    out = _run_clean("""
-        import types
-        try:
-            from numba import cuda, types as t
-            import numba.cuda.dispatcher as disp
-            cuda.compile_ptx(lambda a: None, (t.float32[::1],), cc=(9, 0))
-        except Exception as e:
-            print("SKIP", type(e).__name__)
-            raise SystemExit
-        # device functions ask the current device for its compute capability: there is none here
-        disp.get_current_device = lambda: types.SimpleNamespace(compute_capability=(9, 0))
+    words = compile_ptx("""
         from rnnjit.kernels.cuda import dense as dn, elementwise as ew, optim as op, reduce as rd
         n = 0
         for F in (t.float32, t.float64):
@@ -125,10 +108,7 @@ def test_training_kernels_compile_for_a_gpu():
                 n += 1
         print("COMPILED", n)
         """)
-    assert out.returncode == 0, out.stderr[-3000:]
-    if out.stdout.startswith("SKIP"):
-        pytest.skip(f"no NVVM to compile with ({out.stdout.split()[1]})")
-    assert out.stdout.split() == ["COMPILED", "38"]
+    assert words == ["COMPILED", "38"]
 
 
 # ---- the kernels against the CPU ---------------------------------------------------------------
@@ -274,7 +254,7 @@ def test_layers_on_cuda_match_cpu(cuda, cell):
 
 
 def test_device_cuda_without_cuda_is_one_line():
-    out = _run_clean("""
+    out = run_clean("""
         import rnnjit.kernels.cuda as kc
         if kc.is_available():
             print("AVAILABLE")

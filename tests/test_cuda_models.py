@@ -21,12 +21,11 @@ a cuda run saves and resumes (from its own checkpoint, and from a CPU run's).
 
 import json
 import os
-import subprocess
 import sys
-import textwrap
 
 import numpy as np
 import pytest
+from cuda_support import compile_ptx, run_clean
 
 SIM = os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
 F32 = dict(rtol=1e-4, atol=1e-5)
@@ -276,27 +275,13 @@ def test_cli_trains_adding_on_cuda(cuda, tmp_path, capsys):
 
 # ---- no GPU needed -----------------------------------------------------------------------------
 
-def _run_clean(code):
-    """Run code in a fresh interpreter without the simulator switched on."""
-    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env,
-                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def test_model_kernels_compile_for_a_gpu():
     """The simulator accepts code the CUDA compiler rejects: compile the kernels the models added
     to kernels/cuda/dense.py to PTX for sm_90 (numba-cuda's NVVM, no GPU), and check that the
     float32 ones do float32 arithmetic only (a literal 1 or 2.0 would promote them to float64)."""
-    out = _run_clean("""
-        import types
-        try:
-            from numba import cuda, types as t
-            import numba.cuda.dispatcher as disp
-            cuda.compile_ptx(lambda a: None, (t.float32[::1],), cc=(9, 0))
-        except Exception as e:
-            print("SKIP", type(e).__name__)
-            raise SystemExit
-        disp.get_current_device = lambda: types.SimpleNamespace(compute_capability=(9, 0))
+    words = compile_ptx("""
         from rnnjit.kernels.cuda import dense as dn
         n, f64_in_f32 = 0, []
         for F in (t.float32, t.float64):
@@ -309,16 +294,13 @@ def test_model_kernels_compile_for_a_gpu():
                     f64_in_f32.append(kernel.py_func.__name__)
         print("COMPILED", n, "F64", ",".join(f64_in_f32) or "none")
         """)
-    assert out.returncode == 0, out.stderr[-3000:]
-    if out.stdout.startswith("SKIP"):
-        pytest.skip(f"no NVVM to compile with ({out.stdout.split()[1]})")
-    assert out.stdout.split() == ["COMPILED", "8", "F64", "none"]
+    assert words == ["COMPILED", "8", "F64", "none"]
 
 
 def test_models_on_cuda_without_cuda_are_one_line():
     """Without CUDA (and without the simulator), a model on cuda and ``rnnjit train --task X
     --device cuda`` are require_cuda's one line, which says how to use the simulator."""
-    out = _run_clean("""
+    out = run_clean("""
         import rnnjit.kernels.cuda as kc
         if kc.is_available():
             print("AVAILABLE")
