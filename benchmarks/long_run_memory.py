@@ -49,7 +49,8 @@ def cli(corpus, out, steps, marks):
 
 def tui(corpus, out, steps, marks):
     from rnnjit.cli import make_trainer
-    from rnnjit_tui.app import DashboardApp, build_parser
+    from rnnjit_tui.app import DashboardApp
+    from rnnjit_tui.command import build_parser
     trainer = make_trainer(build_parser().parse_args(["--corpus", corpus, "--out", out, "--steps", str(steps)]
                                                      + OPTIONS))
     seen = {}

@@ -15,7 +15,8 @@ from contextlib import redirect_stdout
 import pytest
 
 from rnnjit.cli import main as rnnjit_main
-from rnnjit_tui.app import DashboardApp, HelpScreen, build_parser, main
+from rnnjit_tui.app import DashboardApp, HelpScreen
+from rnnjit_tui.command import build_parser, main
 from rnnjit_tui.sources import JsonlTail
 from rnnjit_tui.state import Downsampler, RunState
 
@@ -224,7 +225,7 @@ def test_option_errors_before_the_screen(tmp_path, corpus, capsys):
 
 
 def test_a_diverged_run_says_so(tmp_path, corpus):
-    from rnnjit_tui.app import _report
+    from rnnjit_tui.command import _report
     app = make_app(*TINY, "--lr", "1000", "--clip", "0", "--steps", 500, "--corpus", corpus, "--out", tmp_path / "run")
 
     async def go():
@@ -432,7 +433,7 @@ def test_stop_signals_in_a_real_terminal(tmp_path, corpus, signame):
     import sys
     out = tmp_path / "run"
     master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "rnnjit_tui.app", *TINY, "--steps", "1000000", "--corpus", corpus,
+    proc = subprocess.Popen([sys.executable, "-m", "rnnjit_tui.command", *TINY, "--steps", "1000000", "--corpus", corpus,
                              "--out", str(out), "--checkpoint-every", "0", "--threads", "1"],
                             stdin=slave, stdout=slave, stderr=slave, close_fds=True,
                             env=dict(os.environ, TERM="xterm-256color", COLUMNS="100", LINES="30"))
