@@ -182,7 +182,7 @@ def gru_forward_onehot(ids, h0, W_ih, W_hh, b_ih, b_hh, reverse):
     recurrence."""
     check_ids(ids, W_ih.shape[1])
     gates = np.empty((ids.shape[0], ids.shape[1], W_ih.shape[0]), W_ih.dtype)
-    hs, hns = gru_recurrence(gates, h0, W_hh, b_hh, reverse, ids, onehot_table(W_ih, gru_input_bias(b_ih, b_hh)))
+    hs, hns = gru_recurrence(gates, h0, W_hh, b_hh, reverse, ids, onehot_table(W_ih, gru_input_bias(b_ih, b_hh), ids))
     return hs, gates, hns
 
 

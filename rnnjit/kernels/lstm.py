@@ -199,7 +199,7 @@ def lstm_forward_onehot(ids, h0, c0, W_ih, W_hh, b_ih, b_hh, reverse):
     recurrence. Same results."""
     check_ids(ids, W_ih.shape[1])
     gates = np.empty((ids.shape[0], ids.shape[1], W_ih.shape[0]), W_ih.dtype)
-    hs, cs = lstm_recurrence(gates, h0, c0, W_hh, reverse, ids, onehot_table(W_ih, b_ih + b_hh))
+    hs, cs = lstm_recurrence(gates, h0, c0, W_hh, reverse, ids, onehot_table(W_ih, b_ih + b_hh, ids))
     return hs, cs, gates
 
 

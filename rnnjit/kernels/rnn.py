@@ -119,7 +119,7 @@ def rnn_forward_onehot(ids, h0, W_ih, W_hh, b_ih, b_hh, reverse, use_relu):
     of columns of W_ih instead of a GEMM, done step by step inside the recurrence."""
     check_ids(ids, W_ih.shape[1])
     xa = np.empty((ids.shape[0], ids.shape[1], W_ih.shape[0]), W_ih.dtype)
-    return rnn_recurrence(xa, h0, W_hh, reverse, use_relu, ids, onehot_table(W_ih, b_ih + b_hh))
+    return rnn_recurrence(xa, h0, W_hh, reverse, use_relu, ids, onehot_table(W_ih, b_ih + b_hh, ids))
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
