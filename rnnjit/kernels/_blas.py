@@ -12,7 +12,7 @@ functions, so compiled kernels call them by name: the on-disk cache stays valid 
 
 ``A``, ``B`` and ``C`` are 2-D arrays; when their rows are contiguous (row views of bigger buffers
 are fine: the leading dimension is read from the strides) the call goes straight to BLAS, otherwise
-to ``np.dot`` on copies. A product with one row in ``C`` is a
+A and B are copied first (C's rows must be contiguous). A product with one row in ``C`` is a
 matrix-vector product and goes to GEMV, which is several times faster than a GEMM of one row.
 
 When the library is not there (another NumPy build, another platform), ``HAVE_OPENBLAS`` is
@@ -134,25 +134,42 @@ def _rows_ok(A):
 
 @njit(cache=True, nogil=True)
 def gemm(A, ta, B, tb, C, alpha, beta):
-    """C = alpha op(A) op(B) + beta C, op(X) = X.T if tX else X. Rows of A, B, C contiguous."""
+    """C = alpha op(A) op(B) + beta C, op(X) = X.T if tX else X. Rows of C contiguous."""
+    if C.shape[0] == 0 or C.shape[1] == 0:
+        return
+    if HAVE_OPENBLAS:   # frozen into the compiled code: only one of the two paths is compiled
+        _gemm_openblas(A, ta, B, tb, C, alpha, beta)
+    else:
+        _gemm_numpy(A, ta, B, tb, C, alpha, beta)
+
+
+@njit(cache=True, nogil=True)
+def _gemm_openblas(A, ta, B, tb, C, alpha, beta):
     M, N = C.shape
     K = A.shape[0] if ta else A.shape[1]
-    if M == 0 or N == 0:
+    if not _rows_ok(C):
+        raise ValueError("gemm: the rows of C must be contiguous")
+    if not _rows_ok(A):
+        A = np.ascontiguousarray(A)
+    if not _rows_ok(B):
+        B = np.ascontiguousarray(B)
+    if M == 1:
+        # C[0] = alpha op(B)^T a + beta C[0], a = the single row (or column) of op(A)
+        inca = _ld(A) if ta else 1
+        if tb:  # B is (N, K): y = B a
+            trans, rows, cols = _NO_TRANS, N, K
+        else:   # B is (K, N): y = B^T a
+            trans, rows, cols = _TRANS, K, N
+        _xgemv(C, trans, rows, cols, alpha, B, _ld(B), A, inca, beta, 1)
         return
-    if HAVE_OPENBLAS and _rows_ok(A) and _rows_ok(B) and _rows_ok(C):
-        if M == 1:
-            # C[0] = alpha op(B)^T a + beta C[0], a = the single row (or column) of op(A)
-            inca = _ld(A) if ta else 1
-            if tb:  # B is (N, K): y = B a
-                trans, rows, cols = _NO_TRANS, N, K
-            else:   # B is (K, N): y = B^T a
-                trans, rows, cols = _TRANS, K, N
-            _xgemv(C, trans, rows, cols, alpha, B, _ld(B), A, inca, beta, 1)
-            return
-        t_a = _TRANS if ta else _NO_TRANS
-        t_b = _TRANS if tb else _NO_TRANS
-        _xgemm(C, t_a, t_b, M, N, K, alpha, A, _ld(A), B, _ld(B), beta, _ld(C))
-        return
+    t_a = _TRANS if ta else _NO_TRANS
+    t_b = _TRANS if tb else _NO_TRANS
+    _xgemm(C, t_a, t_b, M, N, K, alpha, A, _ld(A), B, _ld(B), beta, _ld(C))
+
+
+@njit(cache=True, nogil=True)
+def _gemm_numpy(A, ta, B, tb, C, alpha, beta):
+    """Without numpy's OpenBLAS: np.dot (SciPy's BLAS) on contiguous copies."""
     R = np.dot(np.ascontiguousarray(A.T if ta else A), np.ascontiguousarray(B.T if tb else B))
     if beta == 0:
         C[:] = alpha * R

@@ -30,7 +30,7 @@ from numba import njit
 from ._blas import column_sums, sum_squares_of_sum
 from ._smallgemm import pack_weights, recurrent_gemm, use_packed, weight_grad_gemm
 from .activations import fast_sigmoid, fast_tanh, sigmoid
-from .dense import check_ids, dense_inputs, gather_rows, input_grad, input_weight_grad, onehot_table, project_chunk
+from .dense import check_ids, copy_row, dense_inputs, gather_rows, input_grad, input_weight_grad, onehot_table, project_chunk
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -142,7 +142,8 @@ def gru_recurrence(gates, h0, W_hh, b_hh, reverse, ids=None, table=None, dense=N
     hns = np.empty((T, B, H), gates.dtype)
     hh = np.empty((B, G), gates.dtype)
     nxt = 0 if reverse else 1
-    hs[T if reverse else 0] = h0
+    for b in range(B):
+        copy_row(h0[b], hs[T if reverse else 0, b])
     b_hn = b_hh[2 * H:]
     packed = use_packed(B, T, W_hh.nbytes)
     Whp = pack_weights(W_hh, True, packed)  # W_hh^T packed once for the recurrent products

@@ -59,7 +59,7 @@ from numba import njit
 from ._blas import column_sums, sum_squares_of_sum
 from ._smallgemm import pack_weights, recurrent_gemm, use_packed, weight_grad_gemm
 from .activations import fast_tanh, lstm_gate_activations, sigmoid
-from .dense import check_ids, dense_inputs, gather_rows, input_grad, input_weight_grad, onehot_table, project_chunk
+from .dense import check_ids, copy_row, dense_inputs, gather_rows, input_grad, input_weight_grad, onehot_table, project_chunk
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -158,8 +158,9 @@ def lstm_recurrence(gates, h0, c0, W_hh, reverse, ids=None, table=None, dense=No
     cs = np.empty((T + 1, B, H), gates.dtype)
     nxt = 0 if reverse else 1  # row of hs holding the state after step t is t + nxt
     first = T if reverse else 0
-    hs[first] = h0
-    cs[first] = c0
+    for b in range(B):
+        copy_row(h0[b], hs[first, b])
+        copy_row(c0[b], cs[first, b])
     packed = use_packed(B, T, W_hh.nbytes)
     Whp = pack_weights(W_hh, True, packed)  # W_hh^T packed once for the recurrent products
     for s in range(T):

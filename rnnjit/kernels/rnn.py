@@ -24,7 +24,7 @@ from numba import njit
 from ._blas import column_sums, sum_squares_of_sum
 from ._smallgemm import pack_weights, recurrent_gemm, use_packed, weight_grad_gemm
 from .activations import fast_tanh, relu
-from .dense import check_ids, dense_inputs, gather_rows, input_grad, input_weight_grad, onehot_table, project_chunk
+from .dense import check_ids, copy_row, dense_inputs, gather_rows, input_grad, input_weight_grad, onehot_table, project_chunk
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -86,7 +86,8 @@ def rnn_recurrence(xa, h0, W_hh, reverse, use_relu, ids=None, table=None, dense=
     T, B, H = xa.shape
     hs = np.empty((T + 1, B, H), xa.dtype)
     nxt = 0 if reverse else 1
-    hs[T if reverse else 0] = h0
+    for b in range(B):
+        copy_row(h0[b], hs[T if reverse else 0, b])
     packed = use_packed(B, T, W_hh.nbytes)
     Whp = pack_weights(W_hh, True, packed)  # W_hh^T packed once for the recurrent products
     for s in range(T):
