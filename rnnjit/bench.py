@@ -274,8 +274,9 @@ def format_table(report) -> str:
     c = report.get("compile_s") or {}
     if c:
         fmt = lambda s: "n/a" if s is None else f"{s:.1f} s"
-        lines.append(f"compile (LSTM float32, fresh cache): {fmt(c.get('cold_s'))}; first step with a warm cache: "
-                     f"{fmt(c.get('warm_s'))}")
+        lines.append(f"rnnjit train's default model (2-layer LSTM, H=128, float32, Adam), from a fresh interpreter to "
+                     f"the end of its first step: {fmt(c.get('cold_s'))} with an empty Numba cache (compiling), "
+                     f"{fmt(c.get('warm_s'))} with a warm one")
     hdr = (f"{'cell':5s} {'B':>3s} {'T':>4s} {'H':>4s} {'L':>2s} {'dtype':7s} {'mode':8s} {'impl':7s} "
            f"{'ms':>10s} {'chars/s':>10s} {'GFLOP/s':>8s} {'%GEMM':>6s} {'x numpy':>8s} {'x torch':>8s} {'x rnnjit':>8s}")
     lines.append(hdr)
