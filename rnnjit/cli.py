@@ -17,6 +17,7 @@ import signal
 import sys
 import time
 
+from .machine import reuse_freed_memory
 from .train.config import CELL_CHOICES, ConfigError, TrainConfig
 
 EXIT_USAGE = 2
@@ -391,6 +392,7 @@ def main(argv=None) -> int:
         parser.print_help()
         return EXIT_USAGE
     handler = COMMANDS.get(args.command) or getattr(args, "handler", None)
+    reuse_freed_memory()   # steps reuse the last step's workspace pages (see rnnjit.machine)
     try:
         return handler(args)
     except (CLIError, ConfigError) as e:

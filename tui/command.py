@@ -8,6 +8,7 @@ import signal
 import sys
 
 from rnnjit.cli import say
+from rnnjit.machine import reuse_freed_memory
 
 from .app import EXIT_USAGE, DashboardApp
 
@@ -30,6 +31,7 @@ def main(argv=None) -> int:
     from rnnjit.train.config import ConfigError
     parser = build_parser()
     args = parser.parse_args(argv)
+    reuse_freed_memory()   # steps reuse the last step's workspace pages (see rnnjit.machine)
     follow = vars(args).pop("follow", None)
     if follow is not None:
         given = sorted(vars(args))
