@@ -97,15 +97,18 @@ class Optimizer:
 
     def step(self):
         self.t += 1
+        scalars = self._scalars()
+        typed = {}   # the scalars in each parameter dtype, converted once per step
         for name, p, g in self.parameters:
-            self._update(p, g, self.state[name])
+            dt = p.dtype.type
+            if dt not in typed:
+                typed[dt] = tuple(dt(v) for v in scalars)
+            self._update(p, g, self.state[name], typed[dt])
 
     def _scalars(self) -> tuple[float, ...]:
         raise NotImplementedError
 
-    def _update(self, p, g, st):
-        T = p.dtype.type
-        scalars = tuple(T(v) for v in self._scalars())
+    def _update(self, p, g, st, scalars):
         slots = [st[s] for s in self.slots]
         if on_device(p):
             _device_ops().update(self.kernel, p, g, slots, scalars)
