@@ -8,6 +8,25 @@ import textwrap
 
 import pytest
 
+SIM = os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
+
+
+def cuda_or_skip(module, what):
+    """The body of both modules' ``cuda`` fixture: numba.cuda when the CUDA kernels can run here (a
+    GPU, or the simulator), else a skip that says how to run ``module`` in the simulator. The
+    simulator runs every GPU thread as a Python thread and syncs them by polling; a short GIL
+    switch interval makes it about 3x faster (restored afterwards)."""
+    pytest.importorskip("numba_cuda")  # the maintained CUDA target (rnnjit's "cuda" extra)
+    nb_cuda = pytest.importorskip("numba.cuda")
+    if not SIM and not nb_cuda.is_available():
+        pytest.skip(f"no CUDA GPU; run `NUMBA_ENABLE_CUDASIM=1 python -m pytest {module}` to test {what} "
+                    "in Numba's simulator")
+    old = sys.getswitchinterval()
+    if SIM:
+        sys.setswitchinterval(2e-4)
+    yield nb_cuda
+    sys.setswitchinterval(old)
+
 # Compiling to PTX needs numba-cuda's NVVM, not a GPU; the script prints "SKIP <why>" without one.
 # Device functions ask the current device for its compute capability: there is none here.
 PTX_PREAMBLE = """

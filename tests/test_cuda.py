@@ -14,33 +14,16 @@ the CPU run step for step), the transfers of a training step (only ids in, only 
 device arrays through the layers, dropout masks, sampling and the engine on a cuda model.
 """
 
-import os
-import sys
-
 import numpy as np
 import pytest
-from cuda_support import compile_ptx, run_clean
+from cuda_support import SIM, compile_ptx, cuda_or_skip, run_clean
 
 from rnnjit.kernels import CELLS
-
-SIM = os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
 
 
 @pytest.fixture(scope="module")
 def cuda():
-    """numba.cuda, when the CUDA kernels can run here (a GPU, or the simulator); else skip."""
-    pytest.importorskip("numba_cuda")  # the maintained CUDA target (rnnjit's "cuda" extra)
-    nb_cuda = pytest.importorskip("numba.cuda")
-    if not SIM and not nb_cuda.is_available():
-        pytest.skip("no CUDA GPU; run `NUMBA_ENABLE_CUDASIM=1 python -m pytest tests/test_cuda.py` "
-                    "to test the CUDA kernels in Numba's simulator")
-    # The simulator runs every GPU thread as a Python thread and syncs them by polling; a short
-    # GIL switch interval makes it about 3x faster. Restored after the module.
-    old = sys.getswitchinterval()
-    if SIM:
-        sys.setswitchinterval(2e-4)
-    yield nb_cuda
-    sys.setswitchinterval(old)
+    yield from cuda_or_skip("tests/test_cuda.py", "the CUDA kernels")
 
 
 # ---- no GPU needed -----------------------------------------------------------------------------

@@ -21,30 +21,18 @@ a cuda run saves and resumes (from its own checkpoint, and from a CPU run's).
 
 import json
 import os
-import sys
 
 import numpy as np
 import pytest
-from cuda_support import compile_ptx, run_clean
+from cuda_support import compile_ptx, cuda_or_skip, run_clean
 
-SIM = os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
 F32 = dict(rtol=1e-4, atol=1e-5)
 F64 = dict(rtol=1e-9, atol=1e-12)
 
 
 @pytest.fixture(scope="module")
 def cuda():
-    """numba.cuda, when the CUDA kernels can run here (a GPU, or the simulator); else skip."""
-    pytest.importorskip("numba_cuda")
-    nb_cuda = pytest.importorskip("numba.cuda")
-    if not SIM and not nb_cuda.is_available():
-        pytest.skip("no CUDA GPU; run `NUMBA_ENABLE_CUDASIM=1 python -m pytest tests/test_cuda_models.py` "
-                    "to test the models on CUDA in Numba's simulator")
-    old = sys.getswitchinterval()
-    if SIM:
-        sys.setswitchinterval(2e-4)   # the simulator's threads sync by polling: about 3x faster
-    yield nb_cuda
-    sys.setswitchinterval(old)
+    yield from cuda_or_skip("tests/test_cuda_models.py", "the models on CUDA")
 
 
 def host(a):

@@ -21,8 +21,6 @@ def test_reuse_freed_memory_sets_glibc_malloc():
     import platform
 
     from rnnjit.machine import reuse_freed_memory
-    ok = reuse_freed_memory()
-    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc" and ctypes.util.find_library("c"):
-        assert ok is True
-    else:
-        assert ok in (True, False)
+    if not (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc" and ctypes.util.find_library("c")):
+        pytest.skip("mallopt is glibc's")
+    assert reuse_freed_memory() is True

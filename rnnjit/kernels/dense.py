@@ -133,7 +133,9 @@ def cross_entropy(z, y):
 @njit(cache=True, nogil=True)
 def project_inputs(x, W, b):
     """x (T, B, I), W (G, I), b (G,) -> a (T, B, G) = x W^T + b: the input part of every gate of
-    every step, one GEMM before the time loop."""
+    every step, one GEMM before the time loop. The sequence kernels compute the same a chunk of
+    steps at a time (``project_chunk``); this all-at-once form is the reference they are tested
+    against, and what a recurrence called on its own expects in ``gates``."""
     T, B, I = x.shape
     return linear_forward(x.reshape(T * B, I), W, b).reshape(T, B, W.shape[0])
 
