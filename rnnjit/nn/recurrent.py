@@ -53,27 +53,14 @@ import numpy as np
 from ..kernels.cells import CELLS
 from ..machine import require_fits
 from .arrays import NumpyArrays
+from .shapes import add_batch_axis, check_input, results, shape_text, split_state
 
 _DTYPES = (np.float32, np.float64)
-
-
-_STATE_NAMES = {"hx": "(h0, c0)", "dhx": "(dh_n, dc_n)"}
-
-
-def _add_batch_axis(a, xp):
-    """(S, H) -> (S, 1, H): an unbatched array as a batch of one (a view). Other shapes pass
-    through unchanged, for the shape checks to report."""
-    a = a if xp.on_device(a) else np.asarray(a)
-    return a.reshape(a.shape[0], 1, a.shape[1]) if a.ndim == 2 else a
 
 
 def _host_view(arrays):
     from ..kernels.cuda import HostView
     return HostView(arrays)
-
-
-def _shape(a) -> str:
-    return "(" + ", ".join(str(n) for n in a.shape) + ")"
 
 
 class Recurrent:
@@ -184,7 +171,7 @@ class Recurrent:
         for k, v in self._params.items():
             a = np.asarray(state[k].detach().cpu().numpy() if hasattr(state[k], "detach") else state[k])
             if a.shape != v.shape:
-                raise ValueError(f"load_state_dict: {k} has shape {_shape(a)}, expected {_shape(v)}")
+                raise ValueError(f"load_state_dict: {k} has shape {shape_text(a)}, expected {shape_text(v)}")
             new[k] = np.ascontiguousarray(a, dtype=self.dtype)
         for k in self._params:
             self.xp.assign(self._params[k], new[k])
@@ -203,66 +190,6 @@ class Recurrent:
 
     # ---- forward ----------------------------------------------------------------------------
 
-    def _check_state(self, name, s, B):
-        expected = (self.num_layers * self.num_directions, B, self.hidden_size)
-        s = s if self.xp.on_device(s) else np.asarray(s)
-        if s.dtype != self.dtype:
-            raise TypeError(f"{name} has dtype {s.dtype.name}, but the layer is {np.dtype(self.dtype).name}")
-        if tuple(s.shape) != expected:
-            raise ValueError(f"{name} must have shape {expected} (layers*directions, batch, hidden), got {_shape(s)}")
-        return self.xp.to_device(s)
-
-    def _check_input(self, x):
-        x = x if self.xp.on_device(x) else np.asarray(x)
-        if x.dtype != self.dtype:
-            raise TypeError(f"x has dtype {x.dtype.name}, but the layer is {np.dtype(self.dtype).name}: "
-                            f"pass x.astype(np.{np.dtype(self.dtype).name}) or build the layer with dtype={x.dtype.name}")
-        if x.ndim not in (2, 3):
-            layout = "(batch, seq, input)" if self.batch_first else "(seq, batch, input)"
-            raise ValueError(f"x must be 3-D {layout} or 2-D (seq, input), got shape {_shape(x)}")
-        features = x.shape[x.ndim - 1]
-        if features != self.input_size:
-            raise ValueError(f"x has {features} features in its last axis, expected input_size={self.input_size} "
-                             f"(shape {_shape(x)})")
-        if x.shape[0] == 0 or x.shape[1] == 0:
-            raise ValueError(f"x must have at least one timestep and one batch item, got shape {_shape(x)}")
-        return x
-
-    def _split_state(self, name, hx, unbatched, B):
-        """(h, c) from hx as forward or backward takes it (c is None without a cell state);
-        zeros for None; checked, one batch row added when unbatched, on the layer's device."""
-        lstm = self.cell.has_cell_state
-        h = c = None
-        if hx is not None:
-            if lstm:
-                if not (isinstance(hx, tuple) and len(hx) == 2):
-                    raise ValueError(f"{name} for an LSTM must be a tuple {_STATE_NAMES[name]}")
-                h, c = hx
-            else:
-                h = hx
-            if unbatched:
-                h = None if h is None else _add_batch_axis(h, self.xp)
-                c = None if c is None else _add_batch_axis(c, self.xp)
-        names = _STATE_NAMES[name][1:-1].split(", ")
-        shape = (self.num_layers * self.num_directions, B, self.hidden_size)
-        h = self.xp.zeros(shape, self.dtype) if h is None else self._check_state(names[0], h, B)
-        if lstm:
-            c = self.xp.zeros(shape, self.dtype) if c is None else self._check_state(names[1], c, B)
-        return h, c
-
-    def _results(self, y, states, unbatched, to_host):
-        """The outputs as the caller expects them: unbatched or batch_first, host or device.
-        y may be None (backward without the input's gradient)."""
-        xp = self.xp
-        if unbatched:
-            y = None if y is None else y.reshape(y.shape[0], y.shape[2])
-            states = [None if s is None else s.reshape(s.shape[0], s.shape[2]) for s in states]
-        elif self.batch_first and y is not None:
-            y = xp.swap01(y)
-        if to_host:
-            y, states = None if y is None else xp.to_host(y), [xp.to_host(s) for s in states]
-        return y, states
-
     def forward(self, x, hx=None):
         """out, h_n = rnn(x, h0)   |   out, (h_n, c_n) = lstm(x, (h0, c0)).
 
@@ -271,11 +198,11 @@ class Recurrent:
         On a GPU layer, device arrays in give device arrays out; NumPy in gives NumPy out.
         """
         xp = self.xp
-        x = self._check_input(x)
+        x = check_input(self, x)
         from_host = not xp.on_device(x)
         unbatched = x.ndim == 2
         if unbatched:
-            x = _add_batch_axis(x, xp)
+            x = add_batch_axis(x, xp)
         elif self.batch_first:
             x = xp.swap01(xp.to_device(x))
         return self._run(xp.contiguous(xp.to_device(x)), False, hx, unbatched, from_host)
@@ -299,7 +226,7 @@ class Recurrent:
             raise TypeError(f"ids must be integers (indices of one-hot inputs), got dtype {a.dtype.name}")
         if a.ndim not in (1, 2) or a.size == 0:
             layout = "(batch, seq)" if self.batch_first else "(seq, batch)"
-            raise ValueError(f"ids must be 2-D {layout} or 1-D (seq,) and not empty, got shape {_shape(a)}")
+            raise ValueError(f"ids must be 2-D {layout} or 1-D (seq,) and not empty, got shape {shape_text(a)}")
         if a.min() < 0 or a.max() >= self.input_size:
             raise ValueError(f"ids must be in [0, input_size={self.input_size}), got values in "
                              f"[{a.min()}, {a.max()}]")
@@ -316,7 +243,7 @@ class Recurrent:
         T, B = x.shape[:2]
         H, D, L = self.hidden_size, self.num_directions, self.num_layers
         lstm = self.cell.has_cell_state
-        h0, c0 = self._split_state("hx", hx, unbatched, B)
+        h0, c0 = split_state(self, "hx", hx, unbatched, B)
 
         h_n = xp.empty((L * D, B, H), self.dtype)
         c_n = xp.empty((L * D, B, H), self.dtype) if lstm else None
@@ -347,7 +274,7 @@ class Recurrent:
             layer_in = xp.contiguous(out)
 
         self._cache = (caches, masks, T, B, unbatched)
-        y, (h_n, c_n) = self._results(layer_in, [h_n, c_n], unbatched, from_host)
+        y, (h_n, c_n) = results(self, layer_in, [h_n, c_n], unbatched, from_host)
         return (y, (h_n, c_n)) if lstm else (y, h_n)
 
     def _weights(self, sfx):
@@ -379,15 +306,15 @@ class Recurrent:
         from_host = not xp.on_device(dout)
         dout = np.asarray(dout) if from_host else dout
         if tuple(dout.shape) != out_shape:
-            raise ValueError(f"dout must have the shape of the output {out_shape}, got {_shape(dout)}")
+            raise ValueError(f"dout must have the shape of the output {out_shape}, got {shape_text(dout)}")
         if dout.dtype != self.dtype:
             raise TypeError(f"dout has dtype {dout.dtype.name}, but the layer is {np.dtype(self.dtype).name}")
         if unbatched:
-            dout = _add_batch_axis(dout, xp)
+            dout = add_batch_axis(dout, xp)
         elif self.batch_first:
             dout = xp.swap01(xp.to_device(dout))
         dout = xp.to_device(dout)
-        dh_n, dc_n = self._split_state("dhx", dhx, unbatched, B)
+        dh_n, dc_n = split_state(self, "dhx", dhx, unbatched, B)
 
         dh0 = xp.empty((L * D, B, H), self.dtype)
         dc0 = xp.empty((L * D, B, H), self.dtype) if lstm else None
@@ -419,7 +346,7 @@ class Recurrent:
             d_layer_out = d_layer_in
 
         self._norms = norms
-        dx, (dh0, dc0) = self._results(d_layer_out, [dh0, dc0], unbatched, from_host)
+        dx, (dh0, dc0) = results(self, d_layer_out, [dh0, dc0], unbatched, from_host)
         return (dx, (dh0, dc0)) if lstm else (dx, dh0)
 
     def __repr__(self):

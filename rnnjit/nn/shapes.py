@@ -1,0 +1,85 @@
+"""What a recurrent layer checks and reshapes around its kernels: the input and state arguments
+(one-line errors for a wrong dtype, rank or shape), the unbatched and batch_first layouts, and
+the way results go back to the caller (host or device). Functions of a layer
+(``rnnjit.nn.recurrent.Recurrent``)."""
+
+import numpy as np
+
+STATE_NAMES = {"hx": "(h0, c0)", "dhx": "(dh_n, dc_n)"}
+
+
+def add_batch_axis(a, xp):
+    """(S, H) -> (S, 1, H): an unbatched array as a batch of one (a view). Other shapes pass
+    through unchanged, for the shape checks to report."""
+    a = a if xp.on_device(a) else np.asarray(a)
+    return a.reshape(a.shape[0], 1, a.shape[1]) if a.ndim == 2 else a
+
+
+def shape_text(a) -> str:
+    return "(" + ", ".join(str(n) for n in a.shape) + ")"
+
+
+def check_state(layer, name, s, B):
+    """A state (h0, c0, dh_n or dc_n) checked: dtype and shape, on the layer's device."""
+    expected = (layer.num_layers * layer.num_directions, B, layer.hidden_size)
+    s = s if layer.xp.on_device(s) else np.asarray(s)
+    if s.dtype != layer.dtype:
+        raise TypeError(f"{name} has dtype {s.dtype.name}, but the layer is {np.dtype(layer.dtype).name}")
+    if tuple(s.shape) != expected:
+        raise ValueError(f"{name} must have shape {expected} (layers*directions, batch, hidden), got {shape_text(s)}")
+    return layer.xp.to_device(s)
+
+
+def check_input(layer, x):
+    """x checked against the layer: dtype, rank, features, not empty (one line each)."""
+    x = x if layer.xp.on_device(x) else np.asarray(x)
+    if x.dtype != layer.dtype:
+        raise TypeError(f"x has dtype {x.dtype.name}, but the layer is {np.dtype(layer.dtype).name}: "
+                        f"pass x.astype(np.{np.dtype(layer.dtype).name}) or build the layer with dtype={x.dtype.name}")
+    if x.ndim not in (2, 3):
+        layout = "(batch, seq, input)" if layer.batch_first else "(seq, batch, input)"
+        raise ValueError(f"x must be 3-D {layout} or 2-D (seq, input), got shape {shape_text(x)}")
+    features = x.shape[x.ndim - 1]
+    if features != layer.input_size:
+        raise ValueError(f"x has {features} features in its last axis, expected input_size={layer.input_size} "
+                         f"(shape {shape_text(x)})")
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        raise ValueError(f"x must have at least one timestep and one batch item, got shape {shape_text(x)}")
+    return x
+
+
+def split_state(layer, name, hx, unbatched, B):
+    """(h, c) from hx as forward or backward takes it (c is None without a cell state);
+    zeros for None; checked, one batch row added when unbatched, on the layer's device."""
+    lstm = layer.cell.has_cell_state
+    h = c = None
+    if hx is not None:
+        if lstm:
+            if not (isinstance(hx, tuple) and len(hx) == 2):
+                raise ValueError(f"{name} for an LSTM must be a tuple {STATE_NAMES[name]}")
+            h, c = hx
+        else:
+            h = hx
+        if unbatched:
+            h = None if h is None else add_batch_axis(h, layer.xp)
+            c = None if c is None else add_batch_axis(c, layer.xp)
+    names = STATE_NAMES[name][1:-1].split(", ")
+    shape = (layer.num_layers * layer.num_directions, B, layer.hidden_size)
+    h = layer.xp.zeros(shape, layer.dtype) if h is None else check_state(layer, names[0], h, B)
+    if lstm:
+        c = layer.xp.zeros(shape, layer.dtype) if c is None else check_state(layer, names[1], c, B)
+    return h, c
+
+
+def results(layer, y, states, unbatched, to_host):
+    """The outputs as the caller expects them: unbatched or batch_first, host or device.
+    y may be None (backward without the input's gradient)."""
+    xp = layer.xp
+    if unbatched:
+        y = None if y is None else y.reshape(y.shape[0], y.shape[2])
+        states = [None if s is None else s.reshape(s.shape[0], s.shape[2]) for s in states]
+    elif layer.batch_first and y is not None:
+        y = xp.swap01(y)
+    if to_host:
+        y, states = None if y is None else xp.to_host(y), [xp.to_host(s) for s in states]
+    return y, states
