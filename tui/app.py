@@ -31,55 +31,17 @@ from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Container, Vertical
-from textual.message import Message
 from textual.widgets import Footer, RichLog, Static
 
 from . import panels
 from .help import HelpScreen
+from .messages import CaughtUp, Events, Finished, Held, Note, as_dict
 from .sources import METRICS, JsonlTail, describe_missing
 from .state import RunState
 from .widgets import GradBars, GradHeatmap, LossPlot, TextLines
 from .widgets.scale import fmt_norm, ramp_hex
 
 EXIT_USAGE = 2
-
-
-# ---- messages from the worker threads -----------------------------------------------------------
-
-class Events(Message):
-    """A batch of engine events, as dicts (``event.to_dict()``, or lines of metrics.jsonl)."""
-
-    def __init__(self, events: list[dict]):
-        super().__init__()
-        self.events = events
-
-
-class Note(Message):
-    """Set (or, with an empty text, clear) one line of the message bar."""
-
-    def __init__(self, slot: str, text: str):
-        super().__init__()
-        self.slot, self.text = slot, text
-
-
-class Held(Message):
-    """The trainer is now held (paused) or released."""
-
-    def __init__(self, held: bool):
-        super().__init__()
-        self.held = held
-
-
-class CaughtUp(Message):
-    """--follow: everything written so far has been read."""
-
-
-class Finished(Message):
-    """The training worker is done; ``error`` is a traceback if the trainer raised."""
-
-    def __init__(self, error: str = ""):
-        super().__init__()
-        self.error = error
 
 
 # ---- the app ------------------------------------------------------------------------------------
@@ -94,15 +56,6 @@ def _set(widget, attribute: str, value) -> None:
     if getattr(widget, key, None) != value:
         setattr(widget, key, value)
         setattr(widget, attribute, value)
-
-
-def _as_dict(event) -> dict:
-    """An engine event as the dict ``to_dict()`` gives, without its deep copy (the trainer's thread
-    pays for this; the engine builds a fresh list of norms for every step, nothing is shared)."""
-    try:
-        return dict(vars(event), event=event.kind)
-    except TypeError:   # a dataclass with __slots__
-        return event.to_dict()
 
 
 class DashboardApp(App):
@@ -237,7 +190,7 @@ class DashboardApp(App):
             for event in trainer.run():
                 # a shallow dict: the engine builds a fresh list for each step's norms, so nothing
                 # here is shared with the kernels, and to_dict()'s deep copy would cost the trainer
-                pending.append(_as_dict(event))
+                pending.append(as_dict(event))
                 if event.kind != "step" or time.monotonic() - last >= self.FLUSH_S:
                     flush()
                 if self._hold.is_set() and not self._stop.is_set():
