@@ -234,9 +234,9 @@ def _cold_compile_probe():
     import subprocess
     import tempfile
     code = ("import time; t=time.perf_counter(); import numpy as np; from rnnjit.models.char_lm import CharLM; "
-            "from rnnjit.train.optim import Adam, clip_gradients; m=CharLM(65, 128, 2, 'lstm'); "
+            "from rnnjit.train.optim import Adam, clip_gradients, gradients; m=CharLM(65, 128, 2, 'lstm'); "
             "o=Adam(m.parameters()); x=np.zeros((64, 32), np.int64); m.forward_backward(x, x, m.initial_state(32)); "
-            "clip_gradients([g for _, _, g in m.parameters()], 5.0); o.step(); print(time.perf_counter()-t)")
+            "clip_gradients(gradients(m.parameters()), 5.0); o.step(); print(time.perf_counter()-t)")
     out = {}
     with tempfile.TemporaryDirectory() as d:
         env = dict(os.environ, NUMBA_CACHE_DIR=d)

@@ -198,6 +198,43 @@ def test_a_classifier_step_moves_only_the_batch_and_the_loss(cuda, monkeypatch):
                                                     key=str)
 
 
+def test_a_step_clips_and_updates_every_parameter_in_one_launch(cuda, monkeypatch):
+    """The model's parameters live in one device buffer (nn/flat.py): the norm is one reduction,
+    the clipping one scaling and Adam one update, however many parameter arrays there are (18
+    here), and the result is the per-array path's."""
+    from rnnjit.kernels.cuda import optim as dev
+    from rnnjit.models import SequenceClassifier
+    from rnnjit.train.optim import Adam, clip_gradients, gradients
+
+    def build():
+        return SequenceClassifier(2, 1, hidden_size=3, num_layers=2, cell="lstm", bidirectional=True,
+                                  seed=0, device="cuda")
+    model, plain = build(), build()
+    params = model.parameters()
+    assert len(params) == 18 and params.flat is not None
+    opt, plain_opt = Adam(params, lr=0.01), Adam(list(plain.parameters()), lr=0.01)
+    x, y = np.random.default_rng(0).random((3, 2, 2)).astype(np.float32), np.ones(2, np.float32)
+    model.forward_backward(x, y)
+    plain.forward_backward(x, y)
+
+    launches, reductions = [], []
+    launch1d, sums = dev.launch1d, dev.sums
+    monkeypatch.setattr(dev, "launch1d", lambda k, n, *a: (launches.append((k, n)), launch1d(k, n, *a)))
+    monkeypatch.setattr(dev, "sums", lambda arrays, **kw: (reductions.append(len(arrays)), sums(arrays, **kw))[1])
+    norm, clipped = clip_gradients(gradients(params), 0.01, "norm")
+    opt.step()
+    n = params.flat.params.size
+    assert clipped and reductions == [1]
+    assert launches == [(dev._scale, n), (dev._adam, n)]
+    monkeypatch.undo()
+
+    plain_norm, _ = clip_gradients([g for _, _, g in plain.parameters()], 0.01, "norm")
+    plain_opt.step()
+    assert norm == pytest.approx(plain_norm, rel=1e-6)
+    for (k, p, _), (_, q, _) in zip(params, plain.parameters()):
+        np.testing.assert_allclose(host(p), host(q), **F32, err_msg=k)
+
+
 # ---- the synthetic tasks through the engine ----------------------------------------------------
 
 def run_task(task, device, steps, out=None, resume=False, **kw):

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..nn.flat import ParameterList, flatten
 from ..nn.recurrent import LAYERS, _host_view
 from .module import CpuKernels, scalar
 
@@ -74,6 +75,7 @@ class CharLM:
             params["embedding.weight"] = rng.standard_normal((self.vocab_size, E)).astype(dtype)
         self._params = {k: self.xp.to_device(v) for k, v in params.items()}
         self._grads = {k: self.xp.zeros(v.shape, self.dtype) for k, v in params.items()}
+        self._flat = flatten([self, self.rnn], self.xp)   # one buffer for all (nn/flat.py)
         self._cache = None
 
     # ---- parameters -------------------------------------------------------------------------
@@ -92,7 +94,7 @@ class CharLM:
         """(name, array, grad) for every parameter; optimizers update the arrays in place
         (device arrays on the GPU)."""
         own = [(k, self._params[k], self._grads[k]) for k in self._params]
-        return own + [("rnn." + k, p, g) for k, p, g in self.rnn.parameters()]
+        return ParameterList(own + [("rnn." + k, p, g) for k, p, g in self.rnn.parameters()], self._flat)
 
     def state_dict(self):
         """Every parameter as a NumPy copy, torch's names."""

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..kernels import dense
 from ..nn.arrays import NumpyArrays
+from ..nn.flat import ParameterList, flatten
 from ..nn.recurrent import LAYERS, _host_view
 
 
@@ -132,10 +133,12 @@ def linear_grad(params, grads, name, x, dz, k=CpuKernels, xp=NumpyArrays):
 
 class Module:
     """Subclasses call ``_setup(device)`` first, then build their layers with ``device=self.device``
-    and hand their own parameters (NumPy, drawn on the host) to ``_own(params)``."""
+    and hand their own parameters (NumPy, drawn on the host) to ``_own(params)``, which also
+    moves every parameter, the layers' included, into one buffer (``nn/flat.py``)."""
 
     layer_names: tuple[str, ...] = ()
     device, k, xp = "cpu", CpuKernels, NumpyArrays
+    _flat = None
 
     def _setup(self, device):
         self.k, self.xp = device_kernels(device)
@@ -145,6 +148,7 @@ class Module:
         """The model's own parameters, sent to its device once, and zero gradients beside them."""
         self._params = {k: self.xp.to_device(v) for k, v in params.items()}
         self._grads = {k: self.xp.zeros(v.shape, v.dtype) for k, v in params.items()}
+        self._flat = flatten([self] + [layer for _, layer in self._layers()], self.xp)
 
     @property
     def params(self):
@@ -163,7 +167,8 @@ class Module:
         """(name, array, grad) for every parameter; optimizers update the arrays in place
         (device arrays on the GPU)."""
         own = [(k, self._params[k], self._grads[k]) for k in self._params]
-        return own + [(f"{n}.{k}", p, g) for n, layer in self._layers() for k, p, g in layer.parameters()]
+        layers = [(f"{n}.{k}", p, g) for n, layer in self._layers() for k, p, g in layer.parameters()]
+        return ParameterList(own + layers, self._flat)
 
     def state_dict(self):
         """Every parameter as a NumPy copy, torch's names."""

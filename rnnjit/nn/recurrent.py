@@ -53,6 +53,7 @@ import numpy as np
 from ..kernels.cells import CELLS
 from ..machine import require_fits
 from .arrays import NumpyArrays
+from .flat import ParameterList, flatten
 from .shapes import add_batch_axis, check_input, results, shape_text, split_state
 
 _DTYPES = (np.float32, np.float64)
@@ -113,6 +114,7 @@ class Recurrent:
         params = self._init_params(np.random.default_rng(init_seq))   # drawn on the host, sent once
         self._params = {k: self.xp.to_device(v) for k, v in params.items()}
         self._grads = {k: self.xp.zeros(v.shape, self.dtype) for k, v in params.items()}
+        self._flat = flatten([self], self.xp)   # one buffer: one optimizer update for all (nn/flat.py)
         self._norms = None
         self._cache = None
 
@@ -178,8 +180,9 @@ class Recurrent:
 
     def parameters(self):
         """(name, array, grad) triples, for an optimizer that updates the arrays in place
-        (device arrays on the GPU)."""
-        return [(k, self._params[k], self._grads[k]) for k in self._params]
+        (device arrays on the GPU); a ``ParameterList`` whose ``flat`` holds them all in one
+        buffer (``nn/flat.py``) unless a model has taken them into its own."""
+        return ParameterList([(k, self._params[k], self._grads[k]) for k in self._params], self._flat)
 
     def train(self, mode: bool = True):
         self.training = bool(mode)

@@ -47,7 +47,7 @@ from . import events as ev
 from .checkpoint import CheckpointError, load_checkpoint, check_values, save_checkpoint
 from .config import ConfigError, TrainConfig
 from .files import CONFIG, METRICS, MetricsLog, remove_temporaries, write_json
-from .optim import OPTIMIZERS, clip_gradients
+from .optim import OPTIMIZERS, clip_gradients, gradients
 
 CHECKPOINT = "checkpoint.npz"
 EXPLOSION_RATIO = 10.0    # a gradient norm this many times its recent median is "exploding"
@@ -297,8 +297,7 @@ class Trainer:
                            f"stopped; {self._kept()}. Gradient norm per layer: "
                            f"{describe_norms(layer_grad_norms(self.model))}. Try a lower --lr or --clip")
                 break
-            grads = [g for _, _, g in self.model.parameters()]
-            norm, clipped = clip_gradients(grads, c.clip, c.clip_mode)
+            norm, clipped = clip_gradients(gradients(self.model.parameters()), c.clip, c.clip_mode)
             if not math.isfinite(norm):
                 reason = "diverged"
                 message = (f"the gradient norm is {norm} at step {self.step + 1} (loss {loss:.4g}): stopped before "

@@ -11,6 +11,12 @@ value, g = clip(g, -c, c). Both report the norm before clipping.
 
 An optimizer's state is a flat dict of arrays (``state_dict()``), so a checkpoint can store it.
 
+Given a model's ``parameters()`` (a ``ParameterList`` whose ``flat`` holds every parameter and
+gradient in one buffer, ``rnnjit/nn/flat.py``), an optimizer keeps its state in buffers of the
+same layout and updates everything in one call (one kernel launch on the GPU); the per-parameter
+state arrays are views of those buffers, so ``state_dict()`` does not change. Any other list of
+(name, array, grad) is updated one array at a time, with the same arithmetic.
+
 Both work on NumPy arrays (the Numba kernels below) and on CUDA device arrays (a model built
 with ``device="cuda"``): they look at the arrays they are given and dispatch. On the device the
 same updates run as small CUDA kernels (``rnnjit.kernels.cuda.optim``), the optimizer's state
@@ -90,26 +96,39 @@ class Optimizer:
     def __init__(self, parameters, lr: float):
         if not lr > 0:
             raise ValueError(f"learning rate must be > 0, got {lr}")
+        self.flat = getattr(parameters, "flat", None)
         self.parameters = list(parameters)
         self.lr = float(lr)
         self.t = 0
-        self.state = {name: {s: _zeros_like(p) for s in self.slots} for name, p, _ in self.parameters}
+        if self.flat is not None:
+            # the state laid out like the parameters: one buffer per slot, a view per parameter
+            bufs = {s: _zeros_like(self.flat.params) for s in self.slots}
+            self._flat_state = [bufs[s] for s in self.slots]
+            self.state = {name: {s: self.flat.view(bufs[s], i) for s in self.slots}
+                          for i, (name, _, _) in enumerate(self.parameters)}
+        else:
+            self.state = {name: {s: _zeros_like(p) for s in self.slots} for name, p, _ in self.parameters}
 
     def step(self):
+        """One update of every parameter: a single call over the flat buffers when the
+        parameters came as a ``ParameterList`` with ``flat`` (``nn/flat.py``), else one per array."""
         self.t += 1
         scalars = self._scalars()
+        if self.flat is not None:
+            f = self.flat
+            self._update(f.params, f.grads, self._flat_state, tuple(f.params.dtype.type(v) for v in scalars))
+            return
         typed = {}   # the scalars in each parameter dtype, converted once per step
         for name, p, g in self.parameters:
             dt = p.dtype.type
             if dt not in typed:
                 typed[dt] = tuple(dt(v) for v in scalars)
-            self._update(p, g, self.state[name], typed[dt])
+            self._update(p, g, [self.state[name][s] for s in self.slots], typed[dt])
 
     def _scalars(self) -> tuple[float, ...]:
         raise NotImplementedError
 
-    def _update(self, p, g, st, scalars):
-        slots = [st[s] for s in self.slots]
+    def _update(self, p, g, slots, scalars):
         if on_device(p):
             _device_ops().update(self.kernel, p, g, slots, scalars)
         else:
@@ -204,6 +223,13 @@ class _HostOps:
 
 def _ops(grads):
     return _device_ops() if grads and on_device(grads[0]) else _HostOps
+
+
+def gradients(parameters) -> list:
+    """The gradients to clip or measure: the one flat buffer when ``parameters`` has one (one
+    reduction, one scaling), else every gradient array."""
+    flat = getattr(parameters, "flat", None)
+    return [flat.grads] if flat is not None else [g for _, _, g in parameters]
 
 
 def global_norm(grads) -> float:

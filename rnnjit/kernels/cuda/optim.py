@@ -12,8 +12,10 @@ The same updates, expression for expression (so float32 results match the CPU's)
     clip by value   g = min(max(g, -c), c)
 
 How the work is split: every update is elementwise, so each is one grid-stride kernel over the
-flat parameter (``elementwise.grid1d``: thread i updates elements i, i + n, ...), launched once
-per parameter array; the scalars (lr, the betas, the bias corrections c1 and c2, which depend on
+flat parameter (``elementwise.grid1d``: thread i updates elements i, i + n, ...). A model keeps
+all its parameters in one buffer and all its gradients in another (``rnnjit/nn/flat.py``), so a
+step's update is ONE launch over every parameter, and so are the clipping and each pass of the
+norm; a plain list of arrays gets one launch per array. The scalars (lr, the betas, the bias corrections c1 and c2, which depend on
 the step count) are computed on the host and passed as kernel arguments in the parameter's
 dtype. The global norm is a two-pass device reduction (``reduce.sums``); its two numbers (the
 sum of squares, and how many values exceed the clip value) are the only thing that comes back;
