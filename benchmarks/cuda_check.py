@@ -30,6 +30,12 @@ with the same data, ``.item()`` on the loss and the norm. Both are checked again
 
 It prints the device, the versions and every parity error, then tables in ms with the ratio
 ours / cuDNN (below 1: we are faster). Exit status 1 if any parity check fails.
+
+Made for a first run on a GPU that nobody has tried it on, with minutes of device time: a case
+that raises (a launch that does not fit, a missing library) is logged with its traceback and
+counted as a failure, and the next case runs; ``--budget S`` starts no new case after S seconds
+and says which it skipped; ``--json F`` rewrites F after every case, so a run cut short still
+leaves its results.
 Needs numpy, numba, numba-cuda and (optionally) torch; nothing else outside the repository.
 """
 
@@ -41,6 +47,7 @@ import platform
 import statistics
 import sys
 import time
+import traceback
 
 import numpy as np
 
@@ -55,6 +62,37 @@ OUT_NAMES = ("out", "h_n", "c_n", "dx", "dh0", "dc0", "dW_ih", "dW_hh", "db_ih",
 
 def log(*a):
     print(*a, flush=True)
+
+
+def failed(label, failures):
+    """Log the exception being handled (the whole traceback: a first run on a GPU has to be
+    debuggable from its log) and count it as a failure; the run goes on with the next case."""
+    e = sys.exc_info()[1]
+    first = (str(e).strip().splitlines() or [""])[0][:300]
+    what = f"{type(e).__name__}: {first}"
+    failures.append(f"{label}: {what}")
+    log(f"  ERROR {label}: {what}")
+    if what not in _SEEN:      # the same error again (one missing library fails every case): once
+        _SEEN.add(what)
+        log("  " + traceback.format_exc().rstrip().replace("\n", "\n  "))
+
+
+_SEEN = set()
+
+
+class Budget:
+    """Start no new case after ``seconds`` (None: no limit); remember what was skipped."""
+
+    def __init__(self, seconds):
+        self.seconds, self.t0, self.skipped = seconds, time.perf_counter(), []
+
+    def over(self, label):
+        if self.seconds is not None and time.perf_counter() - self.t0 > self.seconds:
+            if not self.skipped:
+                log(f"budget of {self.seconds:.0f} s reached: starting no new case")
+            self.skipped.append(label)
+            return True
+        return False
 
 
 def versions():
@@ -300,13 +338,13 @@ class OursLM:
 
     def __init__(self, cell, H, B, T, device="cuda", state=None):
         from rnnjit.models import CharLM
-        from rnnjit.train.optim import Adam, clip_gradients
+        from rnnjit.train.optim import Adam, clip_gradients, gradients
         self.model = CharLM(LM_V, H, LM_LAYERS, cell, seed=0, device=device)
         if state is not None:
             self.model.load_state_dict(state)
         self.opt = Adam(self.model.parameters(), lr=LM_LR)
         self.clip = clip_gradients
-        self.grads = [g for _, _, g in self.model.parameters()]
+        self.grads = gradients(self.model.parameters())   # the one flat buffer, as the engine clips
         self.B = B
 
     def train_step(self, x, y):
@@ -345,46 +383,100 @@ class TorchLM:
         return loss.item(), norm.item()
 
 
-def lm_section(cuda, torch, cells, sizes, T, repeats, failures, cpu_check=True):
+def lm_section(cuda, torch, cells, sizes, T, repeats, failures, cpu_check=True, budget=None, save=None):
     """Parity over LM_STEPS steps, then the median time of a training step, for each cell and (B, H)."""
     rows = []
+    budget = budget or Budget(None)
     for cell in cells:
         for B, H in sizes:
             label = f"charlm {cell} L={LM_LAYERS} B={B} H={H}"
+            if budget.over(label):
+                continue
             log(label)
-            rng = np.random.default_rng(1)
-            data = [(rng.integers(0, LM_V, (T, B)), rng.integers(0, LM_V, (T, B))) for _ in range(LM_STEPS)]
-            ours = OursLM(cell, H, B, T)
-            state = ours.model.state_dict()
-            t0 = time.perf_counter()
-            got = [ours.train_step(x, y) for x, y in data]
-            log(f"  first {LM_STEPS} steps (with compile) {time.perf_counter() - t0:.2f} s")
-            refs = []
-            if cpu_check:
-                cpu = OursLM(cell, H, B, T, device="cpu", state=state)
-                refs.append(("CPU", [cpu.train_step(x, y) for x, y in data]))
-            theirs = None
-            if torch is not None:
-                theirs = TorchLM(torch, cell, H, state)
-                refs.append(("torch", [theirs.train_step(x, y) for x, y in data]))
-            for who, ref in refs:
-                errs = [rel_err([g[i] for g in got], [r[i] for r in ref]) for i in (0, 1)]
-                ok = max(errs) <= PARITY_TOL and all(np.isfinite(v) for g in got for v in g)
-                if not ok:
-                    failures.append(f"{label} vs {who}")
-                log(f"  parity vs {who:<5} {'ok  ' if ok else 'FAIL'} losses {errs[0]:.1e} norms {errs[1]:.1e} "
-                    f"| ours {[round(g[0], 5) for g in got]} {who} {[round(r[0], 5) for r in ref]}")
-            x, y = data[0]
-            row = {"cell": cell, "B": B, "H": H, "T": T}
-            row["ours_train"] = timeit(functools.partial(ours.train_step, x, y), cuda.synchronize, repeats)
-            if theirs is not None:
-                row["torch_train"] = timeit(functools.partial(theirs.train_step, x, y), torch.cuda.synchronize, repeats)
-                del theirs
-                torch.cuda.empty_cache()
-            rows.append(row)
-            log("  time   " + "  ".join(f"{k} {v:.3f} ms" for k, v in row.items() if k.endswith("_train")))
-            del ours
+            try:
+                lm_case(cuda, torch, cell, B, H, T, repeats, failures, cpu_check, label, rows)
+            except Exception:
+                failed(label, failures)
+            if save:
+                save(lm_rows=rows)
     return rows
+
+
+def lm_case(cuda, torch, cell, B, H, T, repeats, failures, cpu_check, label, rows):
+    """One (cell, B, H) of ``lm_section``: appends its row to ``rows``."""
+    rng = np.random.default_rng(1)
+    data = [(rng.integers(0, LM_V, (T, B)), rng.integers(0, LM_V, (T, B))) for _ in range(LM_STEPS)]
+    ours = OursLM(cell, H, B, T)
+    state = ours.model.state_dict()
+    t0 = time.perf_counter()
+    got = [ours.train_step(x, y) for x, y in data]
+    log(f"  first {LM_STEPS} steps (with compile) {time.perf_counter() - t0:.2f} s")
+    refs = []
+    if cpu_check:
+        cpu = OursLM(cell, H, B, T, device="cpu", state=state)
+        refs.append(("CPU", [cpu.train_step(x, y) for x, y in data]))
+    theirs = None
+    if torch is not None:
+        theirs = TorchLM(torch, cell, H, state)
+        refs.append(("torch", [theirs.train_step(x, y) for x, y in data]))
+    for who, ref in refs:
+        errs = [rel_err([g[i] for g in got], [r[i] for r in ref]) for i in (0, 1)]
+        ok = max(errs) <= PARITY_TOL and all(np.isfinite(v) for g in got for v in g)
+        if not ok:
+            failures.append(f"{label} vs {who}")
+        log(f"  parity vs {who:<5} {'ok  ' if ok else 'FAIL'} losses {errs[0]:.1e} norms {errs[1]:.1e} "
+            f"| ours {[round(g[0], 5) for g in got]} {who} {[round(r[0], 5) for r in ref]}")
+    x, y = data[0]
+    row = {"cell": cell, "B": B, "H": H, "T": T}
+    row["ours_train"] = timeit(functools.partial(ours.train_step, x, y), cuda.synchronize, repeats)
+    if theirs is not None:
+        row["torch_train"] = timeit(functools.partial(theirs.train_step, x, y), torch.cuda.synchronize, repeats)
+        del theirs
+        torch.cuda.empty_cache()
+    rows.append(row)
+    log("  time   " + "  ".join(f"{k} {v:.3f} ms" for k, v in row.items() if k.endswith("_train")))
+    del ours
+
+
+def cell_case(cuda, torch, cell, nl, B, H, T, repeats, args, failures, label, rows):
+    """One (cell, nonlinearity, B, H): parity with the CPU and cuDNN, then (tanh only) the times."""
+    d = make_case(cell, B, H, H, T)
+    ours = Ours(cell, nl, d)
+    t0 = time.perf_counter()
+    got = ours.results()
+    cuda.synchronize()
+    log(f"  first call (with compile) {time.perf_counter() - t0:.2f} s")
+    bad = [n for n, a in zip(OUT_NAMES, got) if a is not None and not np.all(np.isfinite(a))]
+    if bad:
+        failures.append(f"{label}: non-finite {bad}")
+        log(f"  FAIL non-finite values in {bad}")
+    # relu: where a pre-activation lies within rounding of 0, two correct implementations
+    # can disagree on relu'(a) and the gradients then differ by O(1) at that element
+    # (it spreads back through time); cuDNN vs CPU shows the same, so a looser bound.
+    tol = RELU_TOL if nl == "relu" else None
+    cpu = None
+    if not args.no_cpu and (not args.quick or B == 1):
+        cpu = cpu_results(cell, nl, d)
+        compare(f"vs CPU  {label}", got, cpu, failures, tol)
+    ref = None
+    if torch is not None:
+        ref = Cudnn(torch, cell, nl, d)
+        theirs = ref.results()
+        compare(f"vs cuDNN {label}", got, theirs, failures, tol)
+        if cpu is not None:
+            compare(f"(cuDNN vs CPU {label})", theirs, cpu, failures, tol, info=True)
+    if nl != "tanh":
+        return
+    row = {"cell": cell, "B": B, "H": H, "T": T}
+    row["ours_fwd"] = timeit(ours.forward, cuda.synchronize, repeats)
+    row["ours_train"] = timeit(ours.train_step, cuda.synchronize, repeats)
+    if ref is not None:
+        row["cudnn_fwd"] = timeit(ref.forward, torch.cuda.synchronize, repeats)
+        row["cudnn_train"] = timeit(ref.train_step, torch.cuda.synchronize, repeats)
+        del ref
+        torch.cuda.empty_cache()
+    rows.append(row)
+    log("  time   " + "  ".join(f"{k} {v:.3f} ms" for k, v in row.items() if k.startswith(("ours", "cudnn"))))
 
 
 def main(argv=None):
@@ -399,6 +491,8 @@ def main(argv=None):
     ap.add_argument("--json", default=None, help="also write the results to this JSON file")
     ap.add_argument("--lm-only", action="store_true", help="only the CharLM training step against torch")
     ap.add_argument("--no-lm", action="store_true", help="skip the CharLM training step")
+    ap.add_argument("--budget", type=float, default=None,
+                    help="start no new case after this many seconds (the cases left are listed as skipped)")
     ap.add_argument("--sweep", action="store_true",
                     help="instead: time our LSTM under several tile shapes (for tuning launch.plan)")
     args = ap.parse_args(argv)
@@ -442,52 +536,30 @@ def main(argv=None):
 
     failures, rows = [], []
     t_start = time.perf_counter()
+    budget = Budget(args.budget)
+    results = {"device": name, "info": info, "versions": versions(), "rows": rows, "lm_rows": [],
+               "failures": failures, "skipped": budget.skipped}
+
+    def save(**more):
+        results.update(more)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(results, f, indent=1, default=str)
+
     # the RNN with relu only for parity (its timing is the tanh RNN's)
     parity_cases = [(c, "tanh") for c in cells] + ([("rnn", "relu")] if "rnn" in cells else [])
     for cell, nl in ([] if args.lm_only else parity_cases):
-        timed = nl == "tanh"
         for B in Bs:
             for H in Hs:
                 label = f"{cell}{'-relu' if nl == 'relu' else ''} B={B} H={H}"
-                log(f"{label}")
-                d = make_case(cell, B, H, H, T)
-                ours = Ours(cell, nl, d)
-                t0 = time.perf_counter()
-                got = ours.results()
-                cuda.synchronize()
-                log(f"  first call (with compile) {time.perf_counter() - t0:.2f} s")
-                bad = [n for n, a in zip(OUT_NAMES, got) if a is not None and not np.all(np.isfinite(a))]
-                if bad:
-                    failures.append(f"{label}: non-finite {bad}")
-                    log(f"  FAIL non-finite values in {bad}")
-                # relu: where a pre-activation lies within rounding of 0, two correct implementations
-                # can disagree on relu'(a) and the gradients then differ by O(1) at that element
-                # (it spreads back through time); cuDNN vs CPU shows the same, so a looser bound.
-                tol = RELU_TOL if nl == "relu" else None
-                cpu = None
-                if not args.no_cpu and (not args.quick or B == 1):
-                    cpu = cpu_results(cell, nl, d)
-                    compare(f"vs CPU  {label}", got, cpu, failures, tol)
-                ref = None
-                if torch is not None:
-                    ref = Cudnn(torch, cell, nl, d)
-                    theirs = ref.results()
-                    compare(f"vs cuDNN {label}", got, theirs, failures, tol)
-                    if cpu is not None:
-                        compare(f"(cuDNN vs CPU {label})", theirs, cpu, failures, tol, info=True)
-                if not timed:
+                if budget.over(label):
                     continue
-                row = {"cell": cell, "B": B, "H": H, "T": T}
-                row["ours_fwd"] = timeit(ours.forward, cuda.synchronize, repeats)
-                row["ours_train"] = timeit(ours.train_step, cuda.synchronize, repeats)
-                if ref is not None:
-                    row["cudnn_fwd"] = timeit(ref.forward, torch.cuda.synchronize, repeats)
-                    row["cudnn_train"] = timeit(ref.train_step, torch.cuda.synchronize, repeats)
-                    del ref
-                    torch.cuda.empty_cache()
-                rows.append(row)
-                log("  time   " + "  ".join(f"{k} {v:.3f} ms" for k, v in row.items() if k.startswith(("ours", "cudnn"))))
-                del ours
+                log(f"{label}")
+                try:
+                    cell_case(cuda, torch, cell, nl, B, H, T, repeats, args, failures, label, rows)
+                except Exception:
+                    failed(label, failures)
+                save()
 
     log("=" * 100)
     log(f"{'cell':<5} {'B':>4} {'H':>5} | {'fwd ours':>9} {'cuDNN':>9} {'ratio':>6} | "
@@ -504,7 +576,7 @@ def main(argv=None):
             f"{ratio(r, 'ours_train', 'cudnn_train')}")
     log("=" * 100)
     lm_rows = [] if args.no_lm else lm_section(cuda, torch, cells, lm_sizes, T, repeats, failures,
-                                               cpu_check=not args.no_cpu)
+                                               cpu_check=not args.no_cpu, budget=budget, save=save)
     if lm_rows:
         log("=" * 100)
         log(f"{'charlm':<6} {'B':>4} {'H':>5} | {'step ours':>10} {'torch':>9} {'ratio':>6}   "
@@ -513,13 +585,11 @@ def main(argv=None):
             log(f"{r['cell']:<6} {r['B']:>4} {r['H']:>5} | {cell_(r, 'ours_train'):>10} {cell_(r, 'torch_train')} "
                 f"{ratio(r, 'ours_train', 'torch_train')}")
         log("=" * 100)
+    if budget.skipped:
+        log(f"skipped for the budget ({len(budget.skipped)}): " + "; ".join(budget.skipped))
     log(f"total {time.perf_counter() - t_start:.1f} s; parity: "
         + ("all ok" if not failures else f"{len(failures)} FAILED: " + "; ".join(failures)))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"device": name, "info": info, "versions": versions(), "rows": rows, "lm_rows": lm_rows,
-                       "failures": failures},
-                      f, indent=1, default=str)
+    save(lm_rows=lm_rows)
     return 1 if failures else 0
 
 

@@ -27,3 +27,23 @@ def test_cuda_kernels_in_the_simulator(module):
     tail = "\n".join(out.stdout.strip().splitlines()[-15:])
     assert out.returncode == 0, tail
     assert " passed" in tail and " failed" not in tail
+
+
+def test_the_gpu_check_script_runs_in_the_simulator(tmp_path):
+    """benchmarks/cuda_check.py is what a session with a GPU runs, once, with minutes to spare: its
+    tiny configuration runs here end to end (parity with the CPU, timings, the CharLM step, the
+    JSON), so that the first run on a GPU does not find a broken script."""
+    pytest.importorskip("numba_cuda")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = tmp_path / "check.json"
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    run = subprocess.run([sys.executable, os.path.join(root, "benchmarks", "cuda_check.py"), "--tiny", "--cells",
+                          "lstm", "--json", str(out)], capture_output=True, text=True, env=env, cwd=str(tmp_path))
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    import json
+    result = json.loads(out.read_text())
+    assert result["failures"] == [] and result["skipped"] == []
+    assert [(r["cell"], r["B"], r["H"]) for r in result["rows"]] == [("lstm", 1, 4), ("lstm", 1, 6), ("lstm", 3, 4),
+                                                                    ("lstm", 3, 6)]
+    assert all(r["ours_train"] > 0 for r in result["rows"] + result["lm_rows"])
+    assert "parity vs CPU  lstm B=3 H=6" in run.stdout and "parity vs CPU   ok" in run.stdout

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Everything a session with a lent GPU runs, in one command of at most ~8 minutes:
+#
+#     bash benchmarks/gpu_session.sh            # from the repository root, on the GPU machine
+#
+# 1. what the machine is (nvidia-smi, python3's numba, numba-cuda, torch versions);
+# 2. benchmarks/cuda_check.py --quick: parity with the CPU kernels and cuDNN, then timings
+#    (it starts no new case after CHECK_BUDGET seconds and lists what it skipped);
+# 3. the CUDA tests on the GPU itself (tests/test_cuda.py, tests/test_cuda_models.py);
+# 4. rnnjit train on the default corpus with --device cuda, then the same on the CPU, a few
+#    hundred steps each: tokens per second of the whole engine on both.
+#
+# It needs nothing installed: the image's python3 has numpy, numba, numba-cuda, rich, pytest and
+# torch (KINDS.md of the device tool), and rnnjit runs from this checkout (PYTHONPATH). Logs and
+# JSON land in $OUT (or ./gpu-out when OUT is unset). A dry run without a GPU, in the simulator:
+#     NUMBA_ENABLE_CUDASIM=1 CHECK_ARGS=--tiny TESTS=tests/test_cuda_models.py STEPS=3 \
+#         TRAIN_ARGS="--hidden 4 --batch 2 --seq-len 3" bash benchmarks/gpu_session.sh
+# Each step has its own time limit, so a step
+# that hangs or runs long still leaves the others' results; the exit status is the first failure's.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT="${OUT:-gpu-out}"
+mkdir -p "$OUT"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+CHECK_BUDGET="${CHECK_BUDGET:-200}"   # seconds after which cuda_check starts no new case
+CHECK_ARGS="${CHECK_ARGS:---quick}"   # a dry run of this script in the simulator: --tiny
+TESTS="${TESTS:-tests/test_cuda.py tests/test_cuda_models.py}"
+STEPS="${STEPS:-300}"                 # training steps on the GPU (a third of them on the CPU)
+TRAIN_ARGS="${TRAIN_ARGS:-}"          # more options for both rnnjit train runs
+status=0
+step() { # step NAME LIMIT_S COMMAND...: run it under a time limit, log to $OUT/NAME.log
+    local name=$1 limit=$2; shift 2
+    echo "==== $name (limit ${limit}s): $*"
+    local t0=$SECONDS
+    timeout --signal=INT --kill-after=10 "$limit" "$@" 2>&1 | tee "$OUT/$name.log"
+    local rc=${PIPESTATUS[0]}
+    echo "==== $name: exit $rc after $((SECONDS - t0))s"
+    [ "$status" -eq 0 ] && [ "$rc" -ne 0 ] && status=$rc
+    return 0
+}
+
+step machine 60 bash -c 'nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv;
+    python3 -c "import sys, numpy, numba, numba_cuda; print(sys.version.split()[0], \"numpy\", numpy.__version__,
+    \"numba\", numba.__version__, \"numba-cuda\", numba_cuda.__version__)";
+    python3 -c "import torch; print(\"torch\", torch.__version__, torch.cuda.is_available())"'
+step cuda_check $((CHECK_BUDGET + 150)) python3 benchmarks/cuda_check.py $CHECK_ARGS --budget "$CHECK_BUDGET" \
+    --json "$OUT/cuda_check.json"
+step cuda_tests 200 python3 -m pytest -v -p no:cacheprovider -o addopts= $TESTS
+quiet="--sample-every 0 --eval-every 0 --eval-batches 4 --checkpoint-every 0 $TRAIN_ARGS"
+runs=$(mktemp -d)
+step train 150 bash -c "set -o pipefail; python3 -m rnnjit.cli train --device cuda --steps $STEPS --out $runs/cuda $quiet 2>&1 | tail -4;
+    cuda=\$?; python3 -m rnnjit.cli train --device cpu --steps $((STEPS / 3)) --out $runs/cpu $quiet 2>&1 | tail -4 && exit \$cuda"
+exit $status
