@@ -25,8 +25,10 @@ bidirectional layer, batch_first transposes, dropout masks from a counter-based 
 (the twin of ``kernels/dense.py``: embedding and its scatter-add, row gathers and scatters, the
 linear head on the tiled GEMM, fused softmax cross-entropy, mean squared error, tanh and its
 gradient, row-wise argmax), ``optim.py`` (SGD, Adagrad, RMSprop, Adam and clipping),
-and ``arrays.py`` (the namespace through which the layers and the model call all of this,
-twin of ``rnnjit.nn.arrays.NumpyArrays``).
+``arrays.py`` (the namespace through which the layers and the model call all of this,
+twin of ``rnnjit.nn.arrays.NumpyArrays``), and ``memory.py`` (a caching device-memory pool, a
+Numba EMM plugin that ``require_cuda()`` installs on a GPU, so that a step's temporaries reuse
+freed blocks instead of calling cuMemAlloc and cuMemFree; RNNJIT_CUDA_POOL=0 switches it off).
 
 Design: parameters, gradients, optimizer state, activations, caches, dropout masks and the
 hidden state carried between chunks are device arrays for the whole run; they are made once
@@ -116,6 +118,11 @@ def require_cuda() -> None:
     why = _why_unavailable()
     if why is not None:
         raise RuntimeError(why)
+    if not simulator_enabled():
+        # The caching device-memory pool (memory.py), set before the first CUDA context exists:
+        # cuda.is_available() above initialises the driver but makes no context.
+        from . import memory
+        memory.install()
 
 
 def to_device(a):
