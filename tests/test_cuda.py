@@ -94,6 +94,35 @@ def test_training_kernels_compile_for_a_gpu():
     assert words == ["COMPILED", "38"]
 
 
+def test_persistent_kernels_compile_for_a_gpu():
+    """Every cell's persistent forward and backward kernel, with the weights read every step
+    (KN = 0) and kept by the threads (KN = 4: H = 128 forward with 32 k-slices), compile to PTX
+    for sm_90 in both dtypes, with GPU-sized tiles; and no thread array spills to local memory:
+    the kept weights, the partial sums and the row indices all live in registers."""
+    words = compile_ptx("""
+        import re
+        from rnnjit.kernels.cuda import gru, lstm, rnn
+        n, spills = 0, []
+        for F in (t.float32, t.float64):
+            v, m, m3, b, i, f64m = F[::1], F[:, ::1], F[:, :, ::1], t.boolean, t.int64, t.float64[:, ::1]
+            sigs = [(lstm._forward_kernel, (m3, v, v, m, m3, m3, b, i, i)),
+                    (lstm._backward_kernel, (m3, m3, m, m3, m, m, m3, m, f64m, b, i, i)),
+                    (gru._forward_kernel, (m3, m3, v, v, m, m3, b, i, i)),
+                    (gru._backward_kernel, (m3, m3, m3, m, m3, m, m, m3, m3, m, f64m, b, i, i)),
+                    (rnn._forward_kernel, (m3, v, v, m, m3, b, b, i, i)),
+                    (rnn._backward_kernel, (m3, m, m3, m, m3, m, f64m, b, b, i, i))]
+            for make, sig in sigs:
+                for KN in (0, 4):
+                    kernel = make(8, 32, 8, KN)
+                    ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=(9, 0))
+                    n += 1
+                    if re.search(r"__local_depot", ptx):
+                        spills.append(f"{kernel.py_func.__name__}/{KN}/{F}")
+        print("COMPILED", n, "SPILLS", ",".join(spills) or "none")
+        """)
+    assert words == ["COMPILED", "24", "SPILLS", "none"]
+
+
 # ---- the kernels against the CPU ---------------------------------------------------------------
 
 def _case(cell, dtype, T=4, B=2, I=3, H=5, seed=0):
@@ -153,6 +182,36 @@ def test_several_tiles_and_ragged_edges(cuda, cell, nl):
     from rnnjit.kernels.cuda.launch import tuning
     with tuning(jt=4, ks=4, bt=4, threads=16):
         _compare(cell, nl, True, np.float32, T=3, B=5, I=2, H=6)
+
+
+@pytest.mark.parametrize("cell,nl", CELL_CASES)
+def test_threads_keep_their_weights(cuda, cell, nl, monkeypatch):
+    """The kernel variants whose threads load their W_hh values once and keep them (KN > 0,
+    launch.py) against the CPU, forward and backward, over several batch tiles and a ragged k
+    axis (H = 3 over 2 k-slices); and the fallbacks: the weights read every step when
+    ``own_weights`` is 0, or when the grid cannot be a multiple of the unit tiles (the
+    simulator's one-block grid with 2 unit tiles)."""
+    import importlib
+
+    from rnnjit.kernels.cuda.launch import tuning
+    module = importlib.import_module(f"rnnjit.kernels.cuda.{cell}")
+    built, launch = [], module.launch_persistent
+
+    def spy(make, p, kn, *args):
+        return launch(lambda k: (built.append(k), make(k))[1], p, kn, *args)
+
+    monkeypatch.setattr(module, "launch_persistent", spy)
+    G = CELLS[cell].gates
+    with tuning(jt=4, ks=2, bt=1):
+        _compare(cell, nl, False, np.float32, T=3, B=3, I=2, H=3)
+        assert built == [2, -(-3 * G // 2)]        # KN = ceil(H / KS) forward, ceil(G H / KS) backward
+        built.clear()
+        _compare(cell, nl, True, np.float64, T=3, B=2, I=2, H=6)   # 2 unit tiles: KN built, then 0 runs
+        assert built == [3, 0, -(-6 * G // 2), 0]
+        built.clear()
+        with tuning(own_weights=0):
+            _compare(cell, nl, False, np.float32, T=3, B=3, I=2, H=3)
+        assert built == [0, 0]
 
 
 def test_gpu_sized_tiles(cuda):

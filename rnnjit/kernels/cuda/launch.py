@@ -33,6 +33,21 @@ all blocks resident), each block loops over tiles ``blockIdx.x, blockIdx.x + gri
 every block reaches the grid barrier the same number of times. Under the simulator a cooperative
 grid has one block, which then loops over all tiles: the same code path.
 
+**Weights held by the threads.** In step 1 thread (x, y) multiplies the same weights at every
+step: its unit's column of W_hh at k = y, y + KS, ... for each gate, KN = ceil(H / KS) values per
+gate (backward: KN = ceil(G*H / KS) values of its unit's column of W_hh). Read from global memory
+that is a round trip to L2 for every value at every step, on the critical path of a chain of T
+steps. So when they are few (G * KN <= ``SETTINGS["own_weights"]``, 64 by default: H <= 512 for
+an LSTM with 32 k-slices), each thread loads its weights ONCE, before the time loop, into a
+``cuda.local.array`` of compile-time size, and the step reads only h_{t-1} (or dA_{t+1}) from
+memory. Where NVVM unrolls the k loop the array lives in registers (KN = 4, an H = 128 forward:
+``tests/test_cuda.py`` compiles every kernel to PTX and checks that nothing spills); for longer
+loops it sits in local memory, which L1 caches (KN = 16: 256 bytes a thread). This is what persistent RNN kernels (Diamos et al.
+2016, "Persistent RNNs"; cuDNN's persistent algorithms) do with registers or shared memory. It
+needs every tile of a block to share one range of units: the grid is then a multiple of
+``tiles_j`` (``launch_persistent`` trims it; when not even ``tiles_j`` blocks fit, or the weights
+are too many, the kernel variant with KN = 0 reads W_hh from memory as before).
+
 Blocks have 256 threads on a GPU (JT x KS = 8 x 32, 16 x 16 or 32 x 8). JT and BT (batch rows per
 tile) are chosen per call (``plan``): the most rows per tile (8, 4, 2, 1: each W load then serves
 more rows) and the narrowest tiles (8, 16, 32 units) that still make at least one tile per
@@ -66,6 +81,7 @@ SETTINGS = {
     "bt": None,            # batch rows per tile; None: choose per call
     "threads": 8 if simulating() else 256,   # threads per block, jt * ks
     "max_blocks": None,    # cap on the cooperative grid; None: what fits
+    "own_weights": 64,     # most W_hh values a thread keeps for the whole loop (0: read them every step)
 }
 
 
@@ -151,10 +167,12 @@ def cooperative_grid(kernel, args, p: Plan) -> int:
     """Blocks for a cooperative launch: one per tile, at most what can be resident at once."""
     if simulating():
         return 1  # the simulator's cooperative grids have one block
-    argtypes = tuple(kernel.typeof_pyval(a) for a in args)
-    key = (id(kernel), argtypes, p.threads)
+    # A kernel's arguments differ between calls only in their dtype (ndim and layout are fixed),
+    # so the dtype of the first is key enough: no typing of every argument on every launch.
+    key = (id(kernel), args[0].dtype, p.threads)
     fit = _grid_cache.get(key)
     if fit is None:
+        argtypes = tuple(kernel.typeof_pyval(a) for a in args)
         fit = kernel.compile(argtypes).max_cooperative_grid_blocks(p.jt * p.ks)
         _grid_cache[key] = fit
     n = min(p.tiles, fit)
@@ -165,8 +183,25 @@ def cooperative_grid(kernel, args, p: Plan) -> int:
     return n
 
 
-def launch_persistent(kernel, p: Plan, *args):
-    """Launch a persistent (grid-synchronised) kernel over the tiles of plan ``p``."""
+def own_weights(p: Plan, length: int, per_k: int) -> int:
+    """KN, the values per gate a thread of plan ``p`` keeps of W_hh for the whole loop (see the
+    module docstring), for a k axis of ``length`` and ``per_k`` gates read per k; 0 when too many."""
+    kn = -(-length // p.ks)
+    return kn if 0 < kn * per_k <= SETTINGS["own_weights"] else 0
+
+
+def launch_persistent(make, p: Plan, kn: int, *args):
+    """Launch a persistent (grid-synchronised) kernel over the tiles of plan ``p``: ``make(kn)``,
+    whose threads keep their weights (KN = kn values per gate), on a grid that is a multiple of
+    ``p.tiles_j`` (so that every tile of a block has the same units); else ``make(0)``."""
+    if kn:
+        kernel = make(kn)
+        n = cooperative_grid(kernel, args, p)
+        n -= n % p.tiles_j
+        if n:
+            kernel[n, p.threads](*args)
+            return
+    kernel = make(0)
     kernel[cooperative_grid(kernel, args, p), p.threads](*args)
 
 

@@ -29,7 +29,8 @@ forward
      each tile (JT units x BT batch rows, all four gates) computes its slice of
      h_{t-1} W_hh^T split over KS k-slices, meets in shared memory, does the gate math above,
      writes h_t, c_t and the activated gates; then the whole grid waits at ``grid.sync()``
-     because step t + 1 reads every unit of h_t.
+     because step t + 1 reads every unit of h_t. When they are few (H <= 512 here), each thread
+     loads its 4 KN weights of W_hh^T once, before the loop, and keeps them (``w_own``).
 backward
   1. ``lstm_backward_persistent``: ONE cooperative launch runs the time loop in reverse. Per
      step, each tile first finishes dh_t = dA_{t+1} W_hh for its units (split over KS slices
@@ -51,13 +52,15 @@ from numba import cuda
 
 from .activations import sigmoid
 from .gemm import column_sums, gemm, transpose
-from .launch import block_sum, check, copy, finish_norms, launch_persistent, plan
+from .launch import block_sum, check, copy, finish_norms, launch_persistent, own_weights, plan
 
 
 @functools.cache
-def _forward_kernel(JT, KS, BT):
-    """The persistent forward kernel for tiles of JT units x BT rows, KS k-slices."""
+def _forward_kernel(JT, KS, BT, KN):
+    """The persistent forward kernel for tiles of JT units x BT rows, KS k-slices; with KN > 0
+    each thread keeps its KN weights per gate for the whole loop (``launch.py``)."""
     RED = (KS, 4 * BT, JT)   # partial sums: k-slice, (gate, row), unit
+    OWN = max(1, 4 * KN)
 
     @cuda.jit(cache=True)
     def lstm_forward_persistent(gates, b_ih, b_hh, W_hhT, hs, cs, reverse, tiles_j, tiles_b):
@@ -71,6 +74,13 @@ def _forward_kernel(JT, KS, BT):
         hk = cuda.local.array(BT, dtype=hs.dtype)
         rows = cuda.local.array(BT, dtype=np.int64)
         nxt = 0 if reverse else 1        # row of hs holding the state after step t is t + nxt
+        w_own = cuda.local.array(OWN, dtype=hs.dtype)
+        if KN:                           # the weights this thread multiplies at every step, once
+            jw = min((cuda.blockIdx.x % tiles_j) * JT + tx, H - 1)
+            for kk in range(KN):
+                k = min(ty + kk * KS, H - 1)
+                for g in range(4):
+                    w_own[g * KN + kk] = W_hhT[k, g * H + jw]
 
         for s in range(T):
             t = T - 1 - s if reverse else s
@@ -97,13 +107,15 @@ def _forward_kernel(JT, KS, BT):
                     for g in range(4):
                         acc[g, bb] = 0
                 # 1. this thread's k-slice of the recurrent GEMM h_{t-1} W_hh^T
-                for k in range(ty, H, KS):
-                    for bb in range(BT):
-                        hk[bb] = prev_h[rows[bb], k]
-                    for g in range(4):
-                        w = W_hhT[k, g * H + jc]
+                for kk in range(KN if KN else (H - ty + KS - 1) // KS):
+                    k = ty + kk * KS
+                    if k < H:
                         for bb in range(BT):
-                            acc[g, bb] += hk[bb] * w
+                            hk[bb] = prev_h[rows[bb], k]
+                        for g in range(4):
+                            w = w_own[g * KN + kk] if KN else W_hhT[k, g * H + jc]
+                            for bb in range(BT):
+                                acc[g, bb] += hk[bb] * w
                 # 2. the KS slices meet in shared memory
                 for g in range(4):
                     for bb in range(BT):
@@ -138,10 +150,12 @@ def _forward_kernel(JT, KS, BT):
 
 
 @functools.cache
-def _backward_kernel(JT, KS, BT):
-    """The persistent backward kernel for tiles of JT units x BT rows, KS k-slices."""
+def _backward_kernel(JT, KS, BT, KN):
+    """The persistent backward kernel for tiles of JT units x BT rows, KS k-slices; with KN > 0
+    each thread keeps its KN weights (of the 4H-long k axis) for the whole loop (``launch.py``)."""
     RED = (KS, BT, JT)
     NT = JT * KS
+    OWN = max(1, KN)
 
     @cuda.jit(cache=True)
     def lstm_backward_persistent(gates, cs, W_hh, dout, dh_n, dc, dG, dh0, part, reverse, tiles_j, tiles_b):
@@ -156,6 +170,11 @@ def _backward_kernel(JT, KS, BT):
         acc = cuda.local.array(BT, dtype=cs.dtype)
         rows = cuda.local.array(BT, dtype=np.int64)
         nxt = 0 if reverse else 1
+        w_own = cuda.local.array(OWN, dtype=cs.dtype)
+        if KN:                                   # the weights this thread multiplies at every step, once
+            jw = min((cuda.blockIdx.x % tiles_j) * JT + tx, H - 1)
+            for kk in range(KN):
+                w_own[kk] = W_hh[min(ty + kk * KS, G - 1), jw]
 
         for s in range(T + 1):                   # pass T only finishes dh0
             t = s if reverse else T - 1 - s      # the step whose gate gradients this pass makes
@@ -169,10 +188,12 @@ def _backward_kernel(JT, KS, BT):
                     for bb in range(BT):
                         rows[bb] = min(b0 + bb, B - 1)
                         acc[bb] = 0
-                    for k in range(ty, G, KS):
-                        w = W_hh[k, jc]
-                        for bb in range(BT):
-                            acc[bb] += dG[tp, rows[bb], k] * w
+                    for kk in range(KN if KN else (G - ty + KS - 1) // KS):
+                        k = ty + kk * KS
+                        if k < G:
+                            w = w_own[kk] if KN else W_hh[k, jc]
+                            for bb in range(BT):
+                                acc[bb] += dG[tp, rows[bb], k] * w
                     for bb in range(BT):
                         red[ty, bb, tx] = acc[bb]
                 cuda.syncthreads()
@@ -235,7 +256,7 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, reverse):
     gemm(x.reshape(T * B, I), W_ih, trans_b=True, out=gates.reshape(T * B, G))  # inputs of all steps
     W_hhT = transpose(W_hh)
     p = plan(B, H, dtype)
-    launch_persistent(_forward_kernel(p.jt, p.ks, p.bt), p,
+    launch_persistent(functools.partial(_forward_kernel, p.jt, p.ks, p.bt), p, own_weights(p, H, 4),
                       gates, b_ih, b_hh, W_hhT, hs, cs, bool(reverse), p.tiles_j, p.tiles_b)
     return hs, cs, gates
 
@@ -258,7 +279,7 @@ def lstm_backward(x, W_ih, W_hh, hs, cs, gates, dout, dh_n, dc_n, reverse):
     copy(dc, dc_n)
     dh0 = cuda.device_array((B, H), dtype)
     part = cuda.device_array((T, p.tiles), np.float64)
-    launch_persistent(_backward_kernel(p.jt, p.ks, p.bt), p,
+    launch_persistent(functools.partial(_backward_kernel, p.jt, p.ks, p.bt), p, own_weights(p, G, 1),
                       gates, cs, W_hh, dout, dh_n, dc, dG, dh0, part, bool(reverse), p.tiles_j, p.tiles_b)
     norms = finish_norms(part)
 

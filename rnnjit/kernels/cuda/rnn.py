@@ -26,13 +26,15 @@ import numpy as np
 from numba import cuda
 
 from .gemm import column_sums, gemm, transpose
-from .launch import block_sum, check, copy, finish_norms, launch_persistent, plan
+from .launch import block_sum, check, copy, finish_norms, launch_persistent, own_weights, plan
 
 
 @functools.cache
-def _forward_kernel(JT, KS, BT):
-    """The persistent forward kernel for tiles of JT units x BT rows, KS k-slices."""
+def _forward_kernel(JT, KS, BT, KN):
+    """The persistent forward kernel for tiles of JT units x BT rows, KS k-slices; with KN > 0
+    each thread keeps its KN weights for the whole loop (``launch.py``)."""
     RED = (KS, BT, JT)
+    OWN = max(1, KN)
 
     @cuda.jit(cache=True)
     def rnn_forward_persistent(xa, b_ih, b_hh, W_hhT, hs, reverse, use_relu, tiles_j, tiles_b):
@@ -44,6 +46,11 @@ def _forward_kernel(JT, KS, BT):
         acc = cuda.local.array(BT, dtype=hs.dtype)
         rows = cuda.local.array(BT, dtype=np.int64)
         nxt = 0 if reverse else 1
+        w_own = cuda.local.array(OWN, dtype=hs.dtype)
+        if KN:                                        # the weights this thread multiplies at every step, once
+            jw = min((cuda.blockIdx.x % tiles_j) * JT + tx, H - 1)
+            for kk in range(KN):
+                w_own[kk] = W_hhT[min(ty + kk * KS, H - 1), jw]
 
         for s in range(T):
             t = T - 1 - s if reverse else s
@@ -61,10 +68,12 @@ def _forward_kernel(JT, KS, BT):
                     rows[bb] = min(b0 + bb, B - 1)
                     acc[bb] = 0
                 # 1. this thread's k-slice of the recurrent GEMM h_{t-1} W_hh^T
-                for k in range(ty, H, KS):
-                    w = W_hhT[k, jc]
-                    for bb in range(BT):
-                        acc[bb] += prev_h[rows[bb], k] * w
+                for kk in range(KN if KN else (H - ty + KS - 1) // KS):
+                    k = ty + kk * KS
+                    if k < H:
+                        w = w_own[kk] if KN else W_hhT[k, jc]
+                        for bb in range(BT):
+                            acc[bb] += prev_h[rows[bb], k] * w
                 # 2. the KS slices meet in shared memory
                 for bb in range(BT):
                     red[ty, bb, tx] = acc[bb]
@@ -83,10 +92,12 @@ def _forward_kernel(JT, KS, BT):
 
 
 @functools.cache
-def _backward_kernel(JT, KS, BT):
-    """The persistent backward kernel for tiles of JT units x BT rows, KS k-slices."""
+def _backward_kernel(JT, KS, BT, KN):
+    """The persistent backward kernel for tiles of JT units x BT rows, KS k-slices; with KN > 0
+    each thread keeps its KN weights for the whole loop (``launch.py``)."""
     RED = (KS, BT, JT)
     NT = JT * KS
+    OWN = max(1, KN)
 
     @cuda.jit(cache=True)
     def rnn_backward_persistent(hs, W_hh, dout, dh_n, dG, dh0, part, reverse, use_relu, tiles_j, tiles_b):
@@ -100,6 +111,11 @@ def _backward_kernel(JT, KS, BT):
         acc = cuda.local.array(BT, dtype=hs.dtype)
         rows = cuda.local.array(BT, dtype=np.int64)
         nxt = 0 if reverse else 1
+        w_own = cuda.local.array(OWN, dtype=hs.dtype)
+        if KN:                                        # the weights this thread multiplies at every step, once
+            jw = min((cuda.blockIdx.x % tiles_j) * JT + tx, H - 1)
+            for kk in range(KN):
+                w_own[kk] = W_hh[min(ty + kk * KS, H - 1), jw]
 
         for s in range(T + 1):
             t = s if reverse else T - 1 - s
@@ -113,10 +129,12 @@ def _backward_kernel(JT, KS, BT):
                     for bb in range(BT):
                         rows[bb] = min(b0 + bb, B - 1)
                         acc[bb] = 0
-                    for k in range(ty, H, KS):
-                        w = W_hh[k, jc]
-                        for bb in range(BT):
-                            acc[bb] += dG[tp, rows[bb], k] * w
+                    for kk in range(KN if KN else (H - ty + KS - 1) // KS):
+                        k = ty + kk * KS
+                        if k < H:
+                            w = w_own[kk] if KN else W_hh[k, jc]
+                            for bb in range(BT):
+                                acc[bb] += dG[tp, rows[bb], k] * w
                     for bb in range(BT):
                         red[ty, bb, tx] = acc[bb]
                 cuda.syncthreads()
@@ -165,7 +183,7 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh, reverse, use_relu):
     gemm(x.reshape(T * B, I), W_ih, trans_b=True, out=xa.reshape(T * B, H))  # inputs of all steps
     W_hhT = transpose(W_hh)
     p = plan(B, H, dtype)
-    launch_persistent(_forward_kernel(p.jt, p.ks, p.bt), p,
+    launch_persistent(functools.partial(_forward_kernel, p.jt, p.ks, p.bt), p, own_weights(p, H, 1),
                       xa, b_ih, b_hh, W_hhT, hs, bool(reverse), bool(use_relu), p.tiles_j, p.tiles_b)
     return hs
 
@@ -184,7 +202,7 @@ def rnn_backward(x, W_ih, W_hh, hs, dout, dh_n, reverse, use_relu):
     dG = cuda.device_array((T, B, H), dtype)
     dh0 = cuda.device_array((B, H), dtype)
     part = cuda.device_array((T, p.tiles), np.float64)
-    launch_persistent(_backward_kernel(p.jt, p.ks, p.bt), p,
+    launch_persistent(functools.partial(_backward_kernel, p.jt, p.ks, p.bt), p, own_weights(p, H, 1),
                       hs, W_hh, dout, dh_n, dG, dh0, part, bool(reverse), bool(use_relu), p.tiles_j, p.tiles_b)
     norms = finish_norms(part)
 
