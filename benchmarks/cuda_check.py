@@ -295,15 +295,16 @@ def timeit(fn, sync, repeats):
 
 
 def sweep(cuda, args):
-    """Time our LSTM (and GRU at one size) under several tile shapes, to tune ``launch.plan``."""
+    """Time our LSTM under several tile shapes, to tune ``launch.plan``; the second variant reads
+    W_hh from memory at every step instead of keeping it in the threads (``own_weights`` 0)."""
     from rnnjit.kernels.cuda import gemm
     from rnnjit.kernels.cuda.launch import plan, tuning
     T = args.T or (3 if args.tiny else 100)
     sizes = [(1, 4), (3, 6)] if args.tiny else [(1, 128), (1, 1024), (32, 512), (256, 128), (256, 1024)]
-    variants = [{}, {"jt": 32}, {"jt": 16}, {"jt": 8}, {"jt": 32, "bt": 1}, {"jt": 32, "bt": 2},
+    variants = [{}, {"own_weights": 0}, {"jt": 32}, {"jt": 16}, {"jt": 8}, {"jt": 32, "bt": 1}, {"jt": 32, "bt": 2},
                 {"jt": 32, "bt": 4}, {"jt": 32, "bt": 8}, {"jt": 16, "ks": 8}, {"jt": 32, "ks": 4}]
     if args.tiny:
-        variants = [{}, {"jt": 2}, {"jt": 4, "bt": 1}, {"jt": 4, "bt": 2}]
+        variants = [{}, {"own_weights": 0}, {"jt": 2}, {"jt": 4, "bt": 1}, {"jt": 4, "bt": 2}]
     repeats = args.repeats or 3
     log(f"sweep: LSTM T={T}, {repeats} timed calls; variants of launch.SETTINGS (default = plan's choice)")
     for B, H in sizes:
@@ -587,6 +588,10 @@ def main(argv=None):
         log("=" * 100)
     if budget.skipped:
         log(f"skipped for the budget ({len(budget.skipped)}): " + "; ".join(budget.skipped))
+    from rnnjit.kernels.cuda import memory
+    pool = memory.stats()   # None: numba's own allocator (simulator, or RNNJIT_CUDA_POOL=0)
+    log(f"memory pool: {pool if pool is not None else 'off'}")
+    results["memory_pool"] = pool
     log(f"total {time.perf_counter() - t_start:.1f} s; parity: "
         + ("all ok" if not failures else f"{len(failures)} FAILED: " + "; ".join(failures)))
     save(lm_rows=lm_rows)

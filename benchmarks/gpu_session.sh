@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Everything a session with a lent GPU runs, in one command of at most ~8 minutes:
+# Everything a session with a lent GPU runs, in one command of at most 9 minutes (the sum of the
+# steps' limits below; give the device tool timeout_s=590):
 #
 #     bash benchmarks/gpu_session.sh            # from the repository root, on the GPU machine
 #
@@ -8,7 +9,10 @@
 #    (it starts no new case after CHECK_BUDGET seconds and lists what it skipped);
 # 3. the CUDA tests on the GPU itself (tests/test_cuda.py, tests/test_cuda_models.py);
 # 4. rnnjit train on the default corpus with --device cuda, then the same on the CPU, a few
-#    hundred steps each: tokens per second of the whole engine on both.
+#    hundred steps each: tokens per second of the whole engine on both;
+# 5. the CharLM step with the caching memory pool switched off (RNNJIT_CUDA_POOL=0), to compare;
+# 6. cuda_check.py --sweep for what time is left: LSTM tile shapes, and the threads keeping their
+#    W_hh values (the default) against reading them at every step.
 #
 # It needs nothing installed: the image's python3 has numpy, numba, numba-cuda, rich, pytest and
 # torch (KINDS.md of the device tool), and rnnjit runs from this checkout (PYTHONPATH). Logs and
@@ -22,7 +26,7 @@ cd "$(dirname "$0")/.."
 OUT="${OUT:-gpu-out}"
 mkdir -p "$OUT"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-CHECK_BUDGET="${CHECK_BUDGET:-200}"   # seconds after which cuda_check starts no new case
+CHECK_BUDGET="${CHECK_BUDGET:-150}"   # seconds after which cuda_check starts no new case
 CHECK_ARGS="${CHECK_ARGS:---quick}"   # a dry run of this script in the simulator: --tiny
 TESTS="${TESTS:-tests/test_cuda.py tests/test_cuda_models.py}"
 STEPS="${STEPS:-300}"                 # training steps on the GPU (a third of them on the CPU)
@@ -39,15 +43,19 @@ step() { # step NAME LIMIT_S COMMAND...: run it under a time limit, log to $OUT/
     return 0
 }
 
-step machine 60 bash -c 'nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv;
+step machine 30 bash -c 'nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv;
     python3 -c "import sys, numpy, numba, numba_cuda; print(sys.version.split()[0], \"numpy\", numpy.__version__,
     \"numba\", numba.__version__, \"numba-cuda\", numba_cuda.__version__)";
     python3 -c "import torch; print(\"torch\", torch.__version__, torch.cuda.is_available())"'
-step cuda_check $((CHECK_BUDGET + 150)) python3 benchmarks/cuda_check.py $CHECK_ARGS --budget "$CHECK_BUDGET" \
+step cuda_check $((CHECK_BUDGET + 90)) python3 benchmarks/cuda_check.py $CHECK_ARGS --budget "$CHECK_BUDGET" \
     --json "$OUT/cuda_check.json"
-step cuda_tests 200 python3 -m pytest -v -p no:cacheprovider -o addopts= $TESTS
+step cuda_tests 140 python3 -m pytest -v -p no:cacheprovider -o addopts= $TESTS
 quiet="--sample-every 0 --eval-every 0 --eval-batches 4 --checkpoint-every 0 $TRAIN_ARGS"
 runs=$(mktemp -d)
-step train 150 bash -c "set -o pipefail; python3 -m rnnjit.cli train --device cuda --steps $STEPS --out $runs/cuda $quiet 2>&1 | tail -4;
+step train 90 bash -c "set -o pipefail; python3 -m rnnjit.cli train --device cuda --steps $STEPS --out $runs/cuda $quiet 2>&1 | tail -4;
     cuda=\$?; python3 -m rnnjit.cli train --device cpu --steps $((STEPS / 3)) --out $runs/cpu $quiet 2>&1 | tail -4 && exit \$cuda"
+# the whole-model step again with numba's own allocator instead of the pool (kernels/cuda/memory.py)
+step pool_off 45 env RNNJIT_CUDA_POOL=0 python3 benchmarks/cuda_check.py $CHECK_ARGS --lm-only --no-cpu --cells lstm
+# last, what is left of the time: tile shapes, and threads keeping their weights or not (LSTM)
+step sweep 40 python3 benchmarks/cuda_check.py --sweep --repeats 3 $([ "$CHECK_ARGS" = --tiny ] && echo --tiny)
 exit $status
