@@ -43,9 +43,11 @@ CPU kernels expression for expression, so a run on the GPU follows the CPU's wit
 rounding (tests/test_cuda.py trains both side by side); dropout masks are the exception (drawn
 on the device, same distribution, different numbers).
 
-What is left for speed (measured on a GPU by ``benchmarks/cuda_check.py``, charlm section): a
-step launches one small kernel per parameter array for clipping and for the update; keeping
-all parameters (and all gradients) in one flat buffer would make each of those one launch.
+A step's fixed costs are kept down three ways: the persistent kernels' threads keep their W_hh
+values for the whole loop (``launch.py``); a model's parameters and gradients each live in one
+buffer (``rnnjit/nn/flat.py``), so the norm, the clipping and the optimizer update are one launch
+each (``optim.py``); and ``memory.py`` reuses freed device memory. ``benchmarks/gpu_session.sh``
+measures what each is worth on a GPU (the pool and the kept weights against their absence).
 
 This package imports nothing from ``numba.cuda`` when it is imported, so ``import rnnjit`` and
 ``import rnnjit.kernels`` work without numba-cuda and without a GPU. The submodules import it;
