@@ -128,3 +128,22 @@ def test_clipping_the_buffer_equals_clipping_each_gradient(mode, clip):
     assert na == pytest.approx(nb, rel=1e-12)
     for (k, _, g), (_, _, h) in zip(a.parameters(), b.parameters()):
         np.testing.assert_allclose(g, h, rtol=1e-12, err_msg=k)
+
+
+def test_a_deep_copy_trains_its_own_arrays():
+    """copy.deepcopy copies every view on its own, so a copy's parameters are no longer views of
+    its buffer: its optimizer and clipping must then go array by array, and still train it."""
+    import copy
+    model = MODELS["classifier"](4)
+    clone = copy.deepcopy(model)
+    params = clone.parameters()
+    assert params.flat is not None and len(gradients(params)) == len(params)
+    opt = OPTIMIZERS["sgd"](params, lr=0.1)
+    assert opt.flat is None
+    random_grads(params, np.random.default_rng(0))
+    before = {k: p.copy() for k, p, _ in params}
+    opt.step()
+    for k, p, g in clone.parameters():
+        np.testing.assert_allclose(p, before[k] - 0.1 * g, err_msg=k)
+    for (k, p, _), (_, q, _) in zip(model.parameters(), MODELS["classifier"](4).parameters()):
+        np.testing.assert_array_equal(p, q, err_msg=k)     # the original is untouched

@@ -51,6 +51,29 @@ class Flat:
         return buf[offset:offset + size].reshape(shape)
 
 
+def _extent(a):
+    """(first byte address, byte count) of a NumPy or device array's memory."""
+    if hasattr(a, "device_ctypes_pointer"):
+        return int(a.device_ctypes_pointer.value or 0), a.nbytes
+    return a.__array_interface__["data"][0], a.nbytes
+
+
+def holds(flat: Flat, triples) -> bool:
+    """True when the arrays of ``triples`` (name, array, grad) are still the views that ``flat``
+    laid out, in its order. A copy of a model (``copy.deepcopy`` copies every view on its own)
+    or a parameter rebound to a new array is not: an optimizer must then update each array."""
+    triples = list(triples)
+    if len(triples) != len(flat.slots):
+        return False
+    p0, _ = _extent(flat.params)
+    g0, _ = _extent(flat.grads)
+    size = flat.params.dtype.itemsize
+    for (_, p, g), (offset, shape) in zip(triples, flat.slots):
+        if tuple(p.shape) != shape or _extent(p)[0] != p0 + offset * size or _extent(g)[0] != g0 + offset * size:
+            return False
+    return True
+
+
 class ParameterList(list):
     """What ``parameters()`` returns: (name, array, grad) triples, plus ``flat`` (a ``Flat`` whose
     i-th slot is the i-th triple's array) when every one of them lives in one buffer."""

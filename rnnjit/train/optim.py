@@ -33,6 +33,8 @@ import math
 import numpy as np
 from numba import njit
 
+from ..nn.flat import holds
+
 
 @njit(cache=True, nogil=True)
 def _sgd(p, g, v, lr, momentum):
@@ -98,6 +100,8 @@ class Optimizer:
             raise ValueError(f"learning rate must be > 0, got {lr}")
         self.flat = getattr(parameters, "flat", None)
         self.parameters = list(parameters)
+        if self.flat is not None and not holds(self.flat, self.parameters):
+            self.flat = None          # a copied model: its arrays are no longer views of one buffer
         self.lr = float(lr)
         self.t = 0
         if self.flat is not None:
@@ -229,7 +233,9 @@ def gradients(parameters) -> list:
     """The gradients to clip or measure: the one flat buffer when ``parameters`` has one (one
     reduction, one scaling), else every gradient array."""
     flat = getattr(parameters, "flat", None)
-    return [flat.grads] if flat is not None else [g for _, _, g in parameters]
+    if flat is not None and holds(flat, parameters):
+        return [flat.grads]
+    return [g for _, _, g in parameters]
 
 
 def global_norm(grads) -> float:
