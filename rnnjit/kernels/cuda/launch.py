@@ -232,6 +232,18 @@ def copy(dst, src):
     dst.copy_to_device(src)
 
 
+@cuda.jit(device=True, inline="always")
+def keep_weights(w_own, W, KN, KS, JT, tiles_j, gates, stride, K, H):
+    """Load, once, the weights this thread multiplies at every step (the module docstring):
+    w_own[g*KN + kk] = W[k, g*stride + j] for k = threadIdx.y + kk*KS (clamped to K - 1), each
+    gate g < ``gates``, and j this thread's unit, the same in every tile of its block."""
+    j = min((cuda.blockIdx.x % tiles_j) * JT + cuda.threadIdx.x, H - 1)
+    for kk in range(KN):
+        k = min(cuda.threadIdx.y + kk * KS, K - 1)
+        for g in range(gates):
+            w_own[g * KN + kk] = W[k, g * stride + j]
+
+
 @cuda.jit(device=True)
 def block_sum(sqs, tid, n, value):
     """The sum of ``value`` over the n threads of a block (n a power of two), by a tree in the

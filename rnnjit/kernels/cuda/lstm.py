@@ -52,7 +52,7 @@ from numba import cuda
 
 from .activations import sigmoid
 from .gemm import column_sums, gemm, transpose
-from .launch import block_sum, check, copy, finish_norms, launch_persistent, own_weights, plan
+from .launch import block_sum, check, copy, finish_norms, keep_weights, launch_persistent, own_weights, plan
 
 
 @functools.cache
@@ -76,11 +76,7 @@ def _forward_kernel(JT, KS, BT, KN):
         nxt = 0 if reverse else 1        # row of hs holding the state after step t is t + nxt
         w_own = cuda.local.array(OWN, dtype=hs.dtype)
         if KN:                           # the weights this thread multiplies at every step, once
-            jw = min((cuda.blockIdx.x % tiles_j) * JT + tx, H - 1)
-            for kk in range(KN):
-                k = min(ty + kk * KS, H - 1)
-                for g in range(4):
-                    w_own[g * KN + kk] = W_hhT[k, g * H + jw]
+            keep_weights(w_own, W_hhT, KN, KS, JT, tiles_j, 4, H, H, H)
 
         for s in range(T):
             t = T - 1 - s if reverse else s
@@ -172,9 +168,7 @@ def _backward_kernel(JT, KS, BT, KN):
         nxt = 0 if reverse else 1
         w_own = cuda.local.array(OWN, dtype=cs.dtype)
         if KN:                                   # the weights this thread multiplies at every step, once
-            jw = min((cuda.blockIdx.x % tiles_j) * JT + tx, H - 1)
-            for kk in range(KN):
-                w_own[kk] = W_hh[min(ty + kk * KS, G - 1), jw]
+            keep_weights(w_own, W_hh, KN, KS, JT, tiles_j, 1, 0, G, H)
 
         for s in range(T + 1):                   # pass T only finishes dh0
             t = s if reverse else T - 1 - s      # the step whose gate gradients this pass makes

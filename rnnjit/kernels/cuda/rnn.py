@@ -26,7 +26,7 @@ import numpy as np
 from numba import cuda
 
 from .gemm import column_sums, gemm, transpose
-from .launch import block_sum, check, copy, finish_norms, launch_persistent, own_weights, plan
+from .launch import block_sum, check, copy, finish_norms, keep_weights, launch_persistent, own_weights, plan
 
 
 @functools.cache
@@ -48,9 +48,7 @@ def _forward_kernel(JT, KS, BT, KN):
         nxt = 0 if reverse else 1
         w_own = cuda.local.array(OWN, dtype=hs.dtype)
         if KN:                                        # the weights this thread multiplies at every step, once
-            jw = min((cuda.blockIdx.x % tiles_j) * JT + tx, H - 1)
-            for kk in range(KN):
-                w_own[kk] = W_hhT[min(ty + kk * KS, H - 1), jw]
+            keep_weights(w_own, W_hhT, KN, KS, JT, tiles_j, 1, 0, H, H)
 
         for s in range(T):
             t = T - 1 - s if reverse else s
@@ -113,9 +111,7 @@ def _backward_kernel(JT, KS, BT, KN):
         nxt = 0 if reverse else 1
         w_own = cuda.local.array(OWN, dtype=hs.dtype)
         if KN:                                        # the weights this thread multiplies at every step, once
-            jw = min((cuda.blockIdx.x % tiles_j) * JT + tx, H - 1)
-            for kk in range(KN):
-                w_own[kk] = W_hh[min(ty + kk * KS, H - 1), jw]
+            keep_weights(w_own, W_hh, KN, KS, JT, tiles_j, 1, 0, H, H)
 
         for s in range(T + 1):
             t = s if reverse else T - 1 - s
