@@ -185,6 +185,35 @@ def test_several_tiles_and_ragged_edges(cuda, cell, nl):
 
 
 @pytest.mark.parametrize("cell,nl", CELL_CASES)
+def test_backward_computes_into_the_given_gradient_arrays(cuda, cell, nl):
+    """``grads=``: the weight gradients land in the arrays handed in (a layer's own, views of
+    its flat buffer here), which come back as themselves, with the CPU's values; a None among
+    them is allocated as before."""
+    from rnnjit.kernels.cuda import to_device, to_host
+    from rnnjit.kernels.cuda.cells import CUDA_CELLS
+
+    def dev(a):
+        return None if a is None else to_device(a)
+
+    x, h0, c0, weights, dout, dh_n, dc_n = _case(cell, np.float32)
+    ref = CELLS[cell].backward(CELLS[cell].forward(x, h0, c0, *weights, False, nl)[3], dout, dh_n, dc_n)
+    gpu = CUDA_CELLS[cell]
+    cache = gpu.forward(dev(x), dev(h0), dev(c0), *map(dev, weights), False, nl)[3]
+    sizes = [w.size for w in weights]
+    buf = to_device(np.full(sum(sizes), np.nan, np.float32))        # NaN: anything not written shows
+    views, at = [], 0
+    for w, n in zip(weights, sizes):
+        views.append(buf[at:at + n].reshape(w.shape))
+        at += n
+    views[3] = None
+    got = gpu.backward(cache, dev(dout), dev(dh_n), dev(dc_n), grads=tuple(views))
+    assert all(got[3 + i] is views[i] for i in range(3))
+    for name, r, g in zip(("dW_ih", "dW_hh", "db_ih", "db_hh"), ref[3:7], got[3:7]):
+        np.testing.assert_allclose(to_host(g), r, rtol=1e-4, atol=1e-5, err_msg=f"{cell} {name}")
+    assert np.isfinite(to_host(buf)[:sum(sizes[:3])]).all()
+
+
+@pytest.mark.parametrize("cell,nl", CELL_CASES)
 def test_threads_keep_their_weights(cuda, cell, nl, monkeypatch):
     """The kernel variants whose threads load their W_hh values once and keep them (KN > 0,
     launch.py) against the CPU, forward and backward, over several batch tiles and a ragged k

@@ -200,3 +200,25 @@ def test_float64_activations_are_full_precision():
     for got, ref in ((exp, np.exp(x * 20)), (tanh, np.tanh(x)), (sig, 1 / (1 + np.exp(-x)))):
         ulps = np.abs(got - ref) / np.spacing(np.maximum(np.abs(ref), np.finfo(np.float64).tiny))
         assert ulps.max() <= 2
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_cpu_backward_writes_into_the_given_gradient_arrays(cell):
+    """The CPU side of ``grads=`` (kernels/cells.py): the arrays handed in are written and
+    returned as themselves, a None is left to the kernel, and the values do not change."""
+    from rnnjit.kernels import CELLS
+    rng = np.random.default_rng(0)
+    T, B, I, H, G = 3, 2, 4, 5, CELLS[cell].gates
+    x = rng.standard_normal((T, B, I))
+    h0 = rng.standard_normal((B, H))
+    c0 = rng.standard_normal((B, H)) if cell == "lstm" else None
+    weights = [rng.uniform(-0.5, 0.5, s) for s in ((G * H, I), (G * H, H), (G * H,), (G * H,))]
+    dout, dh_n = rng.standard_normal((T, B, H)), rng.standard_normal((B, H))
+    dc_n = rng.standard_normal((B, H)) if cell == "lstm" else None
+    c = CELLS[cell]
+    ref = c.backward(c.forward(x, h0, c0, *weights, False, "tanh")[3], dout, dh_n, dc_n)
+    into = [np.full_like(w, np.nan) for w in weights[:3]] + [None]
+    got = c.backward(c.forward(x, h0, c0, *weights, False, "tanh")[3], dout, dh_n, dc_n, grads=tuple(into))
+    assert all(got[3 + i] is into[i] for i in range(3))
+    for r, g in zip(ref[3:7], got[3:7]):
+        np.testing.assert_array_equal(g, r)

@@ -8,8 +8,12 @@ them all the same shape, so a layer is written once:
         -> out (T, B, H), h_n (B, H), c_n (B, H) or None, cache
     forward_onehot(ids, h0, c0, W_ih, W_hh, b_ih, b_hh, reverse, nonlinearity)
         the same for one-hot inputs given as indices ids (T, B) (CPU only; None on the GPU)
-    backward(cache, dout, dh_n, dc_n, need_dx=True)
+    backward(cache, dout, dh_n, dc_n, need_dx=True, grads=None)
         -> dx or None, dh0, dc0 or None, dW_ih, dW_hh, db_ih, db_hh, norms (T,)
+
+``grads`` (dW_ih, dW_hh, db_ih, db_hh; None for any) are arrays for the weight gradients, a
+layer's own: they are written and returned. The CUDA twins compute into them (no new arrays and
+no device-to-device copies, which cost a driver call each); on the CPU they are a copy.
 
 On the CPU, backward runs the cell's recurrent part (``*_recurrence_backward``, which returns
 the gate gradients dG) and then the input part: dW_ih = dG^T x with one GEMM, or a scatter-add of
@@ -56,9 +60,10 @@ def make_cells(rnn_forward, rnn_backward, lstm_forward, lstm_backward, gru_forwa
         out, h_n = _split(hs, x.shape[0], reverse)
         return out, h_n, None, (x, W_ih, W_hh, hs, reverse, relu)
 
-    def _rnn_backward(cache, dout, dh_n, dc_n, need_dx=True):
+    def _rnn_backward(cache, dout, dh_n, dc_n, need_dx=True, grads=None):
         x, W_ih, W_hh, hs, reverse, relu = cache
-        dx, dh0, dW_ih, dW_hh, db_ih, db_hh, norms = rnn_backward(x, W_ih, W_hh, hs, dout, dh_n, reverse, relu)
+        dx, dh0, dW_ih, dW_hh, db_ih, db_hh, norms = rnn_backward(x, W_ih, W_hh, hs, dout, dh_n, reverse, relu,
+                                                                  grads=grads)
         return dx if need_dx else None, dh0, None, dW_ih, dW_hh, db_ih, db_hh, norms
 
     def _lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, reverse, nonlinearity):
@@ -66,9 +71,9 @@ def make_cells(rnn_forward, rnn_backward, lstm_forward, lstm_backward, gru_forwa
         (out, h_n), (_, c_n) = _split(hs, x.shape[0], reverse), _split(cs, x.shape[0], reverse)
         return out, h_n, c_n, (x, W_ih, W_hh, hs, cs, gates, reverse)
 
-    def _lstm_backward(cache, dout, dh_n, dc_n, need_dx=True):
+    def _lstm_backward(cache, dout, dh_n, dc_n, need_dx=True, grads=None):
         x, W_ih, W_hh, hs, cs, gates, reverse = cache
-        dx, *rest = lstm_backward(x, W_ih, W_hh, hs, cs, gates, dout, dh_n, dc_n, reverse)
+        dx, *rest = lstm_backward(x, W_ih, W_hh, hs, cs, gates, dout, dh_n, dc_n, reverse, grads=grads)
         return (dx if need_dx else None, *rest)
 
     def _gru_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, reverse, nonlinearity):
@@ -76,9 +81,10 @@ def make_cells(rnn_forward, rnn_backward, lstm_forward, lstm_backward, gru_forwa
         out, h_n = _split(hs, x.shape[0], reverse)
         return out, h_n, None, (x, W_ih, W_hh, hs, gates, hns, reverse)
 
-    def _gru_backward(cache, dout, dh_n, dc_n, need_dx=True):
+    def _gru_backward(cache, dout, dh_n, dc_n, need_dx=True, grads=None):
         x, W_ih, W_hh, hs, gates, hns, reverse = cache
-        dx, dh0, dW_ih, dW_hh, db_ih, db_hh, norms = gru_backward(x, W_ih, W_hh, hs, gates, hns, dout, dh_n, reverse)
+        dx, dh0, dW_ih, dW_hh, db_ih, db_hh, norms = gru_backward(x, W_ih, W_hh, hs, gates, hns, dout, dh_n, reverse,
+                                                                  grads=grads)
         return dx if need_dx else None, dh0, None, dW_ih, dW_hh, db_ih, db_hh, norms
 
     return {
@@ -98,6 +104,18 @@ def _input_backward(inputs, dG, W_ih, need_dx):
     return (input_grad(dG, W_ih) if need_dx else None), dW_ih
 
 
+def _into(grads, *computed):
+    """The weight gradients, written into ``grads`` where given (the CPU side of ``grads=``)."""
+    if grads is None:
+        return computed
+    out = []
+    for dst, src in zip(grads, computed):
+        if dst is not None:
+            dst[...] = src
+        out.append(src if dst is None else dst)
+    return tuple(out)
+
+
 def _cpu_cells():
     def rnn_fwd(kernel, onehot):
         def forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, reverse, nonlinearity):
@@ -107,11 +125,11 @@ def _cpu_cells():
             return out, h_n, None, ((x, onehot), W_ih, W_hh, hs, reverse, relu)
         return forward
 
-    def rnn_bwd(cache, dout, dh_n, dc_n, need_dx=True):
+    def rnn_bwd(cache, dout, dh_n, dc_n, need_dx=True, grads=None):
         inputs, W_ih, W_hh, hs, reverse, relu = cache
         dG, dh0, dW_hh, db_ih, db_hh, norms = rnn_recurrence_backward(W_hh, hs, dout, dh_n, reverse, relu)
         dx, dW_ih = _input_backward(inputs, dG, W_ih, need_dx)
-        return dx, dh0, None, dW_ih, dW_hh, db_ih, db_hh, norms
+        return dx, dh0, None, *_into(grads, dW_ih, dW_hh, db_ih, db_hh), norms
 
     def lstm_fwd(kernel, onehot):
         def forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, reverse, nonlinearity):
@@ -120,12 +138,12 @@ def _cpu_cells():
             return out, h_n, c_n, ((x, onehot), W_ih, W_hh, hs, cs, gates, reverse)
         return forward
 
-    def lstm_bwd(cache, dout, dh_n, dc_n, need_dx=True):
+    def lstm_bwd(cache, dout, dh_n, dc_n, need_dx=True, grads=None):
         inputs, W_ih, W_hh, hs, cs, gates, reverse = cache
         dG, dh0, dc0, dW_hh, db_ih, db_hh, norms = lstm_recurrence_backward(W_hh, hs, cs, gates, dout, dh_n, dc_n,
                                                                            reverse)
         dx, dW_ih = _input_backward(inputs, dG, W_ih, need_dx)
-        return dx, dh0, dc0, dW_ih, dW_hh, db_ih, db_hh, norms
+        return dx, dh0, dc0, *_into(grads, dW_ih, dW_hh, db_ih, db_hh), norms
 
     def gru_fwd(kernel, onehot):
         def forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, reverse, nonlinearity):
@@ -134,11 +152,11 @@ def _cpu_cells():
             return out, h_n, None, ((x, onehot), W_ih, W_hh, hs, gates, hns, reverse)
         return forward
 
-    def gru_bwd(cache, dout, dh_n, dc_n, need_dx=True):
+    def gru_bwd(cache, dout, dh_n, dc_n, need_dx=True, grads=None):
         inputs, W_ih, W_hh, hs, gates, hns, reverse = cache
         dGx, dh0, dW_hh, db_ih, db_hh, norms = gru_recurrence_backward(W_hh, hs, gates, hns, dout, dh_n, reverse)
         dx, dW_ih = _input_backward(inputs, dGx, W_ih, need_dx)
-        return dx, dh0, None, dW_ih, dW_hh, db_ih, db_hh, norms
+        return dx, dh0, None, *_into(grads, dW_ih, dW_hh, db_ih, db_hh), norms
 
     return {
         "rnn": Cell("rnn", 1, False, rnn_fwd(rnn_forward, False), rnn_bwd, rnn_fwd(rnn_forward_onehot, True)),

@@ -331,19 +331,15 @@ class Recurrent:
                 idx = k * D + d
                 sfx = f"_l{k}" + ("_reverse" if d else "")
                 g = xp.take_columns(d_layer_out, d * H, H) if D == 2 else xp.contiguous(d_layer_out)
-                dx, dh, dc, dW_ih, dW_hh, db_ih, db_hh, nrm = self.cell.backward(
+                grads = self._grads  # written in place (optimizers hold these arrays), by the kernels on the GPU
+                dx, dh, dc, _, _, _, _, nrm = self.cell.backward(
                     caches[idx], g, xp.contiguous(dh_n[idx]), None if dc_n is None else xp.contiguous(dc_n[idx]),
-                    need_dx=input_grad or k > 0)
+                    need_dx=input_grad or k > 0,
+                    grads=tuple(grads.get(name + sfx) for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")))
                 xp.assign(dh0[idx], dh)
                 if lstm:
                     xp.assign(dc0[idx], dc)
                 xp.assign(norms[idx], nrm)
-                grads = self._grads  # written in place: optimizers hold these arrays
-                xp.assign(grads["weight_ih" + sfx], dW_ih)
-                xp.assign(grads["weight_hh" + sfx], dW_hh)
-                if self.bias:
-                    xp.assign(grads["bias_ih" + sfx], db_ih)
-                    xp.assign(grads["bias_hh" + sfx], db_hh)
                 if dx is not None:
                     d_layer_in = dx if d_layer_in is None else xp.add(d_layer_in, dx)
             d_layer_out = d_layer_in

@@ -239,11 +239,12 @@ def gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, reverse):
     return hs, gates, hns
 
 
-def gru_backward(x, W_ih, W_hh, hs, gates, hns, dout, dh_n, reverse):
+def gru_backward(x, W_ih, W_hh, hs, gates, hns, dout, dh_n, reverse, grads=None):
     """Backpropagation through time for ``gru_forward`` (device arrays in and out).
 
     Returns dx, dh0, dW_ih, dW_hh, db_ih, db_hh and ``norms`` (T,), the L2 norm of the total
-    dL/dh_t at every timestep (a float64 device array).
+    dL/dh_t at every timestep (a float64 device array). ``grads``: arrays (dW_ih, dW_hh, db_ih,
+    db_hh; None for any) to write the weight gradients into, as in ``lstm_backward``.
     """
     dtype = check("gru_backward", x, W_ih, W_hh, hs, gates, hns, dout, dh_n)
     T, B, I = x.shape
@@ -263,8 +264,9 @@ def gru_backward(x, W_ih, W_hh, hs, gates, hns, dout, dh_n, reverse):
 
     dGx2 = dGx.reshape(T * B, G)
     dGh2 = dGh.reshape(T * B, G)
+    dW_ih, dW_hh, db_ih, db_hh = grads or (None,) * 4
     dx = gemm(dGx2, W_ih).reshape(T, B, I)
-    dW_ih = gemm(dGx2, x.reshape(T * B, I), trans_a=True)
+    dW_ih = gemm(dGx2, x.reshape(T * B, I), trans_a=True, out=dW_ih)
     prev_hs = hs[1 - nxt:T + 1 - nxt]
-    dW_hh = gemm(dGh2, prev_hs.reshape(T * B, H), trans_a=True)
-    return dx, dh0, dW_ih, dW_hh, column_sums(dGx2), column_sums(dGh2), norms
+    dW_hh = gemm(dGh2, prev_hs.reshape(T * B, H), trans_a=True, out=dW_hh)
+    return dx, dh0, dW_ih, dW_hh, column_sums(dGx2, out=db_ih), column_sums(dGh2, out=db_hh), norms

@@ -255,12 +255,14 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, reverse):
     return hs, cs, gates
 
 
-def lstm_backward(x, W_ih, W_hh, hs, cs, gates, dout, dh_n, dc_n, reverse):
+def lstm_backward(x, W_ih, W_hh, hs, cs, gates, dout, dh_n, dc_n, reverse, grads=None):
     """Backpropagation through time for ``lstm_forward`` (device arrays in and out).
 
     dout (T, B, H) is dL/dh_t from above (the outputs), dh_n and dc_n the gradients of the
     final state. Returns dx, dh0, dc0, dW_ih, dW_hh, db_ih, db_hh and ``norms`` (T,), the L2
-    norm of the total dL/dh_t at every timestep (a float64 device array).
+    norm of the total dL/dh_t at every timestep (a float64 device array). ``grads``: arrays
+    (dW_ih, dW_hh, db_ih, db_hh; None for any) to write the weight gradients into, as a layer
+    does with its own (no new arrays, no copies); the same arrays are returned.
     """
     dtype = check("lstm_backward", x, W_ih, W_hh, hs, cs, gates, dout, dh_n, dc_n)
     T, B, I = x.shape
@@ -278,11 +280,12 @@ def lstm_backward(x, W_ih, W_hh, hs, cs, gates, dout, dh_n, dc_n, reverse):
     norms = finish_norms(part)
 
     dG2 = dG.reshape(T * B, G)
+    dW_ih, dW_hh, db_ih, db_hh = grads or (None,) * 4
     dx = gemm(dG2, W_ih).reshape(T, B, I)
-    dW_ih = gemm(dG2, x.reshape(T * B, I), trans_a=True)
+    dW_ih = gemm(dG2, x.reshape(T * B, I), trans_a=True, out=dW_ih)
     prev_hs = hs[1 - nxt:T + 1 - nxt]
-    dW_hh = gemm(dG2, prev_hs.reshape(T * B, H), trans_a=True)
-    db = column_sums(dG2)
-    db_hh = cuda.device_array_like(db)
-    copy(db_hh, db)
-    return dx, dh0, dc, dW_ih, dW_hh, db, db_hh, norms
+    dW_hh = gemm(dG2, prev_hs.reshape(T * B, H), trans_a=True, out=dW_hh)
+    db_ih = column_sums(dG2, out=db_ih)
+    db_hh = cuda.device_array_like(db_ih) if db_hh is None else db_hh
+    copy(db_hh, db_ih)
+    return dx, dh0, dc, dW_ih, dW_hh, db_ih, db_hh, norms

@@ -184,11 +184,12 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh, reverse, use_relu):
     return hs
 
 
-def rnn_backward(x, W_ih, W_hh, hs, dout, dh_n, reverse, use_relu):
+def rnn_backward(x, W_ih, W_hh, hs, dout, dh_n, reverse, use_relu, grads=None):
     """Backpropagation through time for ``rnn_forward`` (device arrays in and out).
 
     Returns dx, dh0, dW_ih, dW_hh, db_ih, db_hh and ``norms`` (T,), the L2 norm of the total
-    dL/dh_t at every timestep (a float64 device array).
+    dL/dh_t at every timestep (a float64 device array). ``grads``: arrays (dW_ih, dW_hh, db_ih,
+    db_hh; None for any) to write the weight gradients into, as in ``lstm_backward``.
     """
     dtype = check("rnn_backward", x, W_ih, W_hh, hs, dout, dh_n)
     T, B, I = x.shape
@@ -203,11 +204,12 @@ def rnn_backward(x, W_ih, W_hh, hs, dout, dh_n, reverse, use_relu):
     norms = finish_norms(part)
 
     dG2 = dG.reshape(T * B, H)
+    dW_ih, dW_hh, db_ih, db_hh = grads or (None,) * 4
     dx = gemm(dG2, W_ih).reshape(T, B, I)
-    dW_ih = gemm(dG2, x.reshape(T * B, I), trans_a=True)
+    dW_ih = gemm(dG2, x.reshape(T * B, I), trans_a=True, out=dW_ih)
     prev_hs = hs[1 - nxt:T + 1 - nxt]
-    dW_hh = gemm(dG2, prev_hs.reshape(T * B, H), trans_a=True)
-    db = column_sums(dG2)
-    db_hh = cuda.device_array_like(db)
-    copy(db_hh, db)
-    return dx, dh0, dW_ih, dW_hh, db, db_hh, norms
+    dW_hh = gemm(dG2, prev_hs.reshape(T * B, H), trans_a=True, out=dW_hh)
+    db_ih = column_sums(dG2, out=db_ih)
+    db_hh = cuda.device_array_like(db_ih) if db_hh is None else db_hh
+    copy(db_hh, db_ih)
+    return dx, dh0, dW_ih, dW_hh, db_ih, db_hh, norms
