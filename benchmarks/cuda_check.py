@@ -19,6 +19,10 @@ For every cell (RNN tanh, LSTM, GRU; RNN relu for parity) and size it
   median wall time of a few calls, each followed by a device synchronize, Python overhead
   included on both sides.
 
+Then ``breakdown`` splits one LSTM layer call (B, H in {(1, 128), (32, 512), (256, 1024)}) into
+its wall time, its device time (CUDA events), the input GEMM and the persistent recurrence alone
+(and that per step), forward and backward: host overhead against kernel time.
+
 Then, for a whole model, it times one CharLM training step on the GPU as ``rnnjit train
 --device cuda`` runs it (``lm_section``): the ids of a (T, B) chunk go to the device, embedding,
 a 2-layer recurrent stack, linear head and softmax cross-entropy forward, BPTT, clipping by
@@ -328,6 +332,87 @@ def sweep(cuda, args):
     return 0
 
 
+# ---- where the time of one LSTM call goes ----------------------------------------------------------
+
+def _event(cuda):
+    from rnnjit.kernels.cuda.launch import simulating
+    return cuda.event() if simulating() else cuda.event(timing=True)
+
+
+def device_ms(cuda, fn, repeats):
+    """Median device time in ms of fn() between two CUDA events (0 in the simulator)."""
+    fn()
+    ts = []
+    for _ in range(repeats):
+        start, end = _event(cuda), _event(cuda)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        ts.append(start.elapsed_time(end))
+    return statistics.median(ts)
+
+
+def breakdown(cuda, sizes, T, repeats):
+    """For an LSTM layer at each (B, H): a call's wall time against its device time, and the
+    device time of its parts, to tell host overhead (Python, numba's launch, the driver) from
+    kernel time. ``launch``: an empty kernel launched and synchronised, the floor of any call."""
+    import functools as ft
+    from rnnjit.kernels.cuda import lstm
+    from rnnjit.kernels.cuda.gemm import gemm, transpose
+    from rnnjit.kernels.cuda.launch import launch_persistent, own_weights, plan
+
+    @cuda.jit
+    def _empty():
+        pass
+
+    launch = timeit(lambda: _empty[1, 32](), cuda.synchronize, repeats)
+    log(f"breakdown: LSTM, T={T}; empty kernel launch + sync {launch:.3f} ms (wall)")
+    log(f"  {'B':>4} {'H':>5} | {'fwd wall':>9} {'device':>8} {'input GEMM':>10} {'recurrence':>10} "
+        f"{'us/step':>8} | {'bwd wall':>9} {'device':>8} {'recurrence':>10} {'us/step':>8}   (ms)")
+    rows = []
+    for B, H in sizes:
+        try:
+            d = {k: (None if v is None else cuda.to_device(v)) for k, v in make_case("lstm", B, H, H, T).items()}
+            x, W_ih, W_hh = d["x"], d["W_ih"], d["W_hh"]
+
+            def fwd():
+                return lstm.lstm_forward(x, d["h0"], d["c0"], W_ih, W_hh, d["b_ih"], d["b_hh"], False)
+            hs, cs, gates = fwd()
+
+            def bwd():
+                return lstm.lstm_backward(x, W_ih, W_hh, hs, cs, gates, d["dout"], d["dh_n"], d["dc_n"], False)
+            p = plan(B, H, np.float32)
+            W_hhT = transpose(W_hh)
+            fwd_kernel = ft.partial(lstm._forward_kernel, p.jt, p.ks, p.bt)
+
+            def recurrence():
+                launch_persistent(fwd_kernel, p, own_weights(p, H, 4), gates, d["b_ih"], d["b_hh"], W_hhT, hs, cs,
+                                  False, p.tiles_j, p.tiles_b)
+            bwd_kernel = ft.partial(lstm._backward_kernel, p.jt, p.ks, p.bt)
+            dG = cuda.device_array(gates.shape, np.float32)
+            dc = cuda.device_array((B, H), np.float32)
+            dh0 = cuda.device_array((B, H), np.float32)
+            part = cuda.device_array((T, p.tiles), np.float64)
+
+            def back_recurrence():
+                launch_persistent(bwd_kernel, p, own_weights(p, 4 * H, 1), gates, cs, W_hh, d["dout"], d["dh_n"], dc,
+                                  dG, dh0, part, False, p.tiles_j, p.tiles_b)
+            row = {"B": B, "H": H, "T": T,
+                   "fwd_wall": timeit(fwd, cuda.synchronize, repeats), "fwd_device": device_ms(cuda, fwd, repeats),
+                   "input_gemm": device_ms(cuda, lambda: gemm(x.reshape(T * B, H), W_ih, trans_b=True), repeats),
+                   "fwd_recurrence": device_ms(cuda, recurrence, repeats),
+                   "bwd_wall": timeit(bwd, cuda.synchronize, repeats), "bwd_device": device_ms(cuda, bwd, repeats),
+                   "bwd_recurrence": device_ms(cuda, back_recurrence, repeats)}
+            rows.append(row)
+            log(f"  {B:>4} {H:>5} | {row['fwd_wall']:9.3f} {row['fwd_device']:8.3f} {row['input_gemm']:10.3f} "
+                f"{row['fwd_recurrence']:10.3f} {1e3 * row['fwd_recurrence'] / T:8.2f} | {row['bwd_wall']:9.3f} "
+                f"{row['bwd_device']:8.3f} {row['bwd_recurrence']:10.3f} {1e3 * row['bwd_recurrence'] / T:8.2f}")
+        except Exception:
+            failed(f"breakdown B={B} H={H}", [])
+    return {"launch_ms": launch, "rows": rows}
+
+
 # ---- a whole training step: CharLM on the device against the same model in torch ----------------
 
 LM_V, LM_LAYERS, LM_CLIP, LM_LR = 65, 2, 5.0, 2e-3
@@ -576,6 +661,13 @@ def main(argv=None):
             f"{ratio(r, 'ours_fwd', 'cudnn_fwd')} | {cell_(r, 'ours_train'):>10} {cell_(r, 'cudnn_train')} "
             f"{ratio(r, 'ours_train', 'cudnn_train')}")
     log("=" * 100)
+    if not args.lm_only and "lstm" in cells and not budget.over("breakdown"):
+        bd_sizes = [(1, 4), (3, 6)] if args.tiny else [(1, 128), (32, 512), (256, 1024)]
+        try:
+            save(breakdown=breakdown(cuda, bd_sizes, T, repeats))
+        except Exception:
+            failed("breakdown", failures)
+        log("=" * 100)
     lm_rows = [] if args.no_lm else lm_section(cuda, torch, cells, lm_sizes, T, repeats, failures,
                                                cpu_check=not args.no_cpu, budget=budget, save=save)
     if lm_rows:
