@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..nn.arrays import host_view
 from ..nn.flat import ParameterList, flatten
-from ..nn.recurrent import LAYERS, _host_view
+from ..nn.recurrent import LAYERS
 from .module import CpuKernels, scalar
 
 
@@ -84,11 +85,11 @@ class CharLM:
     def params(self):
         """The model's own parameters (not the recurrent layer's): NumPy arrays (on the GPU, a
         ``HostView`` that copies on read)."""
-        return self._params if self.device == "cpu" else _host_view(self._params)
+        return host_view(self._params, self.device)
 
     @property
     def grads(self):
-        return self._grads if self.device == "cpu" else _host_view(self._grads)
+        return host_view(self._grads, self.device)
 
     def parameters(self):
         """(name, array, grad) for every parameter; optimizers update the arrays in place

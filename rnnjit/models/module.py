@@ -23,9 +23,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..kernels import dense
-from ..nn.arrays import NumpyArrays
+from ..nn.arrays import NumpyArrays, host_view
 from ..nn.flat import ParameterList, flatten
-from ..nn.recurrent import LAYERS, _host_view
+from ..nn.recurrent import LAYERS
 
 
 class CpuKernels:
@@ -154,11 +154,11 @@ class Module:
     def params(self):
         """The model's own parameters (not its layers'): NumPy arrays (on the GPU, a ``HostView``
         that copies on read)."""
-        return self._params if self.device == "cpu" else _host_view(self._params)
+        return host_view(self._params, self.device)
 
     @property
     def grads(self):
-        return self._grads if self.device == "cpu" else _host_view(self._grads)
+        return host_view(self._grads, self.device)
 
     def _layers(self):
         return [(n, getattr(self, n)) for n in self.layer_names]

@@ -42,3 +42,12 @@ class NumpyArrays:
     @staticmethod
     def dropout_mask(shape, dtype, rng, keep):
         return (rng.random(shape) < keep).astype(dtype) / dtype(keep)
+
+
+def host_view(arrays: dict, device: str):
+    """A layer's or model's dict of arrays as the user reads it: itself on the CPU; on the GPU a
+    ``HostView`` whose ``view[k]`` copies array k to the host (and ``view[k] = a`` copies back)."""
+    if device == "cpu":
+        return arrays
+    from ..kernels.cuda import HostView
+    return HostView(arrays)

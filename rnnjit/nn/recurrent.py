@@ -52,16 +52,11 @@ import numpy as np
 
 from ..kernels.cells import CELLS
 from ..machine import require_fits
-from .arrays import NumpyArrays
+from .arrays import NumpyArrays, host_view
 from .flat import ParameterList, flatten
 from .shapes import add_batch_axis, check_input, results, shape_text, split_state
 
 _DTYPES = (np.float32, np.float64)
-
-
-def _host_view(arrays):
-    from ..kernels.cuda import HostView
-    return HostView(arrays)
 
 
 class Recurrent:
@@ -142,12 +137,12 @@ class Recurrent:
     @property
     def params(self):
         """The parameters by name: NumPy arrays (on the GPU, a ``HostView`` that copies on read)."""
-        return self._params if self.device == "cpu" else _host_view(self._params)
+        return host_view(self._params, self.device)
 
     @property
     def grads(self):
         """The gradients of the last ``backward``, keyed as ``params`` (same host/GPU rule)."""
-        return self._grads if self.device == "cpu" else _host_view(self._grads)
+        return host_view(self._grads, self.device)
 
     @property
     def hidden_grad_norms(self):
