@@ -26,6 +26,13 @@ cd "$(dirname "$0")/.."
 OUT="${OUT:-gpu-out}"
 mkdir -p "$OUT"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+# The numba-cuda that the tests here ran with (0.30.4), when its wheel travelled along (the device
+# tool's carry: [".whl"]; make it with the pip download line in benchmarks/README.md); else the
+# image's own.
+if ls .whl/*.whl >/dev/null 2>&1; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+        && export PYTHONPATH="/tmp/site:$PYTHONPATH" && echo "using the carried wheels: $(ls .whl)"
+fi
 CHECK_BUDGET="${CHECK_BUDGET:-150}"   # seconds after which cuda_check starts no new case
 CHECK_ARGS="${CHECK_ARGS:---quick}"   # a dry run of this script in the simulator: --tiny
 TESTS="${TESTS:-tests/test_cuda.py tests/test_cuda_models.py}"
@@ -53,7 +60,7 @@ step cuda_tests 140 python3 -m pytest -v -p no:cacheprovider -o addopts= $TESTS
 quiet="--sample-every 0 --eval-every 0 --eval-batches 4 --checkpoint-every 0 $TRAIN_ARGS"
 runs=$(mktemp -d)
 step train 90 bash -c "set -o pipefail; python3 -m rnnjit.cli train --device cuda --steps $STEPS --out $runs/cuda $quiet 2>&1 | tail -4;
-    cuda=\$?; python3 -m rnnjit.cli train --device cpu --steps $((STEPS / 3)) --out $runs/cpu $quiet 2>&1 | tail -4 && exit \$cuda"
+    cuda=\$?; python3 -m rnnjit.cli train --device cpu --steps $(( STEPS / 3 > 0 ? STEPS / 3 : 1 )) --out $runs/cpu $quiet 2>&1 | tail -4 && exit \$cuda"
 # the whole-model step again with numba's own allocator instead of the pool (kernels/cuda/memory.py)
 step pool_off 45 env RNNJIT_CUDA_POOL=0 python3 benchmarks/cuda_check.py $CHECK_ARGS --lm-only --no-cpu --cells lstm
 # last, what is left of the time: tile shapes, and threads keeping their weights or not (LSTM)
