@@ -34,13 +34,14 @@ from dataclasses import dataclass
 ALIGN = 64
 
 
-@dataclass(frozen=True)
+@dataclass
 class Flat:
     """The two buffers and where each parameter sits in them."""
 
     params: object                              # 1-D array (NumPy or device) of every parameter
     grads: object                               # 1-D array of every gradient, same layout
     slots: tuple[tuple[int, tuple], ...]        # (offset, shape) of parameter i
+    checked: tuple = ()                         # ids of the arrays ``holds`` last found in place
 
     def view(self, buf, i):
         """Parameter i's part of a buffer laid out like ``params`` (its own shape, no copy)."""
@@ -63,6 +64,9 @@ def holds(flat: Flat, triples) -> bool:
     laid out, in its order. A copy of a model (``copy.deepcopy`` copies every view on its own)
     or a parameter rebound to a new array is not: an optimizer must then update each array."""
     triples = list(triples)
+    ids = tuple(id(a) for _, p, g in triples for a in (p, g))
+    if ids == flat.checked:          # the same arrays as last time (the engine asks every step)
+        return True
     if len(triples) != len(flat.slots):
         return False
     p0, _ = _extent(flat.params)
@@ -71,6 +75,7 @@ def holds(flat: Flat, triples) -> bool:
     for (_, p, g), (offset, shape) in zip(triples, flat.slots):
         if tuple(p.shape) != shape or _extent(p)[0] != p0 + offset * size or _extent(g)[0] != g0 + offset * size:
             return False
+    flat.checked = ids
     return True
 
 
