@@ -47,3 +47,18 @@ def test_the_gpu_check_script_runs_in_the_simulator(tmp_path):
                                                                     ("lstm", 3, 6)]
     assert all(r["ours_train"] > 0 for r in result["rows"] + result["lm_rows"])
     assert "parity vs CPU  lstm B=3 H=6" in run.stdout and "parity vs CPU   ok" in run.stdout
+
+
+def test_the_gpu_session_script_fits_one_device_call():
+    """benchmarks/gpu_session.sh is one call of the device tool, which stops a command at 600 s:
+    the script must parse, and its steps' time limits must add up to less than that."""
+    import re
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    path = os.path.join(root, "benchmarks", "gpu_session.sh")
+    assert subprocess.run(["bash", "-n", path], capture_output=True).returncode == 0
+    text = open(path).read()
+    budget = int(re.search(r'CHECK_BUDGET="\$\{CHECK_BUDGET:-(\d+)\}"', text).group(1))
+    limits = []
+    for fixed, extra in re.findall(r"^step \w+ (?:(\d+)|\$\(\(CHECK_BUDGET \+ (\d+)\)\))", text, re.M):
+        limits.append(int(fixed) if fixed else budget + int(extra))
+    assert len(limits) == 6 and sum(limits) <= 590, limits
