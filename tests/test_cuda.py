@@ -185,10 +185,10 @@ def test_several_tiles_and_ragged_edges(cuda, cell, nl):
 
 
 @pytest.mark.parametrize("cell,nl", CELL_CASES)
-def test_backward_computes_into_the_given_gradient_arrays(cuda, cell, nl):
-    """``grads=``: the weight gradients land in the arrays handed in (a layer's own, views of
-    its flat buffer here), which come back as themselves, with the CPU's values; a None among
-    them is allocated as before."""
+def test_backward_computes_into_the_given_arrays(cuda, cell, nl):
+    """``into=``: dh0, dc0, the weight gradients and the norms land in the arrays handed in (a
+    layer's own, views of one NaN-filled buffer here, so anything unwritten shows), which come
+    back as themselves, with the CPU's values; a None among them is allocated as before."""
     from rnnjit.kernels.cuda import to_device, to_host
     from rnnjit.kernels.cuda.cells import CUDA_CELLS
 
@@ -199,18 +199,28 @@ def test_backward_computes_into_the_given_gradient_arrays(cuda, cell, nl):
     ref = CELLS[cell].backward(CELLS[cell].forward(x, h0, c0, *weights, False, nl)[3], dout, dh_n, dc_n)
     gpu = CUDA_CELLS[cell]
     cache = gpu.forward(dev(x), dev(h0), dev(c0), *map(dev, weights), False, nl)[3]
-    sizes = [w.size for w in weights]
-    buf = to_device(np.full(sum(sizes), np.nan, np.float32))        # NaN: anything not written shows
+    shapes = [h0.shape, h0.shape if c0 is not None else None, *(w.shape for w in weights), (x.shape[0],)]
+    sizes = [0 if s is None else int(np.prod(s)) for s in shapes]
+    buf = to_device(np.full(sum(sizes[:-1]), np.nan, np.float32))
+    norms = to_device(np.full(x.shape[0], np.nan))                  # the norms are float64
     views, at = [], 0
-    for w, n in zip(weights, sizes):
-        views.append(buf[at:at + n].reshape(w.shape))
+    for s, n in zip(shapes[:-1], sizes[:-1]):
+        views.append(None if s is None else buf[at:at + n].reshape(s))
         at += n
-    views[3] = None
-    got = gpu.backward(cache, dev(dout), dev(dh_n), dev(dc_n), grads=tuple(views))
-    assert all(got[3 + i] is views[i] for i in range(3))
-    for name, r, g in zip(("dW_ih", "dW_hh", "db_ih", "db_hh"), ref[3:7], got[3:7]):
-        np.testing.assert_allclose(to_host(g), r, rtol=1e-4, atol=1e-5, err_msg=f"{cell} {name}")
-    assert np.isfinite(to_host(buf)[:sum(sizes[:3])]).all()
+    views[5] = None                                                  # db_hh: allocated
+    views.append(norms)
+    got = gpu.backward(cache, dev(dout), dev(dh_n), dev(dc_n), into=tuple(views))
+    assert all(got[1 + i] is v for i, v in enumerate(views) if v is not None)
+    for name, r, g in zip(NAMES[4:], ref[1:], got[1:]):
+        if r is None:
+            assert g is None, name
+        else:
+            np.testing.assert_allclose(to_host(g), r, rtol=1e-4, atol=1e-5, err_msg=f"{cell} {name}")
+    host_buf = to_host(buf)
+    written = np.ones(host_buf.size, bool)
+    at5 = sum(sizes[:5])
+    written[at5:at5 + sizes[5]] = False                            # the db_hh slot, not handed in
+    assert np.isfinite(host_buf[written]).all() and np.isfinite(to_host(norms)).all()
 
 
 @pytest.mark.parametrize("cell,nl", CELL_CASES)

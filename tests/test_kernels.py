@@ -203,8 +203,8 @@ def test_float64_activations_are_full_precision():
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
-def test_cpu_backward_writes_into_the_given_gradient_arrays(cell):
-    """The CPU side of ``grads=`` (kernels/cells.py): the arrays handed in are written and
+def test_cpu_backward_writes_into_the_given_arrays(cell):
+    """The CPU side of ``into=`` (kernels/cells.py): the arrays handed in are written and
     returned as themselves, a None is left to the kernel, and the values do not change."""
     from rnnjit.kernels import CELLS
     rng = np.random.default_rng(0)
@@ -217,8 +217,12 @@ def test_cpu_backward_writes_into_the_given_gradient_arrays(cell):
     dc_n = rng.standard_normal((B, H)) if cell == "lstm" else None
     c = CELLS[cell]
     ref = c.backward(c.forward(x, h0, c0, *weights, False, "tanh")[3], dout, dh_n, dc_n)
-    into = [np.full_like(w, np.nan) for w in weights[:3]] + [None]
-    got = c.backward(c.forward(x, h0, c0, *weights, False, "tanh")[3], dout, dh_n, dc_n, grads=tuple(into))
-    assert all(got[3 + i] is into[i] for i in range(3))
-    for r, g in zip(ref[3:7], got[3:7]):
-        np.testing.assert_array_equal(g, r)
+    into = [np.full_like(h0, np.nan), None if c0 is None else np.full_like(c0, np.nan),
+            *(np.full_like(w, np.nan) for w in weights[:3]), None, np.full(T, np.nan)]
+    got = c.backward(c.forward(x, h0, c0, *weights, False, "tanh")[3], dout, dh_n, dc_n, into=tuple(into))
+    assert all(got[1 + i] is a for i, a in enumerate(into) if a is not None)
+    for r, g in zip(ref[1:], got[1:]):
+        if r is None:
+            assert g is None
+        else:
+            np.testing.assert_array_equal(g, r)

@@ -8,12 +8,13 @@ them all the same shape, so a layer is written once:
         -> out (T, B, H), h_n (B, H), c_n (B, H) or None, cache
     forward_onehot(ids, h0, c0, W_ih, W_hh, b_ih, b_hh, reverse, nonlinearity)
         the same for one-hot inputs given as indices ids (T, B) (CPU only; None on the GPU)
-    backward(cache, dout, dh_n, dc_n, need_dx=True, grads=None)
+    backward(cache, dout, dh_n, dc_n, need_dx=True, into=None)
         -> dx or None, dh0, dc0 or None, dW_ih, dW_hh, db_ih, db_hh, norms (T,)
 
-``grads`` (dW_ih, dW_hh, db_ih, db_hh; None for any) are arrays for the weight gradients, a
-layer's own: they are written and returned. The CUDA twins compute into them (no new arrays and
-no device-to-device copies, which cost a driver call each); on the CPU they are a copy.
+``into`` (dh0, dc0, dW_ih, dW_hh, db_ih, db_hh, norms; None for any) are arrays for the results
+after dx, a layer's own gradients and state stacks: they are written and returned. The CUDA
+twins compute into them (no new arrays, and none of the device-to-device copies that cost a
+driver call each); on the CPU the results are copied into them.
 
 On the CPU, backward runs the cell's recurrent part (``*_recurrence_backward``, which returns
 the gate gradients dG) and then the input part: dW_ih = dG^T x with one GEMM, or a scatter-add of
@@ -50,6 +51,11 @@ def _split(states, T, reverse):
     return (states[:T], states[0]) if reverse else (states[1:], states[T])
 
 
+def _without_dc0(into):
+    """``into`` for a cell without a cell state, whose kernels return no dc0."""
+    return None if into is None else (into[0], *into[2:])
+
+
 def make_cells(rnn_forward, rnn_backward, lstm_forward, lstm_backward, gru_forward, gru_backward):
     """The registry for one set of whole-sequence kernels (the CUDA twins, which take and return
     device arrays but are called the same way as the CPU's ``*_forward`` / ``*_backward``)."""
@@ -60,10 +66,10 @@ def make_cells(rnn_forward, rnn_backward, lstm_forward, lstm_backward, gru_forwa
         out, h_n = _split(hs, x.shape[0], reverse)
         return out, h_n, None, (x, W_ih, W_hh, hs, reverse, relu)
 
-    def _rnn_backward(cache, dout, dh_n, dc_n, need_dx=True, grads=None):
+    def _rnn_backward(cache, dout, dh_n, dc_n, need_dx=True, into=None):
         x, W_ih, W_hh, hs, reverse, relu = cache
         dx, dh0, dW_ih, dW_hh, db_ih, db_hh, norms = rnn_backward(x, W_ih, W_hh, hs, dout, dh_n, reverse, relu,
-                                                                  grads=grads)
+                                                                  into=_without_dc0(into))
         return dx if need_dx else None, dh0, None, dW_ih, dW_hh, db_ih, db_hh, norms
 
     def _lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, reverse, nonlinearity):
@@ -71,9 +77,9 @@ def make_cells(rnn_forward, rnn_backward, lstm_forward, lstm_backward, gru_forwa
         (out, h_n), (_, c_n) = _split(hs, x.shape[0], reverse), _split(cs, x.shape[0], reverse)
         return out, h_n, c_n, (x, W_ih, W_hh, hs, cs, gates, reverse)
 
-    def _lstm_backward(cache, dout, dh_n, dc_n, need_dx=True, grads=None):
+    def _lstm_backward(cache, dout, dh_n, dc_n, need_dx=True, into=None):
         x, W_ih, W_hh, hs, cs, gates, reverse = cache
-        dx, *rest = lstm_backward(x, W_ih, W_hh, hs, cs, gates, dout, dh_n, dc_n, reverse, grads=grads)
+        dx, *rest = lstm_backward(x, W_ih, W_hh, hs, cs, gates, dout, dh_n, dc_n, reverse, into=into)
         return (dx if need_dx else None, *rest)
 
     def _gru_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, reverse, nonlinearity):
@@ -81,10 +87,10 @@ def make_cells(rnn_forward, rnn_backward, lstm_forward, lstm_backward, gru_forwa
         out, h_n = _split(hs, x.shape[0], reverse)
         return out, h_n, None, (x, W_ih, W_hh, hs, gates, hns, reverse)
 
-    def _gru_backward(cache, dout, dh_n, dc_n, need_dx=True, grads=None):
+    def _gru_backward(cache, dout, dh_n, dc_n, need_dx=True, into=None):
         x, W_ih, W_hh, hs, gates, hns, reverse = cache
         dx, dh0, dW_ih, dW_hh, db_ih, db_hh, norms = gru_backward(x, W_ih, W_hh, hs, gates, hns, dout, dh_n, reverse,
-                                                                  grads=grads)
+                                                                  into=_without_dc0(into))
         return dx if need_dx else None, dh0, None, dW_ih, dW_hh, db_ih, db_hh, norms
 
     return {
@@ -104,15 +110,16 @@ def _input_backward(inputs, dG, W_ih, need_dx):
     return (input_grad(dG, W_ih) if need_dx else None), dW_ih
 
 
-def _into(grads, *computed):
-    """The weight gradients, written into ``grads`` where given (the CPU side of ``grads=``)."""
-    if grads is None:
+def _into(into, *computed):
+    """The results after dx, copied into the arrays of ``into`` where given (the CPU side of
+    ``into=``)."""
+    if into is None:
         return computed
     out = []
-    for dst, src in zip(grads, computed):
-        if dst is not None:
+    for dst, src in zip(into, computed):
+        if dst is not None and src is not None:
             dst[...] = src
-        out.append(src if dst is None else dst)
+        out.append(src if dst is None or src is None else dst)
     return tuple(out)
 
 
@@ -125,11 +132,11 @@ def _cpu_cells():
             return out, h_n, None, ((x, onehot), W_ih, W_hh, hs, reverse, relu)
         return forward
 
-    def rnn_bwd(cache, dout, dh_n, dc_n, need_dx=True, grads=None):
+    def rnn_bwd(cache, dout, dh_n, dc_n, need_dx=True, into=None):
         inputs, W_ih, W_hh, hs, reverse, relu = cache
         dG, dh0, dW_hh, db_ih, db_hh, norms = rnn_recurrence_backward(W_hh, hs, dout, dh_n, reverse, relu)
         dx, dW_ih = _input_backward(inputs, dG, W_ih, need_dx)
-        return dx, dh0, None, *_into(grads, dW_ih, dW_hh, db_ih, db_hh), norms
+        return dx, *_into(into, dh0, None, dW_ih, dW_hh, db_ih, db_hh, norms)
 
     def lstm_fwd(kernel, onehot):
         def forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, reverse, nonlinearity):
@@ -138,12 +145,12 @@ def _cpu_cells():
             return out, h_n, c_n, ((x, onehot), W_ih, W_hh, hs, cs, gates, reverse)
         return forward
 
-    def lstm_bwd(cache, dout, dh_n, dc_n, need_dx=True, grads=None):
+    def lstm_bwd(cache, dout, dh_n, dc_n, need_dx=True, into=None):
         inputs, W_ih, W_hh, hs, cs, gates, reverse = cache
         dG, dh0, dc0, dW_hh, db_ih, db_hh, norms = lstm_recurrence_backward(W_hh, hs, cs, gates, dout, dh_n, dc_n,
                                                                            reverse)
         dx, dW_ih = _input_backward(inputs, dG, W_ih, need_dx)
-        return dx, dh0, dc0, *_into(grads, dW_ih, dW_hh, db_ih, db_hh), norms
+        return dx, *_into(into, dh0, dc0, dW_ih, dW_hh, db_ih, db_hh, norms)
 
     def gru_fwd(kernel, onehot):
         def forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, reverse, nonlinearity):
@@ -152,11 +159,11 @@ def _cpu_cells():
             return out, h_n, None, ((x, onehot), W_ih, W_hh, hs, gates, hns, reverse)
         return forward
 
-    def gru_bwd(cache, dout, dh_n, dc_n, need_dx=True, grads=None):
+    def gru_bwd(cache, dout, dh_n, dc_n, need_dx=True, into=None):
         inputs, W_ih, W_hh, hs, gates, hns, reverse = cache
         dGx, dh0, dW_hh, db_ih, db_hh, norms = gru_recurrence_backward(W_hh, hs, gates, hns, dout, dh_n, reverse)
         dx, dW_ih = _input_backward(inputs, dGx, W_ih, need_dx)
-        return dx, dh0, None, *_into(grads, dW_ih, dW_hh, db_ih, db_hh), norms
+        return dx, *_into(into, dh0, None, dW_ih, dW_hh, db_ih, db_hh, norms)
 
     return {
         "rnn": Cell("rnn", 1, False, rnn_fwd(rnn_forward, False), rnn_bwd, rnn_fwd(rnn_forward_onehot, True)),

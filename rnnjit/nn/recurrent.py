@@ -327,14 +327,11 @@ class Recurrent:
                 sfx = f"_l{k}" + ("_reverse" if d else "")
                 g = xp.take_columns(d_layer_out, d * H, H) if D == 2 else xp.contiguous(d_layer_out)
                 grads = self._grads  # written in place (optimizers hold these arrays), by the kernels on the GPU
-                dx, dh, dc, _, _, _, _, nrm = self.cell.backward(
+                into = (dh0[idx], dc0[idx] if lstm else None,
+                        *(grads.get(name + sfx) for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")), norms[idx])
+                dx, *_ = self.cell.backward(
                     caches[idx], g, xp.contiguous(dh_n[idx]), None if dc_n is None else xp.contiguous(dc_n[idx]),
-                    need_dx=input_grad or k > 0,
-                    grads=tuple(grads.get(name + sfx) for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")))
-                xp.assign(dh0[idx], dh)
-                if lstm:
-                    xp.assign(dc0[idx], dc)
-                xp.assign(norms[idx], nrm)
+                    need_dx=input_grad or k > 0, into=into)
                 if dx is not None:
                     d_layer_in = dx if d_layer_in is None else xp.add(d_layer_in, dx)
             d_layer_out = d_layer_in

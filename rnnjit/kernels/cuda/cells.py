@@ -2,10 +2,10 @@
 
     forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, reverse, nonlinearity)
         -> out (T, B, H), h_n (B, H), c_n (B, H) or None, cache
-    backward(cache, dout, dh_n, dc_n, need_dx=True, grads=None)
+    backward(cache, dout, dh_n, dc_n, need_dx=True, into=None)
         -> dx, dh0, dc0 or None, dW_ih, dW_hh, db_ih, db_hh, norms (T,)
 
-(``grads``: device arrays the weight gradients are computed into, a layer's own; see
+(``into``: device arrays the results after dx are computed into, a layer's own; see
 ``rnnjit/kernels/cells.py``.)
 
 Every array in and out is a device array (``DeviceNDArray``), C-contiguous and of one dtype

@@ -239,12 +239,11 @@ def gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, reverse):
     return hs, gates, hns
 
 
-def gru_backward(x, W_ih, W_hh, hs, gates, hns, dout, dh_n, reverse, grads=None):
+def gru_backward(x, W_ih, W_hh, hs, gates, hns, dout, dh_n, reverse, into=None):
     """Backpropagation through time for ``gru_forward`` (device arrays in and out).
 
     Returns dx, dh0, dW_ih, dW_hh, db_ih, db_hh and ``norms`` (T,), the L2 norm of the total
-    dL/dh_t at every timestep (a float64 device array). ``grads``: arrays (dW_ih, dW_hh, db_ih,
-    db_hh; None for any) to write the weight gradients into, as in ``lstm_backward``.
+    dL/dh_t at every timestep (a float64 device array). ``into``: as in ``lstm_backward``.
     """
     dtype = check("gru_backward", x, W_ih, W_hh, hs, gates, hns, dout, dh_n)
     T, B, I = x.shape
@@ -254,17 +253,17 @@ def gru_backward(x, W_ih, W_hh, hs, gates, hns, dout, dh_n, reverse, grads=None)
     p = plan(B, H, dtype)
     dGx = cuda.device_array((T, B, G), dtype)
     dGh = cuda.device_array((T, B, G), dtype)
+    dh0, dW_ih, dW_hh, db_ih, db_hh, norms = into or (None,) * 6
     dhz = cuda.device_array((B, H), dtype)
-    dh0 = cuda.device_array((B, H), dtype)
+    dh0 = cuda.device_array((B, H), dtype) if dh0 is None else dh0
     part = cuda.device_array((T, p.tiles), np.float64)
     launch_persistent(functools.partial(_backward_kernel, p.jt, p.ks, p.bt), p, own_weights(p, 3 * H, 1),
                       gates, hns, hs, W_hh, dout, dh_n, dhz, dGx, dGh, dh0, part, bool(reverse),
                       p.tiles_j, p.tiles_b)
-    norms = finish_norms(part)
+    norms = finish_norms(part, out=norms)
 
     dGx2 = dGx.reshape(T * B, G)
     dGh2 = dGh.reshape(T * B, G)
-    dW_ih, dW_hh, db_ih, db_hh = grads or (None,) * 4
     dx = gemm(dGx2, W_ih).reshape(T, B, I)
     dW_ih = gemm(dGx2, x.reshape(T * B, I), trans_a=True, out=dW_ih)
     prev_hs = hs[1 - nxt:T + 1 - nxt]

@@ -270,10 +270,11 @@ def _norms_kernel(part, norms):
         norms[t] = math.sqrt(s)
 
 
-def finish_norms(part):
-    """The per-step L2 norms of dL/dh_t from the per-tile sums of squares (T, tiles) -> (T,)."""
+def finish_norms(part, out=None):
+    """The per-step L2 norms of dL/dh_t from the per-tile sums of squares (T, tiles) -> (T,),
+    into ``out`` when given."""
     T = part.shape[0]
-    norms = cuda.device_array(T, np.float64)
+    norms = cuda.device_array(T, np.float64) if out is None else out
     if T:
         per = 32 if simulating() else 128
         _norms_kernel[(T + per - 1) // per, per](part, norms)

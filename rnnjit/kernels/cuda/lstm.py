@@ -255,14 +255,15 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, reverse):
     return hs, cs, gates
 
 
-def lstm_backward(x, W_ih, W_hh, hs, cs, gates, dout, dh_n, dc_n, reverse, grads=None):
+def lstm_backward(x, W_ih, W_hh, hs, cs, gates, dout, dh_n, dc_n, reverse, into=None):
     """Backpropagation through time for ``lstm_forward`` (device arrays in and out).
 
     dout (T, B, H) is dL/dh_t from above (the outputs), dh_n and dc_n the gradients of the
     final state. Returns dx, dh0, dc0, dW_ih, dW_hh, db_ih, db_hh and ``norms`` (T,), the L2
-    norm of the total dL/dh_t at every timestep (a float64 device array). ``grads``: arrays
-    (dW_ih, dW_hh, db_ih, db_hh; None for any) to write the weight gradients into, as a layer
-    does with its own (no new arrays, no copies); the same arrays are returned.
+    norm of the total dL/dh_t at every timestep (a float64 device array).
+    ``into``: arrays to write the results after dx into, in the order they are returned (None for
+    any: a new array), as a layer does with its own gradients and state stacks: no new arrays and
+    no copies; the same arrays come back.
     """
     dtype = check("lstm_backward", x, W_ih, W_hh, hs, cs, gates, dout, dh_n, dc_n)
     T, B, I = x.shape
@@ -270,17 +271,17 @@ def lstm_backward(x, W_ih, W_hh, hs, cs, gates, dout, dh_n, dc_n, reverse, grads
     G = 4 * H
     nxt = 0 if reverse else 1
     p = plan(B, H, dtype)
+    dh0, dc, dW_ih, dW_hh, db_ih, db_hh, norms = into or (None,) * 7
     dG = cuda.device_array((T, B, G), dtype)
-    dc = cuda.device_array((B, H), dtype)
+    dc = cuda.device_array((B, H), dtype) if dc is None else dc    # dc_n, then dc_t backwards to dc0
     copy(dc, dc_n)
-    dh0 = cuda.device_array((B, H), dtype)
+    dh0 = cuda.device_array((B, H), dtype) if dh0 is None else dh0
     part = cuda.device_array((T, p.tiles), np.float64)
     launch_persistent(functools.partial(_backward_kernel, p.jt, p.ks, p.bt), p, own_weights(p, G, 1),
                       gates, cs, W_hh, dout, dh_n, dc, dG, dh0, part, bool(reverse), p.tiles_j, p.tiles_b)
-    norms = finish_norms(part)
+    norms = finish_norms(part, out=norms)
 
     dG2 = dG.reshape(T * B, G)
-    dW_ih, dW_hh, db_ih, db_hh = grads or (None,) * 4
     dx = gemm(dG2, W_ih).reshape(T, B, I)
     dW_ih = gemm(dG2, x.reshape(T * B, I), trans_a=True, out=dW_ih)
     prev_hs = hs[1 - nxt:T + 1 - nxt]

@@ -184,27 +184,26 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh, reverse, use_relu):
     return hs
 
 
-def rnn_backward(x, W_ih, W_hh, hs, dout, dh_n, reverse, use_relu, grads=None):
+def rnn_backward(x, W_ih, W_hh, hs, dout, dh_n, reverse, use_relu, into=None):
     """Backpropagation through time for ``rnn_forward`` (device arrays in and out).
 
     Returns dx, dh0, dW_ih, dW_hh, db_ih, db_hh and ``norms`` (T,), the L2 norm of the total
-    dL/dh_t at every timestep (a float64 device array). ``grads``: arrays (dW_ih, dW_hh, db_ih,
-    db_hh; None for any) to write the weight gradients into, as in ``lstm_backward``.
+    dL/dh_t at every timestep (a float64 device array). ``into``: as in ``lstm_backward``.
     """
     dtype = check("rnn_backward", x, W_ih, W_hh, hs, dout, dh_n)
     T, B, I = x.shape
     H = hs.shape[2]
     nxt = 0 if reverse else 1
     p = plan(B, H, dtype)
+    dh0, dW_ih, dW_hh, db_ih, db_hh, norms = into or (None,) * 6
     dG = cuda.device_array((T, B, H), dtype)
-    dh0 = cuda.device_array((B, H), dtype)
+    dh0 = cuda.device_array((B, H), dtype) if dh0 is None else dh0
     part = cuda.device_array((T, p.tiles), np.float64)
     launch_persistent(functools.partial(_backward_kernel, p.jt, p.ks, p.bt), p, own_weights(p, H, 1),
                       hs, W_hh, dout, dh_n, dG, dh0, part, bool(reverse), bool(use_relu), p.tiles_j, p.tiles_b)
-    norms = finish_norms(part)
+    norms = finish_norms(part, out=norms)
 
     dG2 = dG.reshape(T * B, H)
-    dW_ih, dW_hh, db_ih, db_hh = grads or (None,) * 4
     dx = gemm(dG2, W_ih).reshape(T, B, I)
     dW_ih = gemm(dG2, x.reshape(T * B, I), trans_a=True, out=dW_ih)
     prev_hs = hs[1 - nxt:T + 1 - nxt]
