@@ -26,10 +26,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..nn.arrays import host_view
-from ..nn.flat import ParameterList, flatten
 from ..nn.recurrent import LAYERS
-from .module import CpuKernels, scalar
+from .module import CpuKernels, Module, scalar
 
 
 def _one_hot(ids, V, dtype):
@@ -39,7 +37,9 @@ def _one_hot(ids, V, dtype):
     return e
 
 
-class CharLM:
+class CharLM(Module):
+    layer_names = ("rnn",)
+
     def __init__(self, vocab_size: int, hidden_size: int = 128, num_layers: int = 2, cell: str = "lstm",
                  dropout: float = 0.0, embedding_size: int | None = None, input: str = "embedding",
                  dtype=np.float32, seed: int | None = None, nonlinearity: str = "tanh",
@@ -74,34 +74,14 @@ class CharLM:
         }
         if input == "embedding":
             params["embedding.weight"] = rng.standard_normal((self.vocab_size, E)).astype(dtype)
-        self._params = {k: self.xp.to_device(v) for k, v in params.items()}
-        self._grads = {k: self.xp.zeros(v.shape, self.dtype) for k, v in params.items()}
-        self._flat = flatten([self, self.rnn], self.xp)   # one buffer for all (nn/flat.py)
+        self._own(params)   # sent to the device once; one buffer with the layer's (nn/flat.py)
         self._cache = None
 
-    # ---- parameters -------------------------------------------------------------------------
-
-    @property
-    def params(self):
-        """The model's own parameters (not the recurrent layer's): NumPy arrays (on the GPU, a
-        ``HostView`` that copies on read)."""
-        return host_view(self._params, self.device)
-
-    @property
-    def grads(self):
-        return host_view(self._grads, self.device)
-
-    def parameters(self):
-        """(name, array, grad) for every parameter; optimizers update the arrays in place
-        (device arrays on the GPU)."""
-        own = [(k, self._params[k], self._grads[k]) for k in self._params]
-        return ParameterList(own + [("rnn." + k, p, g) for k, p, g in self.rnn.parameters()], self._flat)
-
-    def state_dict(self):
-        """Every parameter as a NumPy copy, torch's names."""
-        return {k: self.xp.host_copy(p) for k, p, _ in self.parameters()}
+    # ---- parameters: Module's (params, grads, parameters, state_dict, num_parameters, train) --
 
     def load_state_dict(self, state):
+        """Module's, but checking the model's own keys first and leaving the layer's to the layer
+        (whose errors name the layer's keys)."""
         rnn = {k[4:]: v for k, v in state.items() if k.startswith("rnn.")}
         own = {k: v for k, v in state.items() if not k.startswith("rnn.")}
         missing = sorted(set(self._params) - set(own))
@@ -114,16 +94,6 @@ class CharLM:
         self.rnn.load_state_dict(rnn)
         for k, v in own.items():
             self.xp.assign(self._params[k], v)
-
-    def num_parameters(self) -> int:
-        return sum(p.size for _, p, _ in self.parameters())
-
-    def train(self, mode=True):
-        self.rnn.train(mode)
-        return self
-
-    def eval(self):
-        return self.train(False)
 
     def initial_state(self, batch: int):
         """Zeros, on the model's device."""
