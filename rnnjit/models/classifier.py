@@ -55,14 +55,9 @@ class SequenceClassifier(Module):
     def hidden_grad_norms(self):
         return self.rnn.hidden_grad_norms
 
-    def _inputs(self, x):
-        """x (T, B, I) as a C-contiguous array of the model's dtype on its device."""
-        xp = self.xp
-        return x if xp.on_device(x) else xp.to_device(np.ascontiguousarray(x, dtype=self.dtype))
-
     def _final(self, x):
         """r (B, D*H): the last layer's final state, both directions side by side."""
-        _, state = self.rnn(self._inputs(x))
+        _, state = self.rnn(self._floats(x))
         h_n = state[0] if isinstance(state, tuple) else state
         S, B, H = h_n.shape
         D = self.rnn.num_directions

@@ -62,7 +62,7 @@ class ConditionedGenerator(Module):
     def initial_state(self, v):
         """v (B, F) -> the decoder's initial state (and s, kept for backward)."""
         k, xp = self.k, self.xp
-        v = v if xp.on_device(v) else xp.to_device(np.ascontiguousarray(v, dtype=self.dtype))
+        v = self._floats(v)
         s = k.tanh(linear(self._params, "init", v, k, xp))
         B, L, H = v.shape[0], self.num_layers, self.hidden_size
         h0 = xp.contiguous(xp.swap01(s.reshape(B, L, H)))
@@ -80,7 +80,7 @@ class ConditionedGenerator(Module):
     def forward_backward(self, v, y) -> float:
         """v (B, F) conditions, y (T, B) target ids ending in <eos>, then <pad>. Returns the loss."""
         k, xp = self.k, self.xp
-        v = v if xp.on_device(v) else xp.to_device(np.ascontiguousarray(v, dtype=self.dtype))
+        v = self._floats(v)
         state, s = self.initial_state(v)
         z, _, cache = self._decode(state, y)
         loss, dz = masked_cross_entropy(z, y, self.pad, True, k, xp)

@@ -163,6 +163,12 @@ class Module:
     def _layers(self):
         return [(n, getattr(self, n)) for n in self.layer_names]
 
+    def _floats(self, a):
+        """Float input ``a`` as a C-contiguous array of the model's dtype on its device (a device
+        array passes as it is)."""
+        xp = self.xp
+        return a if xp.on_device(a) else xp.to_device(np.ascontiguousarray(a, dtype=self.dtype))
+
     def parameters(self):
         """(name, array, grad) for every parameter; optimizers update the arrays in place
         (device arrays on the GPU)."""
