@@ -475,3 +475,31 @@ def test_stop_signals_in_a_real_terminal(tmp_path, corpus, signame):
     assert events[-1]["event"] == "end" and events[-1]["reason"] == "stopped"
     from rnnjit.train.checkpoint import load_checkpoint
     assert load_checkpoint(str(out / "checkpoint.npz"))[1]["step"] == events[-1]["step"] > 0
+
+
+def test_a_worker_message_after_the_screen_is_gone_is_dropped(tmp_path):
+    """On exit Textual takes the screen down first (``_close_all``) and then handles the messages
+    still queued; a worker's last message (caught up, a note) arriving in between used to redraw
+    into missing widgets and fail the exit with NoMatches (seen once in CI). Post them exactly
+    there."""
+    from rnnjit_tui.messages import CaughtUp, Note
+    run_dir = tmp_path / "run"
+    write_run(run_dir, recorded_run(steps=5, T=4, layers=1))
+    app = DashboardApp(follow=str(run_dir))
+    close_all = app._close_all
+
+    async def close_then_message():
+        await close_all()
+        for key in app.state.versions:        # something new to draw
+            app.state.versions[key] += 1
+        app.post_message(CaughtUp())
+        app.post_message(Note("source", "gone"))
+
+    app._close_all = close_then_message
+
+    async def go():
+        async with app.run_test(size=(100, 30)) as pilot:
+            await until(pilot, lambda: app.caught_up, what="the follower")
+
+    asyncio.run(go())
+    assert app.caught_up

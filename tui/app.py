@@ -20,6 +20,7 @@ and "save checkpoint" are served at once from the worker thread, the model being
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
@@ -28,6 +29,7 @@ from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Container, Vertical
+from textual.css.query import NoMatches
 from textual.widgets import Footer, RichLog, Static
 
 from . import panels
@@ -45,6 +47,18 @@ EXIT_USAGE = 2
 
 DIM = Style(dim=True)
 RAMP_MARKUP = "".join(f"[{ramp_hex(i / 7)}]█[/]" for i in range(8))
+
+
+@contextlib.contextmanager
+def _unless_taken_down(app):
+    """Drawing that finds its widgets gone is dropped once the app has stopped running: on exit
+    Textual removes the screen first and then handles the messages still queued, and a worker's
+    last message (caught up, finished) can be among them. While running, it is a real error."""
+    try:
+        yield
+    except NoMatches:
+        if app.is_running:
+            raise
 
 
 def _set(widget, attribute: str, value) -> None:
@@ -207,9 +221,10 @@ class DashboardApp(Sources, App):
             self._notes[slot] = text
         else:
             self._notes.pop(slot, None)
-        bar = self.query_one("#message", Static)
-        bar.update(Text("\n".join(self._notes.values())))
-        bar.set_class(bool(self._notes), "shown")
+        with _unless_taken_down(self):
+            bar = self.query_one("#message", Static)
+            bar.update(Text("\n".join(self._notes.values())))
+            bar.set_class(bool(self._notes), "shown")
 
     # ---- drawing ---------------------------------------------------------------------------
 
@@ -221,6 +236,10 @@ class DashboardApp(Sources, App):
 
     def _redraw(self, force: bool = False) -> None:
         """Repaint what changed: the run panel at REDRAW_HZ, the plots at most PLOT_HZ (``force``: now)."""
+        with _unless_taken_down(self):
+            self._repaint(force)
+
+    def _repaint(self, force: bool) -> None:
         v = self.state.versions
         now = time.monotonic()
         plots = force or now - self._plotted >= 1 / self.PLOT_HZ
