@@ -384,21 +384,22 @@ def breakdown(cuda, sizes, T, repeats):
             def bwd():
                 return lstm.lstm_backward(x, W_ih, W_hh, hs, cs, gates, d["dout"], d["dh_n"], d["dc_n"], False)
             p = plan(B, H, np.float32)
-            W_hhT = transpose(W_hh)
             fwd_kernel = ft.partial(lstm._forward_kernel, p.jt, p.ks, p.bt)
 
-            def recurrence():
-                launch_persistent(fwd_kernel, p, own_weights(p, H, 4), gates, d["b_ih"], d["b_hh"], W_hhT, hs, cs,
-                                  False, p.tiles_j, p.tiles_b)
+            def recurrence():   # as lstm_forward launches it: W_hh^T only for threads that do not keep W_hh
+                launch_persistent(fwd_kernel, p, own_weights(p, H, 4), gates, d["b_ih"], d["b_hh"], W_hh, hs, cs,
+                                  d["h0"], d["c0"], False, p.tiles_j, p.tiles_b,
+                                  unkept=lambda a: a[:3] + (transpose(W_hh),) + a[4:])
             bwd_kernel = ft.partial(lstm._backward_kernel, p.jt, p.ks, p.bt)
             dG = cuda.device_array(gates.shape, np.float32)
             dc = cuda.device_array((B, H), np.float32)
             dh0 = cuda.device_array((B, H), np.float32)
             part = cuda.device_array((T, p.tiles), np.float64)
+            norms = cuda.device_array(T, np.float64)
 
             def back_recurrence():
-                launch_persistent(bwd_kernel, p, own_weights(p, 4 * H, 1), gates, cs, W_hh, d["dout"], d["dh_n"], dc,
-                                  dG, dh0, part, False, p.tiles_j, p.tiles_b)
+                launch_persistent(bwd_kernel, p, own_weights(p, 4 * H, 1), gates, cs, W_hh, d["dout"], d["dh_n"],
+                                  d["dc_n"], dc, dG, dh0, part, norms, False, p.tiles_j, p.tiles_b)
             row = {"B": B, "H": H, "T": T,
                    "fwd_wall": timeit(fwd, cuda.synchronize, repeats), "fwd_device": device_ms(cuda, fwd, repeats),
                    "input_gemm": device_ms(cuda, lambda: gemm(x.reshape(T * B, H), W_ih, trans_b=True), repeats),

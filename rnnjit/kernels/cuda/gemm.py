@@ -131,14 +131,16 @@ def gemm_kernel(BM, BN, BK, TM, TN):
 
 
 @cuda.jit(cache=True)
-def sum_first_axis(W, out):
-    """out[i] = sum_z W[z, i]   (W is (Z, n), out is (n,)): adds up split-K partials."""
+def sum_first_axis(W, out, out2):
+    """out[i] = out2[i] = sum_z W[z, i]   (W is (Z, n), out and out2 (n,), often the same array):
+    adds up split-K partials or per-chunk column sums."""
     i = cuda.grid(1)
     if i < out.shape[0]:
         s = W[0, i]
         for z in range(1, W.shape[0]):
             s += W[z, i]
         out[i] = s
+        out2[i] = s
 
 
 @cuda.jit(cache=True)
@@ -229,17 +231,21 @@ def gemm(A, B, trans_a=False, trans_b=False, out=None):
     return out
 
 
-def _sum_first_axis(W, out):
+def _sum_first_axis(W, out, out2=None):
     n = out.shape[0]
     per = 32 if simulating() else 256
-    sum_first_axis[_blocks(n, per), per](W, out)
+    sum_first_axis[_blocks(n, per), per](W, out, out if out2 is None else out2)
 
 
-def column_sums(A, out=None):
-    """Sums over the rows of a 2-D device array (R, N) -> (N,)."""
+def column_sums(A, out=None, also=None, pair=False):
+    """Sums over the rows of a 2-D device array (R, N) -> (N,), into ``out`` when given. With
+    ``pair``, the same sums go to a second array too (``also``, or a new one; the two bias
+    gradients of a cell, which are equal): returns both."""
     R, N = A.shape
     if out is None:
         out = cuda.device_array(N, A.dtype)
+    if pair and also is None:
+        also = cuda.device_array(N, A.dtype)
     per = 8 if simulating() else 128
     col_blocks = _blocks(N, per)
     chunks = max(1, min(_blocks(R, 64 if not simulating() else 2), _blocks(8 * sm_count(), col_blocks)))
@@ -247,8 +253,8 @@ def column_sums(A, out=None):
     chunks = _blocks(R, rows_per)
     ws = cuda.device_array((chunks, N), A.dtype)
     column_sums_partial[(col_blocks, chunks), per](A, rows_per, ws)
-    _sum_first_axis(ws, out)
-    return out
+    _sum_first_axis(ws, out, also if pair else None)
+    return (out, also) if pair else out
 
 
 def transpose(A, out=None):

@@ -20,12 +20,13 @@ Same signatures and return values as the CPU ``gru_forward`` / ``gru_backward``,
 layout (``hs`` of T + 1 rows, ``reverse``), but device arrays in and out.
 
 How the work is split: exactly as in ``lstm.py`` (read that header first), with three gate
-blocks instead of four. Forward: one GEMM for the input projections of all steps, W_hh^T, then
-ONE persistent cooperative kernel for the time loop (per step: split-K recurrent product per tile,
-partial sums meet in shared memory, gate math, ``grid.sync()``). Backward: ONE persistent kernel
-in reverse, which per step finishes dh_t = dh_{t+1} z + dah_{t+1} W_hh for its units and then
-writes both gradient rows dax_t and dah_t (they differ in the n block); the ``dh * z`` part is
-kept per (b, j) in a small buffer by the thread that owns (b, j). Then dx, dW_ih (from dax),
+blocks instead of four. Forward: one GEMM for the input projections of all steps, then ONE
+persistent cooperative kernel for the time loop (per step: split-K recurrent product per tile,
+partial sums meet in shared memory, gate math, ``grid.sync()``; step 0 reads h0 and stores it as
+the first row of ``hs``). Backward: ONE persistent kernel in reverse, which per step finishes
+dh_t = dh_{t+1} z + dah_{t+1} W_hh for its units and then writes both gradient rows dax_t and
+dah_t (they differ in the n block); the ``dh * z`` part is kept per (b, j) in a small buffer by
+the thread that owns (b, j); at the end block 0 adds up ``norms``. Then dx, dW_ih (from dax),
 dW_hh (from dah) as three big GEMMs, and the two bias gradients as column sums.
 """
 
@@ -37,7 +38,7 @@ from numba import cuda
 
 from .activations import sigmoid
 from .gemm import column_sums, gemm, transpose
-from .launch import block_sum, check, copy, finish_norms, keep_weights, launch_persistent, own_weights, plan
+from .launch import block_sum, check, copy, keep_weights, launch_persistent, norms_from_parts, own_weights, plan
 
 
 @functools.cache
@@ -48,7 +49,8 @@ def _forward_kernel(JT, KS, BT, KN):
     OWN = max(1, 3 * KN)
 
     @cuda.jit(cache=True)
-    def gru_forward_persistent(gates, hns, b_ih, b_hh, W_hhT, hs, reverse, tiles_j, tiles_b):
+    def gru_forward_persistent(gates, hns, b_ih, b_hh, W, hs, h0, reverse, tiles_j, tiles_b):
+        # W: W_hh (3H, H) when KN > 0, read once into w_own; else W_hh^T (H, 3H), read every step
         T, B, _ = gates.shape
         H = hs.shape[2]
         tx = cuda.threadIdx.x
@@ -61,11 +63,11 @@ def _forward_kernel(JT, KS, BT, KN):
         nxt = 0 if reverse else 1
         w_own = cuda.local.array(OWN, dtype=hs.dtype)
         if KN:                           # the weights this thread multiplies at every step, once
-            keep_weights(w_own, W_hhT, KN, KS, JT, tiles_j, 3, H, H, H)
+            keep_weights(w_own, W, KN, KS, JT, tiles_j, 3, H, H, H, True)
 
         for s in range(T):
             t = T - 1 - s if reverse else s
-            prev_h = hs[t + 1 - nxt]
+            prev_h = h0 if s == 0 else hs[t + 1 - nxt]
             next_h = hs[t + nxt]
             a = gates[t]
             hn = hns[t]
@@ -95,7 +97,7 @@ def _forward_kernel(JT, KS, BT, KN):
                         for bb in range(BT):
                             hk[bb] = prev_h[rows[bb], k]
                         for g in range(3):
-                            w = w_own[g * KN + kk] if KN else W_hhT[k, g * H + jc]
+                            w = w_own[g * KN + kk] if KN else W[k, g * H + jc]
                             for bb in range(BT):
                                 acc[g, bb] += hk[bb] * w
                 # 2. the KS slices meet in shared memory
@@ -121,6 +123,8 @@ def _forward_kernel(JT, KS, BT, KN):
                     a[b, H + j] = z
                     a[b, 2 * H + j] = n
                     hn[b, j] = hn_v
+                    if s == 0:                   # the state stack starts with h0
+                        hs[t + 1 - nxt, b, j] = h_prev
                 cuda.syncthreads()
             grid.sync()
 
@@ -136,7 +140,7 @@ def _backward_kernel(JT, KS, BT, KN):
     OWN = max(1, KN)
 
     @cuda.jit(cache=True)
-    def gru_backward_persistent(gates, hns, hs, W_hh, dout, dh_n, dhz, dGx, dGh, dh0, part, reverse,
+    def gru_backward_persistent(gates, hns, hs, W_hh, dout, dh_n, dhz, dGx, dGh, dh0, part, norms, reverse,
                                 tiles_j, tiles_b):
         T, B, G = gates.shape
         H = hs.shape[2]
@@ -151,7 +155,7 @@ def _backward_kernel(JT, KS, BT, KN):
         nxt = 0 if reverse else 1
         w_own = cuda.local.array(OWN, dtype=hs.dtype)
         if KN:                           # the weights this thread multiplies at every step, once
-            keep_weights(w_own, W_hh, KN, KS, JT, tiles_j, 1, 0, G, H)
+            keep_weights(w_own, W_hh, KN, KS, JT, tiles_j, 1, 0, G, H, False)
 
         for s in range(T + 1):
             t = s if reverse else T - 1 - s
@@ -211,6 +215,8 @@ def _backward_kernel(JT, KS, BT, KN):
                 cuda.syncthreads()
             if s < T:
                 grid.sync()
+        if cuda.blockIdx.x == 0:                 # every tile's part was written before pass T
+            norms_from_parts(part, norms, tid, NT)
 
     return gru_backward_persistent
 
@@ -228,14 +234,14 @@ def gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, reverse):
     hs = cuda.device_array((T + 1, B, H), dtype)
     gates = cuda.device_array((T, B, G), dtype)
     hns = cuda.device_array((T, B, H), dtype)
-    copy(hs[T if reverse else 0], h0)
     if T == 0:
+        copy(hs[0], h0)
         return hs, gates, hns
     gemm(x.reshape(T * B, I), W_ih, trans_b=True, out=gates.reshape(T * B, G))  # inputs of all steps
-    W_hhT = transpose(W_hh)
     p = plan(B, H, dtype)
     launch_persistent(functools.partial(_forward_kernel, p.jt, p.ks, p.bt), p, own_weights(p, H, 3),
-                      gates, hns, b_ih, b_hh, W_hhT, hs, bool(reverse), p.tiles_j, p.tiles_b)
+                      gates, hns, b_ih, b_hh, W_hh, hs, h0, bool(reverse), p.tiles_j, p.tiles_b,
+                      unkept=lambda a: a[:4] + (transpose(W_hh),) + a[5:])
     return hs, gates, hns
 
 
@@ -257,10 +263,10 @@ def gru_backward(x, W_ih, W_hh, hs, gates, hns, dout, dh_n, reverse, into=None):
     dhz = cuda.device_array((B, H), dtype)
     dh0 = cuda.device_array((B, H), dtype) if dh0 is None else dh0
     part = cuda.device_array((T, p.tiles), np.float64)
+    norms = cuda.device_array(T, np.float64) if norms is None else norms
     launch_persistent(functools.partial(_backward_kernel, p.jt, p.ks, p.bt), p, own_weights(p, 3 * H, 1),
-                      gates, hns, hs, W_hh, dout, dh_n, dhz, dGx, dGh, dh0, part, bool(reverse),
+                      gates, hns, hs, W_hh, dout, dh_n, dhz, dGx, dGh, dh0, part, norms, bool(reverse),
                       p.tiles_j, p.tiles_b)
-    norms = finish_norms(part, out=norms)
 
     dGx2 = dGx.reshape(T * B, G)
     dGh2 = dGh.reshape(T * B, G)

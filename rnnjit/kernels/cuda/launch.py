@@ -190,10 +190,12 @@ def own_weights(p: Plan, length: int, per_k: int) -> int:
     return kn if 0 < kn * per_k <= SETTINGS["own_weights"] else 0
 
 
-def launch_persistent(make, p: Plan, kn: int, *args):
+def launch_persistent(make, p: Plan, kn: int, *args, unkept=None):
     """Launch a persistent (grid-synchronised) kernel over the tiles of plan ``p``: ``make(kn)``,
     whose threads keep their weights (KN = kn values per gate), on a grid that is a multiple of
-    ``p.tiles_j`` (so that every tile of a block has the same units); else ``make(0)``."""
+    ``p.tiles_j`` (so that every tile of a block has the same units); else ``make(0)``, with the
+    arguments ``unkept(args)`` when given (the forward kernels read W_hh^T there, a transposed
+    copy made only when that variant runs: the kept variant reads W_hh itself, once)."""
     if kn:
         kernel = make(kn)
         n = cooperative_grid(kernel, args, p)
@@ -201,6 +203,8 @@ def launch_persistent(make, p: Plan, kn: int, *args):
         if n:
             kernel[n, p.threads](*args)
             return
+    if unkept is not None:
+        args = unkept(args)
     kernel = make(0)
     kernel[cooperative_grid(kernel, args, p), p.threads](*args)
 
@@ -233,15 +237,29 @@ def copy(dst, src):
 
 
 @cuda.jit(device=True, inline="always")
-def keep_weights(w_own, W, KN, KS, JT, tiles_j, gates, stride, K, H):
+def keep_weights(w_own, W, KN, KS, JT, tiles_j, gates, stride, K, H, units_on_rows):
     """Load, once, the weights this thread multiplies at every step (the module docstring):
-    w_own[g*KN + kk] = W[k, g*stride + j] for k = threadIdx.y + kk*KS (clamped to K - 1), each
-    gate g < ``gates``, and j this thread's unit, the same in every tile of its block."""
+    w_own[g*KN + kk] = W[g*stride + j, k] (``units_on_rows``: the forward kernels, reading W_hh
+    itself) or W[k, g*stride + j] (the backward kernels), for k = threadIdx.y + kk*KS (clamped
+    to K - 1), each gate g < ``gates``, and j this thread's unit, the same in every tile of its
+    block."""
     j = min((cuda.blockIdx.x % tiles_j) * JT + cuda.threadIdx.x, H - 1)
     for kk in range(KN):
         k = min(cuda.threadIdx.y + kk * KS, K - 1)
         for g in range(gates):
-            w_own[g * KN + kk] = W[k, g * stride + j]
+            w_own[g * KN + kk] = W[g * stride + j, k] if units_on_rows else W[k, g * stride + j]
+
+
+@cuda.jit(device=True, inline="always")
+def norms_from_parts(part, norms, tid, NT):
+    """norms[t] = sqrt(sum over tiles of part[t, tile]), by the NT threads of one block (``tid``),
+    one step each, in a fixed order: the last work of a backward kernel, after its grid has
+    written every tile's sum of squares."""
+    for t in range(tid, norms.shape[0], NT):
+        s = 0.0
+        for i in range(part.shape[1]):
+            s += part[t, i]
+        norms[t] = math.sqrt(s)
 
 
 @cuda.jit(device=True)
@@ -257,25 +275,3 @@ def block_sum(sqs, tid, n, value):
         cuda.syncthreads()
         stride //= 2
     return sqs[0]
-
-
-@cuda.jit(cache=True)
-def _norms_kernel(part, norms):
-    """norms[t] = sqrt(sum over tiles of part[t, tile]): one thread per step, a fixed order."""
-    t = cuda.grid(1)
-    if t < norms.shape[0]:
-        s = 0.0
-        for i in range(part.shape[1]):
-            s += part[t, i]
-        norms[t] = math.sqrt(s)
-
-
-def finish_norms(part, out=None):
-    """The per-step L2 norms of dL/dh_t from the per-tile sums of squares (T, tiles) -> (T,),
-    into ``out`` when given."""
-    T = part.shape[0]
-    norms = cuda.device_array(T, np.float64) if out is None else out
-    if T:
-        per = 32 if simulating() else 128
-        _norms_kernel[(T + per - 1) // per, per](part, norms)
-    return norms

@@ -24,19 +24,22 @@ How the work is split (see ``launch.py`` for the tiles, ``gemm.py`` for the prod
 
 forward
   1. ``gemm``: gates = X W_ih^T for all T*B rows at once (one launch, tiled shared-memory GEMM).
-  2. ``transpose``: W_hh^T (H, 4H), so that threads of neighbouring units read neighbouring addresses.
-  3. ``lstm_forward_persistent``: ONE cooperative launch runs the whole time loop. Per step,
+  2. ``lstm_forward_persistent``: ONE cooperative launch runs the whole time loop. Per step,
      each tile (JT units x BT batch rows, all four gates) computes its slice of
      h_{t-1} W_hh^T split over KS k-slices, meets in shared memory, does the gate math above,
      writes h_t, c_t and the activated gates; then the whole grid waits at ``grid.sync()``
-     because step t + 1 reads every unit of h_t. When they are few (H <= 512 here), each thread
-     loads its 4 KN weights of W_hh^T once, before the loop, and keeps them (``w_own``).
+     because step t + 1 reads every unit of h_t. Step 0 reads h0 and c0, and stores them as the
+     first rows of ``hs`` and ``cs``. When they are few (H <= 512 here), each thread loads its
+     4 KN weights of W_hh once, before the loop, and keeps them (``w_own``); otherwise the
+     threads read them at every step from W_hh^T (H, 4H), a transposed copy (``transpose``) in
+     which threads of neighbouring units read neighbouring addresses.
 backward
   1. ``lstm_backward_persistent``: ONE cooperative launch runs the time loop in reverse. Per
      step, each tile first finishes dh_t = dA_{t+1} W_hh for its units (split over KS slices
      of the 4H-long k axis, reading the dA row the whole grid wrote the step before), then does
      the gate math, writes dA_t (the per-step gate gradients, kept for the GEMMs) and its
-     tile's sum of dh^2 for ``norms``; ``grid.sync()``. One last pass forms dh0.
+     tile's sum of dh^2 for ``norms``; ``grid.sync()``. One last pass forms dh0, while block 0
+     adds up the tiles' sums into ``norms``.
   2. ``gemm`` three times and ``column_sums``: dx = dA W_ih, dW_ih = dA^T X,
      dW_hh = dA^T H_prev, db = the column sums of dA, each over all T*B rows at once.
 
@@ -52,7 +55,7 @@ from numba import cuda
 
 from .activations import sigmoid
 from .gemm import column_sums, gemm, transpose
-from .launch import block_sum, check, copy, finish_norms, keep_weights, launch_persistent, own_weights, plan
+from .launch import block_sum, check, copy, keep_weights, launch_persistent, norms_from_parts, own_weights, plan
 
 
 @functools.cache
@@ -63,7 +66,8 @@ def _forward_kernel(JT, KS, BT, KN):
     OWN = max(1, 4 * KN)
 
     @cuda.jit(cache=True)
-    def lstm_forward_persistent(gates, b_ih, b_hh, W_hhT, hs, cs, reverse, tiles_j, tiles_b):
+    def lstm_forward_persistent(gates, b_ih, b_hh, W, hs, cs, h0, c0, reverse, tiles_j, tiles_b):
+        # W: W_hh (4H, H) when KN > 0, read once into w_own; else W_hh^T (H, 4H), read every step
         T, B, _ = gates.shape
         H = hs.shape[2]
         tx = cuda.threadIdx.x            # unit within the tile
@@ -76,12 +80,12 @@ def _forward_kernel(JT, KS, BT, KN):
         nxt = 0 if reverse else 1        # row of hs holding the state after step t is t + nxt
         w_own = cuda.local.array(OWN, dtype=hs.dtype)
         if KN:                           # the weights this thread multiplies at every step, once
-            keep_weights(w_own, W_hhT, KN, KS, JT, tiles_j, 4, H, H, H)
+            keep_weights(w_own, W, KN, KS, JT, tiles_j, 4, H, H, H, True)
 
         for s in range(T):
             t = T - 1 - s if reverse else s
-            prev_h = hs[t + 1 - nxt]
-            prev_c = cs[t + 1 - nxt]
+            prev_h = h0 if s == 0 else hs[t + 1 - nxt]
+            prev_c = c0 if s == 0 else cs[t + 1 - nxt]
             next_h = hs[t + nxt]
             next_c = cs[t + nxt]
             a = gates[t]
@@ -109,7 +113,7 @@ def _forward_kernel(JT, KS, BT, KN):
                         for bb in range(BT):
                             hk[bb] = prev_h[rows[bb], k]
                         for g in range(4):
-                            w = w_own[g * KN + kk] if KN else W_hhT[k, g * H + jc]
+                            w = w_own[g * KN + kk] if KN else W[k, g * H + jc]
                             for bb in range(BT):
                                 acc[g, bb] += hk[bb] * w
                 # 2. the KS slices meet in shared memory
@@ -139,6 +143,9 @@ def _forward_kernel(JT, KS, BT, KN):
                     a[b, H + j] = f
                     a[b, 2 * H + j] = g
                     a[b, 3 * H + j] = o
+                    if s == 0:                   # the state stacks start with h0 and c0
+                        hs[t + 1 - nxt, b, j] = h0[b, j]
+                        cs[t + 1 - nxt, b, j] = c_prev
                 cuda.syncthreads()               # ``red`` is reused by the next tile
             grid.sync()                          # step t + 1 reads all of h_t
 
@@ -154,7 +161,8 @@ def _backward_kernel(JT, KS, BT, KN):
     OWN = max(1, KN)
 
     @cuda.jit(cache=True)
-    def lstm_backward_persistent(gates, cs, W_hh, dout, dh_n, dc, dG, dh0, part, reverse, tiles_j, tiles_b):
+    def lstm_backward_persistent(gates, cs, W_hh, dout, dh_n, dc_n, dc, dG, dh0, part, norms, reverse, tiles_j,
+                                 tiles_b):
         T, B, G = gates.shape
         H = cs.shape[2]
         tx = cuda.threadIdx.x
@@ -168,7 +176,7 @@ def _backward_kernel(JT, KS, BT, KN):
         nxt = 0 if reverse else 1
         w_own = cuda.local.array(OWN, dtype=cs.dtype)
         if KN:                                   # the weights this thread multiplies at every step, once
-            keep_weights(w_own, W_hh, KN, KS, JT, tiles_j, 1, 0, G, H)
+            keep_weights(w_own, W_hh, KN, KS, JT, tiles_j, 1, 0, G, H, False)
 
         for s in range(T + 1):                   # pass T only finishes dh0
             t = s if reverse else T - 1 - s      # the step whose gate gradients this pass makes
@@ -212,7 +220,7 @@ def _backward_kernel(JT, KS, BT, KN):
                             dhv = dh + dout[t, b, j]
                             sq += dhv * dhv
                             tanh_c = math.tanh(cs[t + nxt, b, j])
-                            dcv = dc[b, j] + dhv * o * (1 - tanh_c * tanh_c)
+                            dcv = (dc_n[b, j] if s == 0 else dc[b, j]) + dhv * o * (1 - tanh_c * tanh_c)
                             dG[t, b, j] = dcv * g * i * (1 - i)
                             dG[t, b, H + j] = dcv * cs[t + 1 - nxt, b, j] * f * (1 - f)
                             dG[t, b, 2 * H + j] = dcv * i * (1 - g * g)
@@ -225,6 +233,8 @@ def _backward_kernel(JT, KS, BT, KN):
                 cuda.syncthreads()               # ``red`` and ``sqs`` are reused by the next tile
             if s < T:
                 grid.sync()                      # the next pass reads all of dA_t
+        if cuda.blockIdx.x == 0:                 # every tile's part was written before pass T
+            norms_from_parts(part, norms, tid, NT)
 
     return lstm_backward_persistent
 
@@ -242,16 +252,15 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, reverse):
     hs = cuda.device_array((T + 1, B, H), dtype)
     cs = cuda.device_array((T + 1, B, H), dtype)
     gates = cuda.device_array((T, B, G), dtype)
-    first = T if reverse else 0
-    copy(hs[first], h0)
-    copy(cs[first], c0)
     if T == 0:
+        copy(hs[0], h0)
+        copy(cs[0], c0)
         return hs, cs, gates
     gemm(x.reshape(T * B, I), W_ih, trans_b=True, out=gates.reshape(T * B, G))  # inputs of all steps
-    W_hhT = transpose(W_hh)
     p = plan(B, H, dtype)
     launch_persistent(functools.partial(_forward_kernel, p.jt, p.ks, p.bt), p, own_weights(p, H, 4),
-                      gates, b_ih, b_hh, W_hhT, hs, cs, bool(reverse), p.tiles_j, p.tiles_b)
+                      gates, b_ih, b_hh, W_hh, hs, cs, h0, c0, bool(reverse), p.tiles_j, p.tiles_b,
+                      unkept=lambda a: a[:3] + (transpose(W_hh),) + a[4:])
     return hs, cs, gates
 
 
@@ -273,20 +282,20 @@ def lstm_backward(x, W_ih, W_hh, hs, cs, gates, dout, dh_n, dc_n, reverse, into=
     p = plan(B, H, dtype)
     dh0, dc, dW_ih, dW_hh, db_ih, db_hh, norms = into or (None,) * 7
     dG = cuda.device_array((T, B, G), dtype)
-    dc = cuda.device_array((B, H), dtype) if dc is None else dc    # dc_n, then dc_t backwards to dc0
-    copy(dc, dc_n)
+    dc = cuda.device_array((B, H), dtype) if dc is None else dc    # dc_t backwards, to dc0
+    if T == 0:
+        copy(dc, dc_n)
     dh0 = cuda.device_array((B, H), dtype) if dh0 is None else dh0
     part = cuda.device_array((T, p.tiles), np.float64)
+    norms = cuda.device_array(T, np.float64) if norms is None else norms
     launch_persistent(functools.partial(_backward_kernel, p.jt, p.ks, p.bt), p, own_weights(p, G, 1),
-                      gates, cs, W_hh, dout, dh_n, dc, dG, dh0, part, bool(reverse), p.tiles_j, p.tiles_b)
-    norms = finish_norms(part, out=norms)
+                      gates, cs, W_hh, dout, dh_n, dc_n, dc, dG, dh0, part, norms, bool(reverse), p.tiles_j,
+                      p.tiles_b)
 
     dG2 = dG.reshape(T * B, G)
     dx = gemm(dG2, W_ih).reshape(T, B, I)
     dW_ih = gemm(dG2, x.reshape(T * B, I), trans_a=True, out=dW_ih)
     prev_hs = hs[1 - nxt:T + 1 - nxt]
     dW_hh = gemm(dG2, prev_hs.reshape(T * B, H), trans_a=True, out=dW_hh)
-    db_ih = column_sums(dG2, out=db_ih)
-    db_hh = cuda.device_array_like(db_ih) if db_hh is None else db_hh
-    copy(db_hh, db_ih)
+    db_ih, db_hh = column_sums(dG2, out=db_ih, also=db_hh, pair=True)   # both biases: the same gradient
     return dx, dh0, dc, dW_ih, dW_hh, db_ih, db_hh, norms

@@ -11,12 +11,13 @@ Same signatures and return values as the CPU ``rnn_forward`` / ``rnn_backward``,
 layout (``hs`` of T + 1 rows, ``reverse``), but device arrays in and out.
 
 How the work is split: exactly as in ``lstm.py`` (read that header first), with one gate block.
-Forward: one GEMM for the input projections of all steps (``xa``), W_hh^T, then ONE persistent
+Forward: one GEMM for the input projections of all steps (``xa``), then ONE persistent
 cooperative kernel for the time loop (per step: split-K recurrent product per tile of JT units x
-BT rows, partial sums meet in shared memory, the activation, ``grid.sync()``). Backward: ONE
-persistent kernel in reverse (per step: dh_t = da_{t+1} W_hh for the tile's units, then
-da_t = dh * act', stored for the GEMMs; ``grid.sync()``), then dx, dW_ih, dW_hh as three big GEMMs
-and db as column sums.
+BT rows, partial sums meet in shared memory, the activation, ``grid.sync()``; step 0 reads h0
+and stores it as the first row of ``hs``). Backward: ONE persistent kernel in reverse (per step:
+dh_t = da_{t+1} W_hh for the tile's units, then da_t = dh * act', stored for the GEMMs;
+``grid.sync()``; at the end, block 0 turns the tiles' sums of squares into ``norms``), then dx,
+dW_ih, dW_hh as three big GEMMs and db as column sums.
 """
 
 import functools
@@ -26,7 +27,7 @@ import numpy as np
 from numba import cuda
 
 from .gemm import column_sums, gemm, transpose
-from .launch import block_sum, check, copy, finish_norms, keep_weights, launch_persistent, own_weights, plan
+from .launch import block_sum, check, copy, keep_weights, launch_persistent, norms_from_parts, own_weights, plan
 
 
 @functools.cache
@@ -37,7 +38,9 @@ def _forward_kernel(JT, KS, BT, KN):
     OWN = max(1, KN)
 
     @cuda.jit(cache=True)
-    def rnn_forward_persistent(xa, b_ih, b_hh, W_hhT, hs, reverse, use_relu, tiles_j, tiles_b):
+    def rnn_forward_persistent(xa, b_ih, b_hh, W, hs, h0, reverse, use_relu, tiles_j, tiles_b):
+        # W: W_hh (H, H) when KN > 0, read once into w_own; else W_hh^T, read at every step (the
+        # transpose makes a warp's reads of neighbouring units neighbouring addresses)
         T, B, H = xa.shape
         tx = cuda.threadIdx.x
         ty = cuda.threadIdx.y
@@ -48,11 +51,11 @@ def _forward_kernel(JT, KS, BT, KN):
         nxt = 0 if reverse else 1
         w_own = cuda.local.array(OWN, dtype=hs.dtype)
         if KN:                                        # the weights this thread multiplies at every step, once
-            keep_weights(w_own, W_hhT, KN, KS, JT, tiles_j, 1, 0, H, H)
+            keep_weights(w_own, W, KN, KS, JT, tiles_j, 1, 0, H, H, True)
 
         for s in range(T):
             t = T - 1 - s if reverse else s
-            prev_h = hs[t + 1 - nxt]
+            prev_h = h0 if s == 0 else hs[t + 1 - nxt]
             next_h = hs[t + nxt]
             for tile in range(cuda.blockIdx.x, tiles_j * tiles_b, cuda.gridDim.x):
                 j = (tile % tiles_j) * JT + tx
@@ -69,7 +72,7 @@ def _forward_kernel(JT, KS, BT, KN):
                 for kk in range(KN if KN else (H - ty + KS - 1) // KS):
                     k = ty + kk * KS
                     if k < H:
-                        w = w_own[kk] if KN else W_hhT[k, jc]
+                        w = w_own[kk] if KN else W[k, jc]
                         for bb in range(BT):
                             acc[bb] += prev_h[rows[bb], k] * w
                 # 2. the KS slices meet in shared memory
@@ -83,6 +86,8 @@ def _forward_kernel(JT, KS, BT, KN):
                         hh += red[y, ty, tx]
                     v = x_a + hh
                     next_h[b, j] = max(v, 0) if use_relu else math.tanh(v)
+                    if s == 0:
+                        hs[t + 1 - nxt, b, j] = h0[b, j]   # the state stack starts with h0
                 cuda.syncthreads()
             grid.sync()
 
@@ -98,7 +103,7 @@ def _backward_kernel(JT, KS, BT, KN):
     OWN = max(1, KN)
 
     @cuda.jit(cache=True)
-    def rnn_backward_persistent(hs, W_hh, dout, dh_n, dG, dh0, part, reverse, use_relu, tiles_j, tiles_b):
+    def rnn_backward_persistent(hs, W_hh, dout, dh_n, dG, dh0, part, norms, reverse, use_relu, tiles_j, tiles_b):
         T, B, H = dout.shape
         tx = cuda.threadIdx.x
         ty = cuda.threadIdx.y
@@ -111,7 +116,7 @@ def _backward_kernel(JT, KS, BT, KN):
         nxt = 0 if reverse else 1
         w_own = cuda.local.array(OWN, dtype=hs.dtype)
         if KN:                                        # the weights this thread multiplies at every step, once
-            keep_weights(w_own, W_hh, KN, KS, JT, tiles_j, 1, 0, H, H)
+            keep_weights(w_own, W_hh, KN, KS, JT, tiles_j, 1, 0, H, H, False)
 
         for s in range(T + 1):
             t = s if reverse else T - 1 - s
@@ -162,6 +167,8 @@ def _backward_kernel(JT, KS, BT, KN):
                 cuda.syncthreads()
             if s < T:
                 grid.sync()
+        if cuda.blockIdx.x == 0:                      # every tile's part was written before pass T
+            norms_from_parts(part, norms, tid, NT)
 
     return rnn_backward_persistent
 
@@ -172,15 +179,15 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh, reverse, use_relu):
     T, B, I = x.shape
     H = h0.shape[1]
     hs = cuda.device_array((T + 1, B, H), dtype)
-    copy(hs[T if reverse else 0], h0)
     if T == 0:
+        copy(hs[0], h0)
         return hs
     xa = cuda.device_array((T, B, H), dtype)
     gemm(x.reshape(T * B, I), W_ih, trans_b=True, out=xa.reshape(T * B, H))  # inputs of all steps
-    W_hhT = transpose(W_hh)
     p = plan(B, H, dtype)
     launch_persistent(functools.partial(_forward_kernel, p.jt, p.ks, p.bt), p, own_weights(p, H, 1),
-                      xa, b_ih, b_hh, W_hhT, hs, bool(reverse), bool(use_relu), p.tiles_j, p.tiles_b)
+                      xa, b_ih, b_hh, W_hh, hs, h0, bool(reverse), bool(use_relu), p.tiles_j, p.tiles_b,
+                      unkept=lambda a: a[:3] + (transpose(W_hh),) + a[4:])
     return hs
 
 
@@ -199,16 +206,14 @@ def rnn_backward(x, W_ih, W_hh, hs, dout, dh_n, reverse, use_relu, into=None):
     dG = cuda.device_array((T, B, H), dtype)
     dh0 = cuda.device_array((B, H), dtype) if dh0 is None else dh0
     part = cuda.device_array((T, p.tiles), np.float64)
+    norms = cuda.device_array(T, np.float64) if norms is None else norms
     launch_persistent(functools.partial(_backward_kernel, p.jt, p.ks, p.bt), p, own_weights(p, H, 1),
-                      hs, W_hh, dout, dh_n, dG, dh0, part, bool(reverse), bool(use_relu), p.tiles_j, p.tiles_b)
-    norms = finish_norms(part, out=norms)
+                      hs, W_hh, dout, dh_n, dG, dh0, part, norms, bool(reverse), bool(use_relu), p.tiles_j, p.tiles_b)
 
     dG2 = dG.reshape(T * B, H)
     dx = gemm(dG2, W_ih).reshape(T, B, I)
     dW_ih = gemm(dG2, x.reshape(T * B, I), trans_a=True, out=dW_ih)
     prev_hs = hs[1 - nxt:T + 1 - nxt]
     dW_hh = gemm(dG2, prev_hs.reshape(T * B, H), trans_a=True, out=dW_hh)
-    db_ih = column_sums(dG2, out=db_ih)
-    db_hh = cuda.device_array_like(db_ih) if db_hh is None else db_hh
-    copy(db_hh, db_ih)
+    db_ih, db_hh = column_sums(dG2, out=db_ih, also=db_hh, pair=True)   # both biases: the same gradient
     return dx, dh0, dW_ih, dW_hh, db_ih, db_hh, norms

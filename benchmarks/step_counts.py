@@ -1,0 +1,110 @@
+"""Count what one training step asks of the GPU's host side, in Numba's simulator.
+
+    NUMBA_ENABLE_CUDASIM=1 python benchmarks/step_counts.py            # 2-layer LSTM CharLM
+    NUMBA_ENABLE_CUDASIM=1 python benchmarks/step_counts.py --cell gru --layers 1
+
+On a GPU every kernel launch, device allocation and device-to-device copy costs the host tens of
+microseconds (numba-cuda prepares the arguments in Python), and a small model's step is mostly
+that: see ``profile_step.py``. The simulator runs the same host code, so the numbers it counts
+are the GPU's: kernel launches (by kernel), allocations, copies between device arrays, and
+transfers between host and device, for the engine's step (ids in; forward, BPTT, clipping, Adam;
+loss and norm out) after a first step has set everything up.
+"""
+
+import argparse
+import os
+import sys
+from collections import Counter
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def count(step, cuda):
+    """Run ``step()`` once with the simulator's launches, allocations and copies counted."""
+    from numba.cuda.simulator import kernel as sim_kernel
+    from numba.cuda.simulator.cudadrv import devicearray as sim_arrays
+    seen = {"launches": Counter(), "allocations": 0, "d2d": 0, "h2d": 0, "d2h": 0}
+    launch = sim_kernel.FakeCUDAKernel.__call__
+    arr = sim_arrays.FakeCUDAArray
+    copy_to_device, copy_to_host = arr.copy_to_device, arr.copy_to_host
+    saved = {name: getattr(cuda, name) for name in ("device_array", "device_array_like", "to_device")}
+
+    def counted_launch(kernel, *args):
+        if not (kernel._device or sim_kernel._kernel_context):
+            seen["launches"][kernel.fn.__name__] += 1
+        return launch(kernel, *args)
+
+    def counted_copy_to_device(a, src, *args, **kw):
+        seen["d2d" if hasattr(src, "copy_to_host") else "h2d"] += 1
+        return copy_to_device(a, src, *args, **kw)
+
+    def counted_copy_to_host(a, *args, **kw):
+        seen["d2h"] += 1
+        return copy_to_host(a, *args, **kw)
+
+    def allocating(fn, transfer=False):
+        def wrapped(*args, **kw):
+            seen["allocations"] += 1
+            seen["h2d"] += transfer
+            return fn(*args, **kw)
+        return wrapped
+
+    sim_kernel.FakeCUDAKernel.__call__ = counted_launch
+    arr.copy_to_device, arr.copy_to_host = counted_copy_to_device, counted_copy_to_host
+    cuda.device_array = allocating(saved["device_array"])
+    cuda.device_array_like = allocating(saved["device_array_like"])
+    cuda.to_device = allocating(lambda a, *r, **k: saved["to_device"](a, *r, **k), transfer=True)
+    try:
+        step()
+    finally:
+        sim_kernel.FakeCUDAKernel.__call__ = launch
+        arr.copy_to_device, arr.copy_to_host = copy_to_device, copy_to_host
+        for name, fn in saved.items():
+            setattr(cuda, name, fn)
+    return seen
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cell", default="lstm", choices=("rnn", "lstm", "gru"))
+    ap.add_argument("--layers", type=int, default=2)
+    ap.add_argument("--hidden", type=int, default=4)
+    args = ap.parse_args(argv)
+    from numba import config
+    if not config.ENABLE_CUDASIM:
+        print("step_counts: run it in the simulator: NUMBA_ENABLE_CUDASIM=1 python benchmarks/step_counts.py")
+        return 2
+    import numpy as np
+    from numba import cuda
+    from rnnjit.models import CharLM
+    from rnnjit.train.optim import Adam, clip_gradients, gradients
+
+    T, B, V = 3, 2, 5
+    model = CharLM(V, args.hidden, args.layers, args.cell, seed=0, device="cuda")
+    opt = Adam(model.parameters(), lr=1e-3)
+    grads = gradients(model.parameters())
+    rng = np.random.default_rng(0)
+
+    def step():
+        x, y = rng.integers(0, V, (T, B)), rng.integers(0, V, (T, B))
+        loss, _ = model.forward_backward(x, y, model.initial_state(B))
+        norm, _ = clip_gradients(grads, 1.0, "norm")
+        opt.step()
+        return float(loss), float(norm)
+
+    step()
+    seen = count(step, cuda)
+    n = sum(seen["launches"].values())
+    print(f"CharLM {args.cell}, {args.layers} layer(s), one training step after the first:")
+    print(f"  kernel launches      {n}")
+    for name, k in seen["launches"].most_common():
+        print(f"      {k:3d}  {name}")
+    print(f"  device allocations   {seen['allocations']}")
+    print(f"  device-to-device     {seen['d2d']}")
+    print(f"  host-to-device       {seen['h2d']}")
+    print(f"  device-to-host       {seen['d2h']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
