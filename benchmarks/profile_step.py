@@ -70,7 +70,7 @@ def device_profile(torch, cuda, fn, calls=3):
         print(f"      {n / calls:5.1f} x {t / calls:9.1f} us  {name}")
 
 
-def host_profile(cuda, fn, calls=20, top=22):
+def host_profile(cuda, fn, calls=20, top=18):
     fn()
     cuda.synchronize()
     pr = cProfile.Profile()
@@ -79,14 +79,16 @@ def host_profile(cuda, fn, calls=20, top=22):
         fn()
     cuda.synchronize()
     pr.disable()
-    s = io.StringIO()
-    st = pstats.Stats(pr, stream=s)
-    print(f"    host: cProfile over {calls} calls, by own time (tottime, ms over all calls)")
-    st.sort_stats("tottime").print_stats(top)
-    lines = [ln for ln in s.getvalue().splitlines() if ln.strip()]
-    start = next((i for i, ln in enumerate(lines) if "ncalls" in ln), 0)
-    for ln in lines[max(start - 3, 0):]:
-        print("      " + ln.replace(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "."))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for order, restrict, what in (("tottime", (top,), "all functions, by own time"),
+                                  ("cumulative", ("rnnjit", top), "rnnjit's functions, by time inside them")):
+        s = io.StringIO()
+        pstats.Stats(pr, stream=s).sort_stats(order).print_stats(*restrict)
+        lines = [ln for ln in s.getvalue().splitlines() if ln.strip()]
+        start = next((i for i, ln in enumerate(lines) if "ncalls" in ln), 0)
+        print(f"    host: cProfile of {calls} calls, {what} (seconds over all {calls})")
+        for ln in lines[start:]:
+            print("      " + ln.replace(root, ".").replace(sys.prefix, "<python>"))
 
 
 def guarded(fn, *args):
@@ -106,13 +108,18 @@ def main(argv=None):
     args = ap.parse_args(argv)
     try:
         from rnnjit.kernels.cuda import require_cuda
-        cuda = require_cuda()
-        import torch
-        if not torch.cuda.is_available():
-            raise RuntimeError("torch has no CUDA")
+        require_cuda()
+        from numba import cuda
     except Exception as error:  # noqa: BLE001 - a profile is optional
         print(f"profile_step: nothing to do ({error})")
         return 0
+    try:
+        import torch
+        if not torch.cuda.is_available():
+            raise RuntimeError("torch has no CUDA")
+    except Exception as error:  # noqa: BLE001
+        print(f"profile_step: no device profile ({error}); the host's only")
+        torch = None
     T = args.T
     for cell in args.cells.split(","):
         for size in filter(None, args.sizes.split(",")):
@@ -121,7 +128,8 @@ def main(argv=None):
             ours = cuda_check.Ours(cell, "tanh", cuda_check.make_case(cell, B, H, H, T))
             for what, fn in (("train", ours.train_step), ("fwd", ours.forward)):
                 print(f"  {what}")
-                guarded(device_profile, torch, cuda, fn)
+                if torch is not None:
+                    guarded(device_profile, torch, cuda, fn)
                 if B == 1:
                     guarded(host_profile, cuda, fn)
         for size in filter(None, args.lm.split(",")):
@@ -135,7 +143,8 @@ def main(argv=None):
 
             def step():
                 return lm.train_step(x, y)
-            guarded(device_profile, torch, cuda, step)
+            if torch is not None:
+                guarded(device_profile, torch, cuda, step)
             guarded(host_profile, cuda, step)
     return 0
 
