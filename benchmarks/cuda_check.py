@@ -415,6 +415,65 @@ def breakdown(cuda, sizes, T, repeats):
     return {"launch_ms": launch, "rows": rows}
 
 
+def gemm_section(cuda, torch, shapes, repeats, failures):
+    """The tiled GEMM (kernels/cuda/gemm.py) on the products of a layer, loading the next slab
+    after the current products (as before) or before them (``prefetch``), against cuBLAS
+    (``torch.matmul``, TF32 off): device time, TFLOP/s, and the largest difference between the
+    two loadings (0: the same sums in the same order) and to cuBLAS (relative to its largest)."""
+    from rnnjit.kernels.cuda import gemm as g
+    from rnnjit.kernels.cuda.launch import tuning
+    log("gemm: the products of one layer, fp32 (ms of device time; TFLOP/s)")
+    log(f"  {'product':<26} {'M':>6} {'N':>5} {'K':>6} | {'ours':>8} {'TF/s':>5} | {'prefetch':>8} {'TF/s':>5} | "
+        f"{'cuBLAS':>8} {'TF/s':>5} | {'pf/ours':>7} {'ours/cuBLAS':>11}  diff pf, cuBLAS")
+    rows = []
+    rng = np.random.default_rng(0)
+    for label, M, N, K, ta, tb in shapes:
+        try:
+            A = rng.standard_normal((K, M) if ta else (M, K)).astype(np.float32)
+            B = rng.standard_normal((N, K) if tb else (K, N)).astype(np.float32)
+            dA, dB = cuda.to_device(A), cuda.to_device(B)
+            out = {}
+            for pf in (False, True):
+                with tuning(gemm_prefetch=pf):
+                    out[pf] = (device_ms(cuda, lambda: g.gemm(dA, dB, ta, tb), repeats),
+                               g.gemm(dA, dB, ta, tb).copy_to_host())
+            flops = 2.0 * M * N * K
+            row = {"product": label, "M": M, "N": N, "K": K, "ours": out[False][0], "prefetch": out[True][0],
+                   "diff_prefetch": float(np.abs(out[True][1] - out[False][1]).max())}
+            if torch is not None:
+                tA, tB = torch.from_numpy(A).cuda(), torch.from_numpy(B).cuda()
+                fa = (lambda: tA.T) if ta else (lambda: tA)
+                fb = (lambda: tB.T) if tb else (lambda: tB)
+                ref = torch.matmul(fa(), fb())
+                row["cublas"] = device_ms(cuda, lambda: torch.matmul(fa(), fb()), repeats)
+                refh = ref.cpu().numpy()
+                row["diff_cublas"] = rel_err(out[False][1], refh)
+            rows.append(row)
+
+            def tf(ms):
+                return f"{flops / ms / 1e9:5.1f}" if ms else f"{'-':>5}"
+            cub = row.get("cublas")
+            log(f"  {label:<26} {M:>6} {N:>5} {K:>6} | {row['ours']:8.3f} {tf(row['ours'])} | "
+                f"{row['prefetch']:8.3f} {tf(row['prefetch'])} | "
+                + (f"{cub:8.3f} {tf(cub)} | " if cub else f"{'-':>8} {'-':>5} | ")
+                + f"{row['prefetch'] / row['ours']:7.2f} " + (f"{row['ours'] / cub:11.2f}" if cub else f"{'-':>11}")
+                + f"  {row['diff_prefetch']:.1e}, " + (f"{row['diff_cublas']:.1e}" if cub else "-"))
+            if row["diff_prefetch"] != 0 or row.get("diff_cublas", 0) > PARITY_TOL:
+                failures.append(f"gemm {label}")
+                log(f"  FAILED: gemm {label}")
+        except Exception:
+            failed(f"gemm {label}", failures)
+    return rows
+
+
+def gemm_shapes(B, H, T):
+    """(label, M, N, K, trans_a, trans_b) of an LSTM layer's four products, I = H."""
+    G = 4 * H
+    return [(f"X W_ih^T  B={B} H={H}", T * B, G, H, False, True),
+            (f"dA W_ih   B={B} H={H}", T * B, H, G, False, False),
+            (f"dA^T X    B={B} H={H}", G, H, T * B, True, False)]
+
+
 # ---- a whole training step: CharLM on the device against the same model in torch ----------------
 
 LM_V, LM_LAYERS, LM_CLIP, LM_LR = 65, 2, 5.0, 2e-3
@@ -581,6 +640,8 @@ def main(argv=None):
     ap.add_argument("--no-lm", action="store_true", help="skip the CharLM training step")
     ap.add_argument("--budget", type=float, default=None,
                     help="start no new case after this many seconds (the cases left are listed as skipped)")
+    ap.add_argument("--gemm", action="store_true",
+                    help="also time the GEMM of an LSTM layer's products, both slab loadings, against cuBLAS")
     ap.add_argument("--sweep", action="store_true",
                     help="instead: time our LSTM under several tile shapes (for tuning launch.plan)")
     args = ap.parse_args(argv)
@@ -669,6 +730,10 @@ def main(argv=None):
             save(breakdown=breakdown(cuda, bd_sizes, T, repeats))
         except Exception:
             failed("breakdown", failures)
+        log("=" * 100)
+    if args.gemm and not budget.over("gemm"):
+        sizes = [(1, 4), (3, 6)] if args.tiny else [(64, 512), (256, 1024)]
+        save(gemm=gemm_section(cuda, torch, [s for B, H in sizes for s in gemm_shapes(B, H, T)], repeats, failures))
         log("=" * 100)
     lm_rows = [] if args.no_lm else lm_section(cuda, torch, cells, lm_sizes, T, repeats, failures,
                                                cpu_check=not args.no_cpu, budget=budget, save=save)

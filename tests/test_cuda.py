@@ -98,11 +98,13 @@ def test_training_kernels_compile_for_a_gpu():
 def test_persistent_kernels_compile_for_a_gpu():
     """Every cell's persistent forward and backward kernel, with the weights read every step
     (KN = 0) and kept by the threads (KN = 4: H = 128 forward with 32 k-slices), compile to PTX
-    for sm_90 in both dtypes, with GPU-sized tiles; and no thread array spills to local memory:
-    the kept weights, the partial sums and the row indices all live in registers."""
+    for sm_90 in both dtypes, with GPU-sized tiles, and so do both tiles of the GEMM, loading
+    the next slab before or after the products; and no thread array spills to local memory:
+    the kept weights, the partial sums, the row indices and the GEMM's accumulators and
+    prefetched slabs all live in registers."""
     words = compile_ptx("""
         import re
-        from rnnjit.kernels.cuda import gru, lstm, rnn
+        from rnnjit.kernels.cuda import gemm, gru, lstm, rnn
         n, spills = 0, []
         for F in (t.float32, t.float64):
             v, m, m3, b, i = F[::1], F[:, ::1], F[:, :, ::1], t.boolean, t.int64
@@ -120,9 +122,16 @@ def test_persistent_kernels_compile_for_a_gpu():
                     n += 1
                     if re.search(r"__local_depot", ptx):
                         spills.append(f"{kernel.py_func.__name__}/{KN}/{F}")
+            for tile in (gemm.TILE_64, gemm.TILE_128):   # the tiled GEMM, both ways of loading slabs
+                for prefetch in (False, True):
+                    kernel = gemm.gemm_kernel(*tile, prefetch)
+                    ptx, _ = cuda.compile_ptx(kernel.py_func, (m, m, m3, i, i, i), cc=(9, 0))
+                    n += 1
+                    if re.search(r"__local_depot", ptx):
+                        spills.append(f"gemm{tile}/{prefetch}/{F}")
         print("COMPILED", n, "SPILLS", ",".join(spills) or "none")
         """)
-    assert words == ["COMPILED", "24", "SPILLS", "none"]
+    assert words == ["COMPILED", "32", "SPILLS", "none"]
 
 
 # ---- the kernels against the CPU ---------------------------------------------------------------
@@ -283,7 +292,11 @@ def test_direct_kernels_match_cpu(cuda):
 
 # ---- building blocks ---------------------------------------------------------------------------
 
-def test_gemm_transposes_splits_and_tiles(cuda):
+@pytest.mark.parametrize("prefetch", [False, True])
+def test_gemm_transposes_splits_and_tiles(cuda, prefetch):
+    """Every transposition, split-K with a ragged last chunk, several slabs along k with a ragged
+    last slab, both tile families; with the next slab loaded before (``prefetch``) or after the
+    products of the current one."""
     from rnnjit.kernels.cuda import gemm as g
     from rnnjit.kernels.cuda.launch import tuning
     rng = np.random.default_rng(1)
@@ -293,12 +306,15 @@ def test_gemm_transposes_splits_and_tiles(cuda):
             for tb in (False, True):
                 A = rng.standard_normal((K, M) if ta else (M, K))
                 B = rng.standard_normal((N, K) if tb else (K, N))
-                with tuning(gemm_tile=tile, gemm_splits=splits):
+                with tuning(gemm_tile=tile, gemm_splits=splits, gemm_prefetch=prefetch):
                     got = g.gemm(cuda.to_device(A), cuda.to_device(B), ta, tb).copy_to_host()
                 ref = (A.T if ta else A) @ (B.T if tb else B)
                 np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12, err_msg=f"{M, K, N, ta, tb}")
     A = rng.standard_normal((11, 6)).astype(np.float32)
     np.testing.assert_allclose(g.column_sums(cuda.to_device(A)).copy_to_host(), A.sum(axis=0), rtol=1e-5)
+    one, two = g.column_sums(cuda.to_device(A), pair=True)
+    np.testing.assert_array_equal(one.copy_to_host(), two.copy_to_host())
+    np.testing.assert_allclose(two.copy_to_host(), A.sum(axis=0), rtol=1e-5)
     np.testing.assert_array_equal(g.transpose(cuda.to_device(A)).copy_to_host(), A.T)
 
 

@@ -27,6 +27,7 @@ Also here: ``transpose`` (W_hh^T for the forward recurrence, read coalesced) and
 """
 
 import functools
+import os
 
 from numba import cuda
 
@@ -40,12 +41,15 @@ TILE_SIM = (8, 8, 4, 2, 2)        # 16 threads: the simulator runs each thread a
 SETTINGS = {
     "tile": None,       # force a tile configuration; None: choose per product
     "splits": None,     # force a split-K factor; None: choose per product
+    "prefetch": os.environ.get("RNNJIT_GEMM_PREFETCH", "0") == "1",   # gemm_kernel's PREFETCH
 }
 
 
 @functools.cache
-def gemm_kernel(BM, BN, BK, TM, TN):
-    """The tiled GEMM for one tile configuration (constants are baked into the kernel)."""
+def gemm_kernel(BM, BN, BK, TM, TN, PREFETCH=False):
+    """The tiled GEMM for one tile configuration (constants are baked into the kernel). With
+    ``PREFETCH`` the threads load the next slab from global memory into registers before they
+    multiply the current one, so that the loads' latency hides behind the products."""
     TX = BN // TN          # threads along n
     TY = BM // TM          # threads along m
     NT = TX * TY           # threads per block
@@ -54,6 +58,37 @@ def gemm_kernel(BM, BN, BK, TM, TN):
     assert LA * NT == BM * BK and LB * NT == BN * BK
     SA = (BK, BM + 1)      # shared slab shapes, +1 column: no bank conflicts on the stores
     SB = (BK, BN + 1)
+
+    @cuda.jit(device=True, inline="always")
+    def fetch(A, B, pa, pb, trans_a, trans_b, k0, k_hi, m0, n0, M, N, tid):
+        """This thread's elements of the BM x BK slab of op(A) and the BK x BN slab of op(B)
+        at k0 into registers (0 outside the matrices); neighbouring threads read neighbouring
+        addresses whichever way the matrices are stored."""
+        for r in range(LA):
+            kk, mm = slab_a(tid + r * NT, trans_a)
+            gm = m0 + mm
+            gk = k0 + kk
+            pa[r] = 0
+            if gm < M and gk < k_hi:
+                pa[r] = A[gk, gm] if trans_a else A[gm, gk]
+        for r in range(LB):
+            kk, nn = slab_b(tid + r * NT, trans_b)
+            gn = n0 + nn
+            gk = k0 + kk
+            pb[r] = 0
+            if gn < N and gk < k_hi:
+                pb[r] = B[gn, gk] if trans_b else B[gk, gn]
+
+    @cuda.jit(device=True, inline="always")
+    def slab_a(e, trans_a):
+        """(kk, mm) of element e of the A slab: A is (K, M) when transposed (neighbouring
+        threads take neighbouring m), else (M, K) (neighbouring k)."""
+        return (e // BM, e % BM) if trans_a else (e % BK, e // BK)
+
+    @cuda.jit(device=True, inline="always")
+    def slab_b(e, trans_b):
+        """(kk, nn) of element e of the B slab: B is (N, K) when transposed, else (K, N)."""
+        return (e % BK, e // BK) if trans_b else (e // BN, e % BN)
 
     @cuda.jit(cache=True)
     def gemm_tiled(A, B, C, trans_a, trans_b, k_chunk):
@@ -72,6 +107,8 @@ def gemm_kernel(BM, BN, BK, TM, TN):
 
         As = cuda.shared.array(SA, dtype=C.dtype)
         Bs = cuda.shared.array(SB, dtype=C.dtype)
+        pa = cuda.local.array(LA, dtype=C.dtype)   # the next slabs, on their way to shared memory
+        pb = cuda.local.array(LB, dtype=C.dtype)
         acc = cuda.local.array((TM, TN), dtype=C.dtype)
         a = cuda.local.array(TM, dtype=C.dtype)
         b = cuda.local.array(TN, dtype=C.dtype)
@@ -79,36 +116,17 @@ def gemm_kernel(BM, BN, BK, TM, TN):
             for j in range(TN):
                 acc[i, j] = 0
 
+        fetch(A, B, pa, pb, trans_a, trans_b, k_lo, k_hi, m0, n0, M, N, tid)
         for k0 in range(k_lo, k_hi, BK):
-            for r in range(LA):  # the BM x BK slab of op(A)
-                e = tid + r * NT
-                if trans_a:      # A is (K, M): neighbouring threads take neighbouring m
-                    kk = e // BM
-                    mm = e % BM
-                else:            # A is (M, K): neighbouring threads take neighbouring k
-                    mm = e // BK
-                    kk = e % BK
-                gm = m0 + mm
-                gk = k0 + kk
-                if gm < M and gk < k_hi:
-                    As[kk, mm] = A[gk, gm] if trans_a else A[gm, gk]
-                else:
-                    As[kk, mm] = 0
-            for r in range(LB):  # the BK x BN slab of op(B)
-                e = tid + r * NT
-                if trans_b:      # B is (N, K)
-                    nn = e // BK
-                    kk = e % BK
-                else:            # B is (K, N)
-                    kk = e // BN
-                    nn = e % BN
-                gn = n0 + nn
-                gk = k0 + kk
-                if gn < N and gk < k_hi:
-                    Bs[kk, nn] = B[gn, gk] if trans_b else B[gk, gn]
-                else:
-                    Bs[kk, nn] = 0
+            for r in range(LA):
+                kk, mm = slab_a(tid + r * NT, trans_a)
+                As[kk, mm] = pa[r]
+            for r in range(LB):
+                kk, nn = slab_b(tid + r * NT, trans_b)
+                Bs[kk, nn] = pb[r]
             cuda.syncthreads()
+            if PREFETCH and k0 + BK < k_hi:
+                fetch(A, B, pa, pb, trans_a, trans_b, k0 + BK, k_hi, m0, n0, M, N, tid)
             for kk in range(BK):
                 for i in range(TM):
                     a[i] = As[kk, ty + i * TY]
@@ -118,6 +136,8 @@ def gemm_kernel(BM, BN, BK, TM, TN):
                     for j in range(TN):
                         acc[i, j] += a[i] * b[j]
             cuda.syncthreads()
+            if not PREFETCH and k0 + BK < k_hi:
+                fetch(A, B, pa, pb, trans_a, trans_b, k0 + BK, k_hi, m0, n0, M, N, tid)
 
         for i in range(TM):
             gm = m0 + ty + i * TY
@@ -219,7 +239,7 @@ def gemm(A, B, trans_a=False, trans_b=False, out=None):
     splits = max(1, min(splits, max(K, 1)))
     k_chunk = _blocks(_blocks(K, splits), BK) * BK if K else BK
     splits = max(1, _blocks(K, k_chunk))
-    kernel = gemm_kernel(*tile)
+    kernel = gemm_kernel(*tile, bool(SETTINGS["prefetch"]))
     grid = (_blocks(N, BN), _blocks(M, BM), splits)
     threads = (BN // TN, BM // TM)
     if splits == 1:
