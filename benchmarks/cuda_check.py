@@ -466,6 +466,38 @@ def gemm_section(cuda, torch, shapes, repeats, failures):
     return rows
 
 
+def step_gemm_section(cuda, sizes, T, repeats, failures):
+    """The LSTM forward with each step as a register-tiled GEMM (``step_gemm``, the large-batch
+    kernel) against the default split-K kernel: device time of a forward call, and the largest
+    difference of hs, cs and the gates between the two (relative to the largest value)."""
+    from rnnjit.kernels.cuda import lstm
+    from rnnjit.kernels.cuda.launch import tuning
+    log("step_gemm: LSTM forward, each step one tiled GEMM + gate math, against the split-K kernel (ms, device)")
+    log(f"  {'B':>4} {'H':>5} | {'split-K':>8} {'step_gemm':>9} {'ratio':>6} | max rel diff (hs, cs, gates)")
+    rows = []
+    for B, H in sizes:
+        try:
+            d = {k: (None if v is None else cuda.to_device(v)) for k, v in make_case("lstm", B, H, H, T).items()}
+
+            def fwd():
+                return lstm.lstm_forward(d["x"], d["h0"], d["c0"], d["W_ih"], d["W_hh"], d["b_ih"], d["b_hh"], False)
+            outs, times = {}, {}
+            for on in (False, True):
+                with tuning(step_gemm=on):
+                    outs[on] = [a.copy_to_host() for a in fwd()]
+                    times[on] = device_ms(cuda, fwd, repeats)
+            diffs = [rel_err(a, b) for a, b in zip(outs[True], outs[False])]
+            rows.append({"B": B, "H": H, "split_k": times[False], "step_gemm": times[True], "diffs": diffs})
+            log(f"  {B:>4} {H:>5} | {times[False]:8.3f} {times[True]:9.3f} {times[True] / times[False] if times[False] > 0 else 0:6.2f} | "
+                + ", ".join(f"{x:.1e}" for x in diffs))
+            if max(diffs) > PARITY_TOL:
+                failures.append(f"step_gemm B={B} H={H}")
+                log(f"  FAILED: step_gemm B={B} H={H}")
+        except Exception:
+            failed(f"step_gemm B={B} H={H}", failures)
+    return rows
+
+
 def gemm_shapes(B, H, T):
     """(label, M, N, K, trans_a, trans_b) of an LSTM layer's four products, I = H."""
     G = 4 * H
@@ -642,6 +674,8 @@ def main(argv=None):
                     help="start no new case after this many seconds (the cases left are listed as skipped)")
     ap.add_argument("--gemm", action="store_true",
                     help="also time the GEMM of an LSTM layer's products, both slab loadings, against cuBLAS")
+    ap.add_argument("--step-gemm", action="store_true",
+                    help="also time the LSTM forward with each step as a tiled GEMM against the split-K kernel")
     ap.add_argument("--sweep", action="store_true",
                     help="instead: time our LSTM under several tile shapes (for tuning launch.plan)")
     args = ap.parse_args(argv)
@@ -734,6 +768,10 @@ def main(argv=None):
     if args.gemm and not budget.over("gemm"):
         sizes = [(1, 4), (3, 6)] if args.tiny else [(64, 512), (256, 1024)]
         save(gemm=gemm_section(cuda, torch, [s for B, H in sizes for s in gemm_shapes(B, H, T)], repeats, failures))
+        log("=" * 100)
+    if args.step_gemm and not budget.over("step_gemm"):
+        sizes = [(5, 9), (8, 6)] if args.tiny else [(1, 128), (32, 128), (32, 512), (64, 512), (256, 128), (256, 1024)]
+        save(step_gemm=step_gemm_section(cuda, sizes, T, repeats, failures))
         log("=" * 100)
     lm_rows = [] if args.no_lm else lm_section(cuda, torch, cells, lm_sizes, T, repeats, failures,
                                                cpu_check=not args.no_cpu, budget=budget, save=save)

@@ -58,6 +58,7 @@ load of W. The simulator uses blocks of 8 threads, as it runs every thread as a 
 import contextlib
 import functools
 import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -82,7 +83,15 @@ SETTINGS = {
     "threads": 8 if simulating() else 256,   # threads per block, jt * ks
     "max_blocks": None,    # cap on the cooperative grid; None: what fits
     "own_weights": 64,     # most W_hh values a thread keeps for the whole loop (0: read them every step)
+    # large batches: each step as a register-tiled GEMM with the gate math after it (the
+    # *_gemm kernels; below). Off until a GPU has measured it; RNNJIT_STEP_GEMM=1 switches it on.
+    "step_gemm": os.environ.get("RNNJIT_STEP_GEMM", "0") == "1",
+    "step_gemm_tile": None,  # (TU, TY, RB, BK); None: STEP_GEMM_TILE
 }
+
+# Tiles of the step-as-GEMM kernels: TU units x TY * RB batch rows, threads (TU, TY), each thread
+# RB rows of one unit; BK: the k-slab. The simulator's are tiny (one Python thread per GPU thread).
+STEP_GEMM_TILE = (2, 2, 2, 2) if simulating() else (16, 16, 4, 16)
 
 
 @contextlib.contextmanager
@@ -206,6 +215,17 @@ def launch_persistent(make, p: Plan, kn: int, *args, unkept=None):
     if unkept is not None:
         args = unkept(args)
     kernel = make(0)
+    kernel[cooperative_grid(kernel, args, p), p.threads](*args)
+
+
+def launch_step_gemm(make, B, H, *args):
+    """Launch ``make(TU, TY, RB, BK)``, a step-as-GEMM kernel, cooperatively over its tiles
+    (``args`` then tiles_j, tiles_b). Its Plan reads: jt = TU units, ks = TY thread rows,
+    bt = TY * RB batch rows per tile."""
+    TU, TY, RB, BK = SETTINGS["step_gemm_tile"] or STEP_GEMM_TILE
+    p = Plan(TU, TY, TY * RB, math.ceil(H / TU), math.ceil(B / (TY * RB)))
+    kernel = make(TU, TY, RB, BK)
+    args = args + (p.tiles_j, p.tiles_b)
     kernel[cooperative_grid(kernel, args, p), p.threads](*args)
 
 

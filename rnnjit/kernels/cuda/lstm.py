@@ -55,7 +55,8 @@ from numba import cuda
 
 from .activations import sigmoid
 from .gemm import column_sums, gemm, transpose
-from .launch import block_sum, check, copy, keep_weights, launch_persistent, norms_from_parts, own_weights, plan
+from .launch import (SETTINGS, block_sum, check, copy, keep_weights, launch_persistent, launch_step_gemm,
+                     norms_from_parts, own_weights, plan)
 
 
 @functools.cache
@@ -150,6 +151,126 @@ def _forward_kernel(JT, KS, BT, KN):
             grid.sync()                          # step t + 1 reads all of h_t
 
     return lstm_forward_persistent
+
+
+@functools.cache
+def _forward_gemm_kernel(TU, TY, RB, BK):
+    """The persistent forward kernel for large batches, where each step is a real matrix product
+    (B x H times H x 4H): a tile is TB = TY * RB batch rows x TU units, all four gates, and each
+    thread (unit tx, rows ty, ty + TY, ...) owns the RB x 4 products of its unit, whole: the
+    K axis is walked a BK-wide slab at a time through shared memory (the register-tiled GEMM of
+    ``gemm.py``, with the next slab loaded while the current one is multiplied), and the gate math
+    follows in registers, with no reduction between threads. It reads W_hh itself (rows g*H + j),
+    so it needs no transposed copy."""
+    TB = TY * RB             # batch rows per tile
+    NT = TU * TY             # threads per block
+    LH = TB * BK // NT       # elements of the h slab each thread copies
+    LW = 4 * TU * BK // NT   # elements of the W_hh slab each thread copies
+    assert LH * NT == TB * BK and LW * NT == 4 * TU * BK
+    SH = (BK, TB + 1)        # h slab, k-major: a warp's reads of its rows are broadcasts
+    SW = (BK, 4 * TU + 1)    # W_hh slab: column g*TU + u is gate g of unit u
+
+    @cuda.jit(device=True, inline="always")
+    def fetch(prev_h, W_hh, ph, pw, k0, b0, j0, B, H, tid):
+        """This thread's elements of the slabs at k0 (rows b0.. of h_{t-1}, and the rows g*H + j
+        of W_hh for the tile's units) into registers, 0 outside; neighbouring threads read
+        neighbouring k."""
+        for r in range(LH):
+            e = tid + r * NT
+            b = b0 + e // BK
+            k = k0 + e % BK
+            ph[r] = 0
+            if b < B and k < H:
+                ph[r] = prev_h[b, k]
+        for r in range(LW):
+            e = tid + r * NT
+            col = e // BK
+            j = j0 + col % TU
+            k = k0 + e % BK
+            pw[r] = 0
+            if j < H and k < H:
+                pw[r] = W_hh[(col // TU) * H + j, k]
+
+    @cuda.jit(cache=True)
+    def lstm_forward_gemm(gates, b_ih, b_hh, W_hh, hs, cs, h0, c0, reverse, tiles_j, tiles_b):
+        T, B, _ = gates.shape
+        H = hs.shape[2]
+        tx = cuda.threadIdx.x            # unit within the tile
+        ty = cuda.threadIdx.y            # batch rows ty, ty + TY, ... within the tile
+        tid = ty * TU + tx
+        grid = cuda.cg.this_grid()
+        Hs = cuda.shared.array(SH, dtype=hs.dtype)
+        Ws = cuda.shared.array(SW, dtype=hs.dtype)
+        ph = cuda.local.array(LH, dtype=hs.dtype)
+        pw = cuda.local.array(LW, dtype=hs.dtype)
+        acc = cuda.local.array((RB, 4), dtype=hs.dtype)
+        xin = cuda.local.array((RB, 4), dtype=hs.dtype)
+        c_prev = cuda.local.array(RB, dtype=hs.dtype)
+        hv = cuda.local.array(RB, dtype=hs.dtype)
+        wv = cuda.local.array(4, dtype=hs.dtype)
+        nxt = 0 if reverse else 1
+
+        for s in range(T):
+            t = T - 1 - s if reverse else s
+            prev_h = h0 if s == 0 else hs[t + 1 - nxt]
+            prev_c = c0 if s == 0 else cs[t + 1 - nxt]
+            next_h = hs[t + nxt]
+            next_c = cs[t + nxt]
+            a = gates[t]
+            for tile in range(cuda.blockIdx.x, tiles_j * tiles_b, cuda.gridDim.x):
+                j0 = (tile % tiles_j) * TU
+                b0 = (tile // tiles_j) * TB
+                j = j0 + tx
+                jc = min(j, H - 1)
+                # 0. what the gate math needs besides the product: input projections + biases, c_{t-1}
+                for i in range(RB):
+                    bc = min(b0 + ty + i * TY, B - 1)
+                    for g in range(4):
+                        xin[i, g] = a[bc, g * H + jc] + (b_ih[g * H + jc] + b_hh[g * H + jc])
+                        acc[i, g] = 0
+                    c_prev[i] = prev_c[bc, jc]
+                # 1. acc[i, g] = sum_k h_{t-1}[b_i, k] W_hh[g*H + j, k], a slab of BK k's at a time
+                fetch(prev_h, W_hh, ph, pw, 0, b0, j0, B, H, tid)
+                for k0 in range(0, H, BK):
+                    for r in range(LH):
+                        e = tid + r * NT
+                        Hs[e % BK, e // BK] = ph[r]
+                    for r in range(LW):
+                        e = tid + r * NT
+                        Ws[e % BK, e // BK] = pw[r]
+                    cuda.syncthreads()
+                    if k0 + BK < H:              # the next slab is on its way during the products
+                        fetch(prev_h, W_hh, ph, pw, k0 + BK, b0, j0, B, H, tid)
+                    for kk in range(BK):
+                        for i in range(RB):
+                            hv[i] = Hs[kk, ty + i * TY]
+                        for g in range(4):
+                            wv[g] = Ws[kk, g * TU + tx]
+                        for i in range(RB):
+                            for g in range(4):
+                                acc[i, g] += hv[i] * wv[g]
+                    cuda.syncthreads()           # the slabs are overwritten next
+                # 2. the gate math of unit j for the thread's rows
+                for i in range(RB):
+                    b = b0 + ty + i * TY
+                    if b < B and j < H:
+                        ig = sigmoid(xin[i, 0] + acc[i, 0])
+                        fg = sigmoid(xin[i, 1] + acc[i, 1])
+                        gg = math.tanh(xin[i, 2] + acc[i, 2])
+                        og = sigmoid(xin[i, 3] + acc[i, 3])
+                        c = fg * c_prev[i] + ig * gg
+                        next_c[b, j] = c
+                        next_h[b, j] = og * math.tanh(c)
+                        a[b, j] = ig
+                        a[b, H + j] = fg
+                        a[b, 2 * H + j] = gg
+                        a[b, 3 * H + j] = og
+                        if s == 0:               # the state stacks start with h0 and c0
+                            hs[t + 1 - nxt, b, j] = h0[b, j]
+                            cs[t + 1 - nxt, b, j] = c_prev[i]
+            grid.sync()                          # step t + 1 reads all of h_t
+
+    return lstm_forward_gemm
 
 
 @functools.cache
@@ -257,6 +378,9 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, reverse):
         copy(cs[0], c0)
         return hs, cs, gates
     gemm(x.reshape(T * B, I), W_ih, trans_b=True, out=gates.reshape(T * B, G))  # inputs of all steps
+    if SETTINGS["step_gemm"]:
+        launch_step_gemm(_forward_gemm_kernel, B, H, gates, b_ih, b_hh, W_hh, hs, cs, h0, c0, bool(reverse))
+        return hs, cs, gates
     p = plan(B, H, dtype)
     launch_persistent(functools.partial(_forward_kernel, p.jt, p.ks, p.bt), p, own_weights(p, H, 4),
                       gates, b_ih, b_hh, W_hh, hs, cs, h0, c0, bool(reverse), p.tiles_j, p.tiles_b,
