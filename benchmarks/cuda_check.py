@@ -467,13 +467,15 @@ def gemm_section(cuda, torch, shapes, repeats, failures):
 
 
 def step_gemm_section(cuda, sizes, T, repeats, failures):
-    """The LSTM forward with each step as a register-tiled GEMM (``step_gemm``, the large-batch
-    kernel) against the default split-K kernel: device time of a forward call, and the largest
-    difference of hs, cs and the gates between the two (relative to the largest value)."""
+    """The LSTM with each step as a register-tiled GEMM (``step_gemm``, the large-batch kernels)
+    against the default split-K kernels: device time of a forward call and of forward + backward,
+    and the largest difference of every output and gradient between the two (relative to the
+    largest value)."""
     from rnnjit.kernels.cuda import lstm
     from rnnjit.kernels.cuda.launch import tuning
-    log("step_gemm: LSTM forward, each step one tiled GEMM + gate math, against the split-K kernel (ms, device)")
-    log(f"  {'B':>4} {'H':>5} | {'split-K':>8} {'step_gemm':>9} {'ratio':>6} | max rel diff (hs, cs, gates)")
+    log("step_gemm: LSTM, each step one tiled GEMM + gate math, against the split-K kernels (ms, device)")
+    log(f"  {'B':>4} {'H':>5} | {'fwd split-K':>11} {'step_gemm':>9} {'ratio':>6} | {'train split-K':>13} "
+        f"{'step_gemm':>9} {'ratio':>6} | max rel diff (all outputs and gradients)")
     rows = []
     for B, H in sizes:
         try:
@@ -481,16 +483,23 @@ def step_gemm_section(cuda, sizes, T, repeats, failures):
 
             def fwd():
                 return lstm.lstm_forward(d["x"], d["h0"], d["c0"], d["W_ih"], d["W_hh"], d["b_ih"], d["b_hh"], False)
+
+            def train():
+                hs, cs, gates = fwd()
+                return (hs, cs, gates) + tuple(lstm.lstm_backward(d["x"], d["W_ih"], d["W_hh"], hs, cs, gates,
+                                                                  d["dout"], d["dh_n"], d["dc_n"], False))
             outs, times = {}, {}
             for on in (False, True):
                 with tuning(step_gemm=on):
-                    outs[on] = [a.copy_to_host() for a in fwd()]
-                    times[on] = device_ms(cuda, fwd, repeats)
-            diffs = [rel_err(a, b) for a, b in zip(outs[True], outs[False])]
-            rows.append({"B": B, "H": H, "split_k": times[False], "step_gemm": times[True], "diffs": diffs})
-            log(f"  {B:>4} {H:>5} | {times[False]:8.3f} {times[True]:9.3f} {times[True] / times[False] if times[False] > 0 else 0:6.2f} | "
-                + ", ".join(f"{x:.1e}" for x in diffs))
-            if max(diffs) > PARITY_TOL:
+                    outs[on] = [a.copy_to_host() for a in train()]
+                    times[on] = (device_ms(cuda, fwd, repeats), device_ms(cuda, train, repeats))
+            diff = max(rel_err(a, b) for a, b in zip(outs[True], outs[False]))
+            (f0, t0), (f1, t1) = times[False], times[True]
+            rows.append({"B": B, "H": H, "fwd_split_k": f0, "fwd_step_gemm": f1, "train_split_k": t0,
+                         "train_step_gemm": t1, "diff": diff})
+            log(f"  {B:>4} {H:>5} | {f0:11.3f} {f1:9.3f} {f1 / f0 if f0 > 0 else 0:6.2f} | {t0:13.3f} {t1:9.3f} "
+                f"{t1 / t0 if t0 > 0 else 0:6.2f} | {diff:.1e}")
+            if diff > PARITY_TOL:
                 failures.append(f"step_gemm B={B} H={H}")
                 log(f"  FAILED: step_gemm B={B} H={H}")
         except Exception:

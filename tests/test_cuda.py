@@ -122,11 +122,13 @@ def test_persistent_kernels_compile_for_a_gpu():
                     n += 1
                     if re.search(r"__local_depot", ptx):
                         spills.append(f"{kernel.py_func.__name__}/{KN}/{F}")
-            kernel = lstm._forward_gemm_kernel(16, 16, 4, 16)   # the large-batch LSTM step
-            ptx, _ = cuda.compile_ptx(kernel.py_func, (m3, v, v, m, m3, m3, m, m, b, i, i), cc=(9, 0))
-            n += 1
-            if re.search(r"__local_depot", ptx):
-                spills.append(f"lstm_forward_gemm/{F}")
+            for kernel, sig in ((lstm._forward_gemm_kernel(16, 16, 4, 16), (m3, v, v, m, m3, m3, m, m, b, i, i)),
+                                (lstm._backward_gemm_kernel(16, 16, 4, 16),     # the large-batch LSTM steps
+                                 (m3, m3, m, m3, m, m, m, m3, m, f64m, f64v, b, i, i))):
+                ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=(9, 0))
+                n += 1
+                if re.search(r"__local_depot", ptx):
+                    spills.append(f"{kernel.py_func.__name__}/{F}")
             for tile in (gemm.TILE_64, gemm.TILE_128):   # the tiled GEMM, both ways of loading slabs
                 for prefetch in (False, True):
                     kernel = gemm.gemm_kernel(*tile, prefetch)
@@ -136,7 +138,7 @@ def test_persistent_kernels_compile_for_a_gpu():
                         spills.append(f"gemm{tile}/{prefetch}/{F}")
         print("COMPILED", n, "SPILLS", ",".join(spills) or "none")
         """)
-    assert words == ["COMPILED", "34", "SPILLS", "none"]
+    assert words == ["COMPILED", "36", "SPILLS", "none"]
 
 
 # ---- the kernels against the CPU ---------------------------------------------------------------
@@ -243,18 +245,20 @@ def test_backward_computes_into_the_given_arrays(cuda, cell, nl):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("reverse", [False, True])
 def test_lstm_steps_as_gemms(cuda, reverse, dtype, tile, monkeypatch):
-    """The large-batch LSTM forward (each step a register-tiled GEMM, ``step_gemm``) against the
-    CPU, forward and (through the usual backward, which reads its gates and states) backward:
-    ragged tiles along the units and the batch, ragged k-slabs, several tiles per block (the
-    simulator's one-block grid); the simulator's tile and a larger one."""
+    """The large-batch LSTM kernels (each step a register-tiled GEMM, ``step_gemm``), forward and
+    backward, against the CPU: ragged tiles along the units and the batch, ragged k-slabs,
+    several tiles per block (the simulator's one-block grid); the simulator's tile and a larger
+    one."""
     from rnnjit.kernels.cuda import lstm
     from rnnjit.kernels.cuda.launch import tuning
     ran = []
-    make = lstm._forward_gemm_kernel
-    monkeypatch.setattr(lstm, "_forward_gemm_kernel", lambda *t: (ran.append(t), make(*t))[1])
+    for name in ("_forward_gemm_kernel", "_backward_gemm_kernel"):
+        monkeypatch.setattr(lstm, name, lambda *t, make=getattr(lstm, name), name=name: (ran.append((name, t)),
+                                                                                        make(*t))[1])
     with tuning(step_gemm=True, step_gemm_tile=tile):
         _compare("lstm", "tanh", reverse, dtype, T=3, B=5, I=3, H=5 if tile is None else 9)
-    assert ran and all(t == (tile or ran[0]) for t in ran)
+    assert [name for name, _ in ran] == ["_forward_gemm_kernel", "_backward_gemm_kernel"]
+    assert tile is None or all(t == tile for _, t in ran)
 
 
 @pytest.mark.parametrize("cell,nl", CELL_CASES)

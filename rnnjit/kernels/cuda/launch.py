@@ -218,13 +218,18 @@ def launch_persistent(make, p: Plan, kn: int, *args, unkept=None):
     kernel[cooperative_grid(kernel, args, p), p.threads](*args)
 
 
-def launch_step_gemm(make, B, H, *args):
-    """Launch ``make(TU, TY, RB, BK)``, a step-as-GEMM kernel, cooperatively over its tiles
-    (``args`` then tiles_j, tiles_b). Its Plan reads: jt = TU units, ks = TY thread rows,
-    bt = TY * RB batch rows per tile."""
+def step_gemm_plan(B, H, units=1) -> Plan:
+    """The tiles of a step-as-GEMM kernel whose threads own ``units`` units each: TU * units
+    units x TY * RB batch rows. Its Plan reads: jt = TU threads along the units, ks = TY thread
+    rows, bt = TY * RB batch rows per tile."""
     TU, TY, RB, BK = SETTINGS["step_gemm_tile"] or STEP_GEMM_TILE
-    p = Plan(TU, TY, TY * RB, math.ceil(H / TU), math.ceil(B / (TY * RB)))
-    kernel = make(TU, TY, RB, BK)
+    return Plan(TU, TY, TY * RB, math.ceil(H / (TU * units)), math.ceil(B / (TY * RB)))
+
+
+def launch_step_gemm(make, p: Plan, *args):
+    """Launch ``make(TU, TY, RB, BK)``, a step-as-GEMM kernel, cooperatively over the tiles of
+    ``p`` (``step_gemm_plan``), with ``args`` and then tiles_j, tiles_b."""
+    kernel = make(*(SETTINGS["step_gemm_tile"] or STEP_GEMM_TILE))
     args = args + (p.tiles_j, p.tiles_b)
     kernel[cooperative_grid(kernel, args, p), p.threads](*args)
 

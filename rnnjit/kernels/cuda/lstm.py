@@ -56,7 +56,7 @@ from numba import cuda
 from .activations import sigmoid
 from .gemm import column_sums, gemm, transpose
 from .launch import (SETTINGS, block_sum, check, copy, keep_weights, launch_persistent, launch_step_gemm,
-                     norms_from_parts, own_weights, plan)
+                     norms_from_parts, own_weights, plan, step_gemm_plan)
 
 
 @functools.cache
@@ -360,6 +360,133 @@ def _backward_kernel(JT, KS, BT, KN):
     return lstm_backward_persistent
 
 
+BACKWARD_UNITS = 2   # units per thread of the large-batch backward kernel
+
+
+@functools.cache
+def _backward_gemm_kernel(TU, TY, RB, BK, UB=BACKWARD_UNITS):
+    """The persistent backward kernel for large batches: per step, dh_t = dA_{t+1} W_hh for a
+    tile of TB = TY * RB batch rows x TJ = TU * UB units as a register-tiled GEMM (k over all 4H
+    gate rows, a BK-wide slab at a time through shared memory, the next slab loaded while the
+    current one is multiplied), each thread RB x UB of it (rows ty, ty + TY, ...; units tx,
+    tx + TU, ...), then the gate math of ``_backward_kernel`` for those (b, j) in registers."""
+    TB = TY * RB             # batch rows per tile
+    TJ = TU * UB             # units per tile
+    NT = TU * TY             # threads per block
+    LA = TB * BK // NT       # elements of the dA slab each thread copies
+    LW = BK * TJ // NT       # elements of the W_hh slab each thread copies
+    assert LA * NT == TB * BK and LW * NT == BK * TJ
+    SA = (BK, TB + 1)
+    SW = (BK, TJ + 1)
+
+    @cuda.jit(device=True, inline="always")
+    def fetch(dA, W_hh, pa, pw, k0, b0, j0, B, G, H, tid):
+        """This thread's elements of the slabs at k0 (rows b0.. of dA_{t+1}, neighbouring threads
+        on neighbouring k; rows k0.. of W_hh, neighbouring threads on neighbouring units) into
+        registers, 0 outside."""
+        for r in range(LA):
+            e = tid + r * NT
+            b = b0 + e // BK
+            k = k0 + e % BK
+            pa[r] = 0
+            if b < B and k < G:
+                pa[r] = dA[b, k]
+        for r in range(LW):
+            e = tid + r * NT
+            k = k0 + e // TJ
+            j = j0 + e % TJ
+            pw[r] = 0
+            if k < G and j < H:
+                pw[r] = W_hh[k, j]
+
+    @cuda.jit(cache=True)
+    def lstm_backward_gemm(gates, cs, W_hh, dout, dh_n, dc_n, dc, dG, dh0, part, norms, reverse, tiles_j,
+                           tiles_b):
+        T, B, G = gates.shape
+        H = cs.shape[2]
+        tx = cuda.threadIdx.x
+        ty = cuda.threadIdx.y
+        tid = ty * TU + tx
+        grid = cuda.cg.this_grid()
+        As = cuda.shared.array(SA, dtype=cs.dtype)
+        Ws = cuda.shared.array(SW, dtype=cs.dtype)
+        sqs = cuda.shared.array(NT, dtype=np.float64)
+        pa = cuda.local.array(LA, dtype=cs.dtype)
+        pw = cuda.local.array(LW, dtype=cs.dtype)
+        acc = cuda.local.array((RB, UB), dtype=cs.dtype)
+        av = cuda.local.array(RB, dtype=cs.dtype)
+        wv = cuda.local.array(UB, dtype=cs.dtype)
+        nxt = 0 if reverse else 1
+
+        for s in range(T + 1):                   # pass T only finishes dh0
+            t = s if reverse else T - 1 - s      # the step whose gate gradients this pass makes
+            tp = t - 1 if reverse else t + 1     # the step the previous pass made
+            for tile in range(cuda.blockIdx.x, tiles_j * tiles_b, cuda.gridDim.x):
+                j0 = (tile % tiles_j) * TJ
+                b0 = (tile // tiles_j) * TB
+                # 1. acc[i, u] = sum_k dA_{t+1}[b_i, k] W_hh[k, j_u], a slab of BK k's at a time
+                for i in range(RB):
+                    for u in range(UB):
+                        acc[i, u] = 0
+                if s > 0:
+                    dA = dG[tp]
+                    fetch(dA, W_hh, pa, pw, 0, b0, j0, B, G, H, tid)
+                    for k0 in range(0, G, BK):
+                        for r in range(LA):
+                            e = tid + r * NT
+                            As[e % BK, e // BK] = pa[r]
+                        for r in range(LW):
+                            e = tid + r * NT
+                            Ws[e // TJ, e % TJ] = pw[r]
+                        cuda.syncthreads()
+                        if k0 + BK < G:          # the next slab is on its way during the products
+                            fetch(dA, W_hh, pa, pw, k0 + BK, b0, j0, B, G, H, tid)
+                        for kk in range(BK):
+                            for i in range(RB):
+                                av[i] = As[kk, ty + i * TY]
+                            for u in range(UB):
+                                wv[u] = Ws[kk, tx + u * TU]
+                            for i in range(RB):
+                                for u in range(UB):
+                                    acc[i, u] += av[i] * wv[u]
+                        cuda.syncthreads()       # the slabs are overwritten next
+                # 2. the gate math of step t for the thread's (b, j)
+                sq = 0.0
+                for i in range(RB):
+                    b = b0 + ty + i * TY
+                    for u in range(UB):
+                        j = j0 + tx + u * TU
+                        if b < B and j < H:
+                            dh = dh_n[b, j] if s == 0 else acc[i, u]
+                            if s == T:
+                                dh0[b, j] = dh
+                            else:
+                                ig = gates[t, b, j]
+                                fg = gates[t, b, H + j]
+                                gg = gates[t, b, 2 * H + j]
+                                og = gates[t, b, 3 * H + j]
+                                dhv = dh + dout[t, b, j]
+                                sq += dhv * dhv
+                                tanh_c = math.tanh(cs[t + nxt, b, j])
+                                dcv = (dc_n[b, j] if s == 0 else dc[b, j]) + dhv * og * (1 - tanh_c * tanh_c)
+                                dG[t, b, j] = dcv * gg * ig * (1 - ig)
+                                dG[t, b, H + j] = dcv * cs[t + 1 - nxt, b, j] * fg * (1 - fg)
+                                dG[t, b, 2 * H + j] = dcv * ig * (1 - gg * gg)
+                                dG[t, b, 3 * H + j] = dhv * tanh_c * og * (1 - og)
+                                dc[b, j] = dcv * fg
+                # 3. this tile's share of norms[t]: a tree sum over the block
+                total = block_sum(sqs, tid, NT, sq)
+                if tid == 0 and s < T:
+                    part[t, tile] = total
+                cuda.syncthreads()               # ``sqs`` is reused by the next tile
+            if s < T:
+                grid.sync()                      # the next pass reads all of dA_t
+        if cuda.blockIdx.x == 0:                 # every tile's part was written before pass T
+            norms_from_parts(part, norms, tid, NT)
+
+    return lstm_backward_gemm
+
+
 def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, reverse):
     """Run an LSTM over a sequence (device arrays in and out).
 
@@ -379,7 +506,8 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, reverse):
         return hs, cs, gates
     gemm(x.reshape(T * B, I), W_ih, trans_b=True, out=gates.reshape(T * B, G))  # inputs of all steps
     if SETTINGS["step_gemm"]:
-        launch_step_gemm(_forward_gemm_kernel, B, H, gates, b_ih, b_hh, W_hh, hs, cs, h0, c0, bool(reverse))
+        launch_step_gemm(_forward_gemm_kernel, step_gemm_plan(B, H), gates, b_ih, b_hh, W_hh, hs, cs, h0, c0,
+                         bool(reverse))
         return hs, cs, gates
     p = plan(B, H, dtype)
     launch_persistent(functools.partial(_forward_kernel, p.jt, p.ks, p.bt), p, own_weights(p, H, 4),
@@ -410,11 +538,17 @@ def lstm_backward(x, W_ih, W_hh, hs, cs, gates, dout, dh_n, dc_n, reverse, into=
     if T == 0:
         copy(dc, dc_n)
     dh0 = cuda.device_array((B, H), dtype) if dh0 is None else dh0
-    part = cuda.device_array((T, p.tiles), np.float64)
     norms = cuda.device_array(T, np.float64) if norms is None else norms
-    launch_persistent(functools.partial(_backward_kernel, p.jt, p.ks, p.bt), p, own_weights(p, G, 1),
-                      gates, cs, W_hh, dout, dh_n, dc_n, dc, dG, dh0, part, norms, bool(reverse), p.tiles_j,
-                      p.tiles_b)
+    if SETTINGS["step_gemm"]:
+        q = step_gemm_plan(B, H, BACKWARD_UNITS)
+        part = cuda.device_array((T, q.tiles), np.float64)
+        launch_step_gemm(_backward_gemm_kernel, q, gates, cs, W_hh, dout, dh_n, dc_n, dc, dG, dh0, part, norms,
+                         bool(reverse))
+    else:
+        part = cuda.device_array((T, p.tiles), np.float64)
+        launch_persistent(functools.partial(_backward_kernel, p.jt, p.ks, p.bt), p, own_weights(p, G, 1),
+                          gates, cs, W_hh, dout, dh_n, dc_n, dc, dG, dh0, part, norms, bool(reverse), p.tiles_j,
+                          p.tiles_b)
 
     dG2 = dG.reshape(T * B, G)
     dx = gemm(dG2, W_ih).reshape(T, B, I)
