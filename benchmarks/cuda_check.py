@@ -301,12 +301,13 @@ def timeit(fn, sync, repeats):
 def sweep(cuda, args):
     """Time our LSTM under several tile shapes, to tune ``launch.plan``; the second variant reads
     W_hh from memory at every step instead of keeping it in the threads (``own_weights`` 0), the
-    third keeps up to 128 values a thread (H = 1024 too: in local memory, which L1 caches)."""
+    third keeps at most 64 values a thread (the cap before the H200 sweep; H = 1024 then reads
+    them every step)."""
     from rnnjit.kernels.cuda import gemm
     from rnnjit.kernels.cuda.launch import plan, tuning
     T = args.T or (3 if args.tiny else 100)
     sizes = [(1, 4), (3, 6)] if args.tiny else [(1, 128), (1, 1024), (32, 512), (256, 128), (256, 1024)]
-    variants = [{}, {"own_weights": 0}, {"own_weights": 128}, {"jt": 32}, {"jt": 16}, {"jt": 8}, {"jt": 32, "bt": 1}, {"jt": 32, "bt": 2},
+    variants = [{}, {"own_weights": 0}, {"own_weights": 64}, {"jt": 32}, {"jt": 16}, {"jt": 8}, {"jt": 32, "bt": 1}, {"jt": 32, "bt": 2},
                 {"jt": 32, "bt": 4}, {"jt": 32, "bt": 8}, {"jt": 16, "ks": 8}, {"jt": 32, "ks": 4}]
     if args.tiny:
         variants = [{}, {"own_weights": 0}, {"jt": 2}, {"jt": 4, "bt": 1}, {"jt": 4, "bt": 2}]

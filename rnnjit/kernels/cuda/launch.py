@@ -37,13 +37,16 @@ grid has one block, which then loops over all tiles: the same code path.
 step: its unit's column of W_hh at k = y, y + KS, ... for each gate, KN = ceil(H / KS) values per
 gate (backward: KN = ceil(G*H / KS) values of its unit's column of W_hh). Read from global memory
 that is a round trip to L2 for every value at every step, on the critical path of a chain of T
-steps. So when they are few (G * KN <= ``SETTINGS["own_weights"]``, 64 by default: H <= 512 for
-an LSTM with 32 k-slices), each thread loads its weights ONCE, before the time loop, into a
+steps. So when they are few (G * KN <= ``SETTINGS["own_weights"]``, 128 by default: H <= 1024
+for an LSTM with 32 k-slices), each thread loads its weights ONCE, before the time loop, into a
 ``cuda.local.array`` of compile-time size, and the step reads only h_{t-1} (or dA_{t+1}) from
 memory. Where NVVM unrolls the k loop the array lives in registers (KN = 4, an H = 128 forward:
 ``tests/test_cuda.py`` compiles every kernel to PTX and checks that nothing spills); for longer
-loops it sits in local memory, which L1 caches (KN = 16: 256 bytes a thread). This is what persistent RNN kernels (Diamos et al.
-2016, "Persistent RNNs"; cuDNN's persistent algorithms) do with registers or shared memory. It
+loops it sits in local memory, which L1 caches (KN = 32: 512 bytes a thread). This is what
+persistent RNN kernels (Diamos et al. 2016, "Persistent RNNs"; cuDNN's persistent algorithms)
+do with registers or shared memory. The cap of 128 was measured on an H200 (cuda_check.py
+--sweep): an LSTM at B = 1, H = 1024 ran its forward in 1.83 ms with the weights kept against
+3.10 ms with a cap of 64, which reads them every step there, and no size measured got slower. It
 needs every tile of a block to share one range of units: the grid is then a multiple of
 ``tiles_j`` (``launch_persistent`` trims it; when not even ``tiles_j`` blocks fit, or the weights
 are too many, the kernel variant with KN = 0 reads W_hh from memory as before).
@@ -82,7 +85,7 @@ SETTINGS = {
     "bt": None,            # batch rows per tile; None: choose per call
     "threads": 8 if simulating() else 256,   # threads per block, jt * ks
     "max_blocks": None,    # cap on the cooperative grid; None: what fits
-    "own_weights": 64,     # most W_hh values a thread keeps for the whole loop (0: read them every step)
+    "own_weights": 128,    # most W_hh values a thread keeps for the whole loop (0: read them every step)
     # large batches: each step as a register-tiled GEMM with the gate math after it (the
     # *_gemm kernels; below). Off until a GPU has measured it; RNNJIT_STEP_GEMM=1 switches it on.
     "step_gemm": os.environ.get("RNNJIT_STEP_GEMM", "0") == "1",

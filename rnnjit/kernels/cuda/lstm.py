@@ -29,7 +29,7 @@ forward
      h_{t-1} W_hh^T split over KS k-slices, meets in shared memory, does the gate math above,
      writes h_t, c_t and the activated gates; then the whole grid waits at ``grid.sync()``
      because step t + 1 reads every unit of h_t. Step 0 reads h0 and c0, and stores them as the
-     first rows of ``hs`` and ``cs``. When they are few (H <= 512 here), each thread loads its
+     first rows of ``hs`` and ``cs``. When they are few (H <= 1024 here), each thread loads its
      4 KN weights of W_hh once, before the loop, and keeps them (``w_own``); otherwise the
      threads read them at every step from W_hh^T (H, 4H), a transposed copy (``transpose``) in
      which threads of neighbouring units read neighbouring addresses.
