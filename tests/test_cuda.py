@@ -345,6 +345,38 @@ def test_gemm_transposes_splits_and_tiles(cuda, prefetch):
     np.testing.assert_array_equal(g.transpose(cuda.to_device(A)).copy_to_host(), A.T)
 
 
+def test_simulated_shared_arrays_are_one_per_site_when_threads_race(cuda, monkeypatch):
+    """The simulator's ``cuda.shared.array`` made two arrays for one call site when a second
+    thread looked the site up while the first was still creating it (the block then computes
+    garbage: seen as rare wrong results under load); launch.py puts a lock around it. Here the
+    first thread is held inside the creation until the second has asked too."""
+    if not SIM:
+        pytest.skip("a fix to the simulator")
+    import threading
+    import time
+    from numba.cuda.simulator.kernelapi import FakeCUDAShared
+    import rnnjit.kernels.cuda.launch  # noqa: F401  (installs the fix)
+    shared, release, got = FakeCUDAShared(0), threading.Event(), []
+    empty = np.empty
+
+    def held_empty(*args, **kw):
+        release.wait(2.0)
+        return empty(*args, **kw)
+
+    def grab():
+        got.append(shared.array((2,), np.float32))
+    monkeypatch.setattr(np, "empty", held_empty)
+    threads = [threading.Thread(target=grab) for _ in range(2)]
+    for t in threads:
+        t.start()
+        time.sleep(0.05)
+    release.set()
+    for t in threads:
+        t.join()
+    monkeypatch.undo()
+    assert len(got) == 2 and got[0] is got[1]
+
+
 def test_helpers_and_argument_errors(cuda):
     from rnnjit.kernels.cuda import is_available, require_cuda, to_device, to_host
     from rnnjit.kernels.cuda.lstm import lstm_forward

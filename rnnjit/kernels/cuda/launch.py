@@ -77,6 +77,44 @@ def simulating() -> bool:
     return bool(getattr(config, "ENABLE_CUDASIM", 0))
 
 
+def _thread_safe_simulated_shared_arrays():
+    """The simulator gives a block's threads one array per ``cuda.shared.array`` call site, made
+    by the first thread that gets there: it looks the site up in a dict and, when missing,
+    creates and stores the array, with no lock. Two threads that both miss (a thread switch
+    between the look-up and the store) end up with different "shared" arrays, and the block
+    computes garbage: seen here as rare, load-dependent wrong results of 16-thread tests. This
+    replacement does the look-up and the store under one lock (and finds the call site from the
+    caller's frame, not from a whole extracted stack)."""
+    import sys
+    import threading
+
+    from numba.core import types
+    from numba.cuda.simulator.kernelapi import FakeCUDAShared
+    from numba.np import numpy_support
+    if getattr(FakeCUDAShared.array, "rnnjit_locked", False):
+        return
+    dynamic, lock = FakeCUDAShared.array, threading.Lock()
+
+    def array(self, shape, dtype, alignment=None):
+        if alignment is not None or shape == 0:   # an error, or dynamic shared memory: no call site
+            return dynamic(self, shape, dtype, alignment)
+        if isinstance(dtype, types.Type):
+            dtype = numpy_support.as_dtype(dtype)
+        frame = sys._getframe(1)
+        site = (frame.f_code.co_filename, frame.f_lineno)
+        with lock:
+            res = self._allocations.get(site)
+            if res is None:
+                res = self._allocations[site] = np.empty(shape, dtype)
+        return res
+    array.rnnjit_locked = True
+    FakeCUDAShared.array = array
+
+
+if simulating():
+    _thread_safe_simulated_shared_arrays()
+
+
 # Tunables. ``tuning(...)`` overrides them for a block of code (the tests use it to run the
 # GPU-sized configuration in the simulator too).
 SETTINGS = {
