@@ -355,7 +355,8 @@ def test_simulated_shared_arrays_are_one_per_site_when_threads_race(cuda, monkey
     import threading
     import time
     from numba.cuda.simulator.kernelapi import FakeCUDAShared
-    import rnnjit.kernels.cuda.launch  # noqa: F401  (installs the fix)
+    from rnnjit.kernels.cuda import launch
+    assert getattr(FakeCUDAShared.array, "rnnjit_locked", False), launch.__name__   # importing it installs the fix
     shared, release, got = FakeCUDAShared(0), threading.Event(), []
     empty = np.empty
 
