@@ -400,7 +400,7 @@ def breakdown(cuda, sizes, T, repeats):
 
             def back_recurrence():
                 launch_persistent(bwd_kernel, p, own_weights(p, 4 * H, 1), gates, cs, W_hh, d["dout"], d["dh_n"],
-                                  d["dc_n"], dc, dG, dh0, part, norms, False, p.tiles_j, p.tiles_b)
+                                  dc, dG, dh0, part, norms, False, p.tiles_j, p.tiles_b)
             row = {"B": B, "H": H, "T": T,
                    "fwd_wall": timeit(fwd, cuda.synchronize, repeats), "fwd_device": device_ms(cuda, fwd, repeats),
                    "input_gemm": device_ms(cuda, lambda: gemm(x.reshape(T * B, H), W_ih, trans_b=True), repeats),

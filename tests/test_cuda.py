@@ -110,7 +110,7 @@ def test_persistent_kernels_compile_for_a_gpu():
             v, m, m3, b, i = F[::1], F[:, ::1], F[:, :, ::1], t.boolean, t.int64
             f64m, f64v = t.float64[:, ::1], t.float64[::1]
             sigs = [(lstm._forward_kernel, (m3, v, v, m, m3, m3, m, m, b, i, i)),
-                    (lstm._backward_kernel, (m3, m3, m, m3, m, m, m, m3, m, f64m, f64v, b, i, i)),
+                    (lstm._backward_kernel, (m3, m3, m, m3, m, m, m3, m, f64m, f64v, b, i, i)),
                     (gru._forward_kernel, (m3, m3, v, v, m, m3, m, b, i, i)),
                     (gru._backward_kernel, (m3, m3, m3, m, m3, m, m, m3, m3, m, f64m, f64v, b, i, i)),
                     (rnn._forward_kernel, (m3, v, v, m, m3, m, b, b, i, i)),
@@ -124,7 +124,7 @@ def test_persistent_kernels_compile_for_a_gpu():
                         spills.append(f"{kernel.py_func.__name__}/{KN}/{F}")
             for kernel, sig in ((lstm._forward_gemm_kernel(16, 16, 4, 16), (m3, v, v, m, m3, m3, m, m, b, i, i)),
                                 (lstm._backward_gemm_kernel(16, 16, 4, 16),     # the large-batch LSTM steps
-                                 (m3, m3, m, m3, m, m, m, m3, m, f64m, f64v, b, i, i))):
+                                 (m3, m3, m, m3, m, m, m3, m, f64m, f64v, b, i, i))):
                 ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=(9, 0))
                 n += 1
                 if re.search(r"__local_depot", ptx):

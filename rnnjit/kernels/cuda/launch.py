@@ -46,7 +46,8 @@ loops it sits in local memory, which L1 caches (KN = 32: 512 bytes a thread). Th
 persistent RNN kernels (Diamos et al. 2016, "Persistent RNNs"; cuDNN's persistent algorithms)
 do with registers or shared memory. The cap of 128 was measured on an H200 (cuda_check.py
 --sweep): an LSTM at B = 1, H = 1024 ran its forward in 1.83 ms with the weights kept against
-3.10 ms with a cap of 64, which reads them every step there, and no size measured got slower. It
+3.10 ms with a cap of 64, which reads them every step there; when the batch spans several tiles
+the cap is 64 (``own_weights`` says why). It
 needs every tile of a block to share one range of units: the grid is then a multiple of
 ``tiles_j`` (``launch_persistent`` trims it; when not even ``tiles_j`` blocks fit, or the weights
 are too many, the kernel variant with KN = 0 reads W_hh from memory as before).
@@ -124,9 +125,11 @@ SETTINGS = {
     "threads": 8 if simulating() else 256,   # threads per block, jt * ks
     "max_blocks": None,    # cap on the cooperative grid; None: what fits
     "own_weights": 128,    # most W_hh values a thread keeps for the whole loop (0: read them every step)
-    # large batches: each step as a register-tiled GEMM with the gate math after it (the
-    # *_gemm kernels; below). Off until a GPU has measured it; RNNJIT_STEP_GEMM=1 switches it on.
-    "step_gemm": os.environ.get("RNNJIT_STEP_GEMM", "0") == "1",
+    "own_weights_batched": 64,   # the same when a block's tiles cover several batch tiles
+    # large batches: each step as a register-tiled GEMM with the gate math after it (the LSTM's
+    # *_gemm kernels). None: when their tiles fill the GPU (``use_step_gemm``); True/False force
+    # it, as RNNJIT_STEP_GEMM=1/0 does.
+    "step_gemm": {"1": True, "0": False}.get(os.environ.get("RNNJIT_STEP_GEMM", "")),
     "step_gemm_tile": None,  # (TU, TY, RB, BK); None: STEP_GEMM_TILE
 }
 
@@ -235,9 +238,32 @@ def cooperative_grid(kernel, args, p: Plan) -> int:
 
 def own_weights(p: Plan, length: int, per_k: int) -> int:
     """KN, the values per gate a thread of plan ``p`` keeps of W_hh for the whole loop (see the
-    module docstring), for a k axis of ``length`` and ``per_k`` gates read per k; 0 when too many."""
+    module docstring), for a k axis of ``length`` and ``per_k`` gates read per k; 0 when too many.
+
+    The cap is lower when the batch spans several tiles: on the H200, keeping 128 values made an
+    LSTM at B=1, H=1024 much faster (forward 3.04 -> 1.34 ms) but its backward at B=256, H=1024
+    1.7x slower (those threads' 512 bytes in local memory, over many batch tiles a block), and a
+    GRU forward at B=256, H=1024 1.2x slower; 64 is what those ran at before."""
     kn = -(-length // p.ks)
-    return kn if 0 < kn * per_k <= SETTINGS["own_weights"] else 0
+    cap = SETTINGS["own_weights"] if p.tiles_b == 1 else min(SETTINGS["own_weights"], SETTINGS["own_weights_batched"])
+    return kn if 0 < kn * per_k <= cap else 0
+
+
+def use_step_gemm(B: int, H: int) -> bool:
+    """Whether the LSTM runs its steps as tiled GEMMs (``_forward_gemm_kernel``): as forced by
+    ``SETTINGS["step_gemm"]``, else on a GPU when the forward's tiles (64 rows x 16 units) are at
+    least one per multiprocessor. Measured on the H200 (cuda_check.py --step-gemm): at B=256,
+    H=1024 (256 tiles) the forward took 0.70x and the training step 0.53x the time of the split-K
+    kernels; with 32 tiles (B=256, H=128; B=64, H=512) 1.2-1.7x longer, and at B <= 32 up to 6x.
+    In the simulator it runs only when forced (the tests force it), so that the split-K kernels
+    stay the ones the rest of the tests check."""
+    forced = SETTINGS["step_gemm"]
+    if forced is not None:
+        return bool(forced)
+    if simulating():
+        return False
+    TU, TY, RB, _ = SETTINGS["step_gemm_tile"] or STEP_GEMM_TILE
+    return math.ceil(B / (TY * RB)) * math.ceil(H / TU) >= sm_count()
 
 
 def launch_persistent(make, p: Plan, kn: int, *args, unkept=None):
