@@ -72,16 +72,20 @@ def _one_hot(ids, out):
 @cuda.jit(cache=True)
 def _scatter_add_rows(dE, ids, dout):
     """dE[v, d] = Σ over n with ids[n] == v of dout[n, d], in the order n = 0, 1, ...
-    One thread per element of dE (grid-stride), each walking all N ids."""
+    One thread per element of dE (grid-stride), each walking all N ids and summing in a register
+    (a sum in dE itself made every match a load and a store to global memory: 0.45 ms of a
+    CharLM step at B=32, T=100 on an H200)."""
     V, D = dE.shape
     N = ids.shape[0]
+    acc = cuda.local.array(1, dtype=dE.dtype)   # one value of dE's dtype, kept in a register
     for e in range(cuda.grid(1), V * D, cuda.gridsize(1)):
         v = e // D
         d = e - v * D
-        dE[v, d] = 0
+        acc[0] = 0
         for n in range(N):
             if ids[n] == v:
-                dE[v, d] += dout[n, d]
+                acc[0] += dout[n, d]
+        dE[v, d] = acc[0]
 
 
 @cuda.jit(cache=True)
