@@ -5,8 +5,9 @@
 #     bash benchmarks/gpu_session.sh            # from the repository root, on the GPU machine
 #
 # 1. what the machine is (nvidia-smi, python3's numba, numba-cuda, torch versions);
-# 2. benchmarks/cuda_check.py --quick: parity with the CPU kernels and cuDNN, then timings
-#    (it starts no new case after CHECK_BUDGET seconds and lists what it skipped);
+# 2. benchmarks/cuda_check.py --quick: parity with the CPU kernels and cuDNN, then timings, the
+#    GEMM against cuBLAS (--gemm) and the LSTM's step-as-GEMM kernels against the split-K ones
+#    (--step-gemm); it starts no new case after CHECK_BUDGET seconds and lists what it skipped;
 # 3. the CUDA tests on the GPU itself (tests/test_cuda.py, tests/test_cuda_models.py);
 # 4. rnnjit train on the default corpus with --device cuda, then the same on the CPU, a few
 #    hundred steps each: tokens per second of the whole engine on both;
@@ -57,8 +58,8 @@ step machine 30 bash -c 'nvidia-smi --query-gpu=name,driver_version,memory.total
     python3 -c "import sys, numpy, numba, numba_cuda; print(sys.version.split()[0], \"numpy\", numpy.__version__,
     \"numba\", numba.__version__, \"numba-cuda\", numba_cuda.__version__)";
     python3 -c "import torch; print(\"torch\", torch.__version__, torch.cuda.is_available())"'
-step cuda_check $((CHECK_BUDGET + 90)) python3 benchmarks/cuda_check.py $CHECK_ARGS --budget "$CHECK_BUDGET" \
-    --json "$OUT/cuda_check.json"
+step cuda_check $((CHECK_BUDGET + 90)) python3 benchmarks/cuda_check.py $CHECK_ARGS --gemm --step-gemm \
+    --budget "$CHECK_BUDGET" --json "$OUT/cuda_check.json"
 step cuda_tests 140 python3 -m pytest -v -p no:cacheprovider -o addopts= $TESTS
 quiet="--sample-every 0 --eval-every 0 --eval-batches 4 --checkpoint-every 0 $TRAIN_ARGS"
 runs=$(mktemp -d)
