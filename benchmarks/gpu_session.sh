@@ -14,7 +14,7 @@
 # 5. the CharLM step with the caching memory pool switched off (RNNJIT_CUDA_POOL=0), to compare;
 # 6. benchmarks/profile_step.py: every kernel of an LSTM layer call and a CharLM step (CUPTI,
 #    through torch.profiler) and the host's Python (cProfile);
-# 7. cuda_check.py --sweep for what time is left: LSTM tile shapes, and the threads keeping their
+# 7. with SWEEP=1 only, cuda_check.py --sweep: LSTM tile shapes, and the threads keeping their
 #    W_hh values (the default) against reading them at every step.
 #
 # It needs nothing installed: the image's python3 has numpy, numba, numba-cuda, rich, pytest and
@@ -60,14 +60,16 @@ step machine 30 bash -c 'nvidia-smi --query-gpu=name,driver_version,memory.total
     python3 -c "import torch; print(\"torch\", torch.__version__, torch.cuda.is_available())"'
 step cuda_check $((CHECK_BUDGET + 90)) python3 benchmarks/cuda_check.py $CHECK_ARGS --gemm --step-gemm \
     --budget "$CHECK_BUDGET" --json "$OUT/cuda_check.json"
-step cuda_tests 140 python3 -m pytest -v -p no:cacheprovider -o addopts= $TESTS
+step cuda_tests 200 python3 -m pytest -v -p no:cacheprovider -o addopts= $TESTS
 quiet="--sample-every 0 --eval-every 0 --eval-batches 4 --checkpoint-every 0 $TRAIN_ARGS"
 runs=$(mktemp -d)
-step train 90 bash -c "set -o pipefail; python3 -m rnnjit.cli train --device cuda --steps $STEPS --out $runs/cuda $quiet 2>&1 | tail -4;
+step train 60 bash -c "set -o pipefail; python3 -m rnnjit.cli train --device cuda --steps $STEPS --out $runs/cuda $quiet 2>&1 | tail -4;
     cuda=\$?; python3 -m rnnjit.cli train --device cpu --steps $(( STEPS / 3 > 0 ? STEPS / 3 : 1 )) --out $runs/cpu $quiet 2>&1 | tail -4 && exit \$cuda"
 # the whole-model step again with numba's own allocator instead of the pool (kernels/cuda/memory.py)
 step pool_off 45 env RNNJIT_CUDA_POOL=0 python3 benchmarks/cuda_check.py $CHECK_ARGS --lm-only --no-cpu --cells lstm
 # last, what is left of the time: tile shapes, and threads keeping their weights or not (LSTM)
 step profile 50 python3 benchmarks/profile_step.py
-step sweep 35 python3 benchmarks/cuda_check.py --sweep --repeats 3 $([ "$CHECK_ARGS" = --tiny ] && echo --tiny)
+# only when asked (SWEEP=1 and a device call of its own): the steps above fill 585 s
+[ -n "${SWEEP:-}" ] && step sweep 300 python3 benchmarks/cuda_check.py --sweep --repeats 3 \
+    $([ "$CHECK_ARGS" = --tiny ] && echo --tiny)
 exit $status

@@ -61,4 +61,4 @@ def test_the_gpu_session_script_fits_one_device_call():
     limits = []
     for fixed, extra in re.findall(r"^step \w+ (?:(\d+)|\$\(\(CHECK_BUDGET \+ (\d+)\)\))", text, re.M):
         limits.append(int(fixed) if fixed else budget + int(extra))
-    assert len(limits) == 7 and sum(limits) <= 590, limits
+    assert len(limits) == 6 and sum(limits) <= 590, limits
