@@ -467,44 +467,37 @@ def gemm_section(cuda, torch, shapes, repeats, failures):
     return rows
 
 
-def step_gemm_section(cuda, sizes, T, repeats, failures):
-    """The LSTM with each step as a register-tiled GEMM (``step_gemm``, the large-batch kernels)
-    against the default split-K kernels: device time of a forward call and of forward + backward,
-    and the largest difference of every output and gradient between the two (relative to the
-    largest value)."""
-    from rnnjit.kernels.cuda import lstm
+def step_gemm_section(cuda, cells, sizes, T, repeats, failures):
+    """The cells with each step as a register-tiled GEMM (``step_gemm``, the large-batch kernels
+    of the LSTM and the GRU) against the split-K kernels: device time of a forward call and of
+    forward + backward, and the largest difference of every output and gradient between the two
+    (relative to the largest value)."""
+    from rnnjit.kernels.cuda import to_host
     from rnnjit.kernels.cuda.launch import tuning
-    log("step_gemm: LSTM, each step one tiled GEMM + gate math, against the split-K kernels (ms, device)")
-    log(f"  {'B':>4} {'H':>5} | {'fwd split-K':>11} {'step_gemm':>9} {'ratio':>6} | {'train split-K':>13} "
+    log("step_gemm: each step one tiled GEMM + gate math, against the split-K kernels (ms, device)")
+    log(f"  {'cell':<5} {'B':>4} {'H':>5} | {'fwd split-K':>11} {'step_gemm':>9} {'ratio':>6} | {'train split-K':>13} "
         f"{'step_gemm':>9} {'ratio':>6} | max rel diff (all outputs and gradients)")
     rows = []
-    for B, H in sizes:
-        try:
-            d = {k: (None if v is None else cuda.to_device(v)) for k, v in make_case("lstm", B, H, H, T).items()}
-
-            def fwd():
-                return lstm.lstm_forward(d["x"], d["h0"], d["c0"], d["W_ih"], d["W_hh"], d["b_ih"], d["b_hh"], False)
-
-            def train():
-                hs, cs, gates = fwd()
-                return (hs, cs, gates) + tuple(lstm.lstm_backward(d["x"], d["W_ih"], d["W_hh"], hs, cs, gates,
-                                                                  d["dout"], d["dh_n"], d["dc_n"], False))
-            outs, times = {}, {}
-            for on in (False, True):
-                with tuning(step_gemm=on):
-                    outs[on] = [a.copy_to_host() for a in train()]
-                    times[on] = (device_ms(cuda, fwd, repeats), device_ms(cuda, train, repeats))
-            diff = max(rel_err(a, b) for a, b in zip(outs[True], outs[False]))
-            (f0, t0), (f1, t1) = times[False], times[True]
-            rows.append({"B": B, "H": H, "fwd_split_k": f0, "fwd_step_gemm": f1, "train_split_k": t0,
-                         "train_step_gemm": t1, "diff": diff})
-            log(f"  {B:>4} {H:>5} | {f0:11.3f} {f1:9.3f} {f1 / f0 if f0 > 0 else 0:6.2f} | {t0:13.3f} {t1:9.3f} "
-                f"{t1 / t0 if t0 > 0 else 0:6.2f} | {diff:.1e}")
-            if diff > PARITY_TOL:
-                failures.append(f"step_gemm B={B} H={H}")
-                log(f"  FAILED: step_gemm B={B} H={H}")
-        except Exception:
-            failed(f"step_gemm B={B} H={H}", failures)
+    for cell in [c for c in cells if c in ("lstm", "gru")]:
+        for B, H in sizes:
+            try:
+                ours = Ours(cell, "tanh", make_case(cell, B, H, H, T))
+                outs, times = {}, {}
+                for on in (False, True):
+                    with tuning(step_gemm=on):
+                        outs[on] = [to_host(a) for a in ours.train_step() if a is not None]
+                        times[on] = (device_ms(cuda, ours.forward, repeats), device_ms(cuda, ours.train_step, repeats))
+                diff = max(rel_err(a, b) for a, b in zip(outs[True], outs[False]))
+                (f0, t0), (f1, t1) = times[False], times[True]
+                rows.append({"cell": cell, "B": B, "H": H, "fwd_split_k": f0, "fwd_step_gemm": f1,
+                             "train_split_k": t0, "train_step_gemm": t1, "diff": diff})
+                log(f"  {cell:<5} {B:>4} {H:>5} | {f0:11.3f} {f1:9.3f} {f1 / f0 if f0 > 0 else 0:6.2f} | {t0:13.3f} "
+                    f"{t1:9.3f} {t1 / t0 if t0 > 0 else 0:6.2f} | {diff:.1e}")
+                if diff > PARITY_TOL:
+                    failures.append(f"step_gemm {cell} B={B} H={H}")
+                    log(f"  FAILED: step_gemm {cell} B={B} H={H}")
+            except Exception:
+                failed(f"step_gemm {cell} B={B} H={H}", failures)
     return rows
 
 
@@ -780,8 +773,8 @@ def main(argv=None):
         save(gemm=gemm_section(cuda, torch, [s for B, H in sizes for s in gemm_shapes(B, H, T)], repeats, failures))
         log("=" * 100)
     if args.step_gemm and not budget.over("step_gemm"):
-        sizes = [(5, 9), (8, 6)] if args.tiny else [(1, 128), (32, 128), (32, 512), (64, 512), (256, 128), (256, 1024)]
-        save(step_gemm=step_gemm_section(cuda, sizes, T, repeats, failures))
+        sizes = [(5, 9), (8, 6)] if args.tiny else [(32, 512), (64, 512), (256, 128), (128, 1024), (256, 1024)]
+        save(step_gemm=step_gemm_section(cuda, cells, sizes, T, repeats, failures))
         log("=" * 100)
     lm_rows = [] if args.no_lm else lm_section(cuda, torch, cells, lm_sizes, T, repeats, failures,
                                                cpu_check=not args.no_cpu, budget=budget, save=save)

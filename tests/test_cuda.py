@@ -123,8 +123,11 @@ def test_persistent_kernels_compile_for_a_gpu():
                     if re.search(r"__local_depot", ptx):
                         spills.append(f"{kernel.py_func.__name__}/{KN}/{F}")
             for kernel, sig in ((lstm._forward_gemm_kernel(16, 16, 4, 16), (m3, v, v, m, m3, m3, m, m, b, i, i)),
-                                (lstm._backward_gemm_kernel(16, 16, 4, 16),     # the large-batch LSTM steps
-                                 (m3, m3, m, m3, m, m, m3, m, f64m, f64v, b, i, i))):
+                                (lstm._backward_gemm_kernel(16, 16, 4, 16),     # the large-batch steps
+                                 (m3, m3, m, m3, m, m, m3, m, f64m, f64v, b, i, i)),
+                                (gru._forward_gemm_kernel(16, 16, 4, 16), (m3, m3, v, v, m, m3, m, b, i, i)),
+                                (gru._backward_gemm_kernel(16, 16, 4, 16),
+                                 (m3, m3, m3, m, m3, m, m, m3, m3, m, f64m, f64v, b, i, i))):
                 ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=(9, 0))
                 n += 1
                 if re.search(r"__local_depot", ptx):
@@ -138,7 +141,7 @@ def test_persistent_kernels_compile_for_a_gpu():
                         spills.append(f"gemm{tile}/{prefetch}/{F}")
         print("COMPILED", n, "SPILLS", ",".join(spills) or "none")
         """)
-    assert words == ["COMPILED", "36", "SPILLS", "none"]
+    assert words == ["COMPILED", "40", "SPILLS", "none"]
 
 
 # ---- the kernels against the CPU ---------------------------------------------------------------
@@ -244,19 +247,22 @@ def test_backward_computes_into_the_given_arrays(cuda, cell, nl):
 @pytest.mark.parametrize("tile", [None, (4, 4, 2, 4)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("reverse", [False, True])
-def test_lstm_steps_as_gemms(cuda, reverse, dtype, tile, monkeypatch):
-    """The large-batch LSTM kernels (each step a register-tiled GEMM, ``step_gemm``), forward and
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_steps_as_gemms(cuda, cell, reverse, dtype, tile, monkeypatch):
+    """The large-batch kernels (each step a register-tiled GEMM, ``stepgemm.py``), forward and
     backward, against the CPU: ragged tiles along the units and the batch, ragged k-slabs,
     several tiles per block (the simulator's one-block grid); the simulator's tile and a larger
     one."""
-    from rnnjit.kernels.cuda import lstm
+    import importlib
+
     from rnnjit.kernels.cuda.launch import tuning
+    module = importlib.import_module(f"rnnjit.kernels.cuda.{cell}")
     ran = []
     for name in ("_forward_gemm_kernel", "_backward_gemm_kernel"):
-        monkeypatch.setattr(lstm, name, lambda *t, make=getattr(lstm, name), name=name: (ran.append((name, t)),
-                                                                                        make(*t))[1])
+        monkeypatch.setattr(module, name, lambda *t, make=getattr(module, name), name=name: (ran.append((name, t)),
+                                                                                          make(*t))[1])
     with tuning(step_gemm=True, step_gemm_tile=tile):
-        _compare("lstm", "tanh", reverse, dtype, T=3, B=5, I=3, H=5 if tile is None else 9)
+        _compare(cell, "tanh", reverse, dtype, T=3, B=5, I=3, H=5 if tile is None else 9)
     assert [name for name, _ in ran] == ["_forward_gemm_kernel", "_backward_gemm_kernel"]
     assert tile is None or all(t == tile for _, t in ran)
 

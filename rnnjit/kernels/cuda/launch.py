@@ -249,10 +249,11 @@ def own_weights(p: Plan, length: int, per_k: int) -> int:
     return kn if 0 < kn * per_k <= cap else 0
 
 
-def use_step_gemm(B: int, H: int) -> bool:
-    """Whether the LSTM runs its steps as tiled GEMMs (``_forward_gemm_kernel``): as forced by
-    ``SETTINGS["step_gemm"]``, else on a GPU when the forward's tiles (64 rows x 16 units) are at
-    least one per multiprocessor. Measured on the H200 (cuda_check.py --step-gemm): at B=256,
+def use_step_gemm(B: int, H: int, measured: bool = True) -> bool:
+    """Whether a cell runs its steps as tiled GEMMs (``stepgemm.py``): as forced by
+    ``SETTINGS["step_gemm"]``; else, for a cell whose kernels have been ``measured`` (the LSTM's;
+    the GRU's have not run on a GPU yet), on a GPU when the forward's tiles (64 rows x 16 units)
+    are at least one per multiprocessor. Measured on the H200 (cuda_check.py --step-gemm): at B=256,
     H=1024 (256 tiles) the forward took 0.70x and the training step 0.53x the time of the split-K
     kernels; with 32 tiles (B=256, H=128; B=64, H=512) 1.2-1.7x longer, and at B <= 32 up to 6x.
     In the simulator it runs only when forced (the tests force it), so that the split-K kernels
@@ -260,7 +261,7 @@ def use_step_gemm(B: int, H: int) -> bool:
     forced = SETTINGS["step_gemm"]
     if forced is not None:
         return bool(forced)
-    if simulating():
+    if simulating() or not measured:
         return False
     TU, TY, RB, _ = SETTINGS["step_gemm_tile"] or STEP_GEMM_TILE
     return math.ceil(B / (TY * RB)) * math.ceil(H / TU) >= sm_count()

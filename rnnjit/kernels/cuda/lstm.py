@@ -69,6 +69,27 @@ from .activations import sigmoid
 from .gemm import column_sums, gemm, transpose
 from .launch import (block_sum, check, copy, keep_weights, launch_persistent, launch_step_gemm, norms_from_parts,
                      own_weights, plan, step_gemm_plan, use_step_gemm)
+from .stepgemm import slab_product
+
+
+@cuda.jit(device=True, inline="always")
+def gate_gradients(gates, cs, dout, dc, dG, t, nxt, b, j, H, dh):
+    """Step t of the backward for (b, j), the equations of the module docstring: from dh (what
+    reaches h_t from step t + 1), dout and the running dc, writes the four pre-activation gate
+    gradients dA_t and dc_{t-1} (into ``dc``); returns the total dL/dh_t (for ``norms``)."""
+    i = gates[t, b, j]
+    f = gates[t, b, H + j]
+    g = gates[t, b, 2 * H + j]
+    o = gates[t, b, 3 * H + j]
+    dhv = dh + dout[t, b, j]
+    tanh_c = math.tanh(cs[t + nxt, b, j])
+    dcv = dc[b, j] + dhv * o * (1 - tanh_c * tanh_c)
+    dG[t, b, j] = dcv * g * i * (1 - i)
+    dG[t, b, H + j] = dcv * cs[t + 1 - nxt, b, j] * f * (1 - f)
+    dG[t, b, 2 * H + j] = dcv * i * (1 - g * g)
+    dG[t, b, 3 * H + j] = dhv * tanh_c * o * (1 - o)
+    dc[b, j] = dcv * f
+    return dhv
 
 
 @functools.cache
@@ -167,41 +188,12 @@ def _forward_kernel(JT, KS, BT, KN):
 
 @functools.cache
 def _forward_gemm_kernel(TU, TY, RB, BK):
-    """The persistent forward kernel for large batches, where each step is a real matrix product
-    (B x H times H x 4H): a tile is TB = TY * RB batch rows x TU units, all four gates, and each
-    thread (unit tx, rows ty, ty + TY, ...) owns the RB x 4 products of its unit, whole: the
-    K axis is walked a BK-wide slab at a time through shared memory (the register-tiled GEMM of
-    ``gemm.py``, with the next slab loaded while the current one is multiplied), and the gate math
-    follows in registers, with no reduction between threads. It reads W_hh itself (rows g*H + j),
-    so it needs no transposed copy."""
-    TB = TY * RB             # batch rows per tile
-    NT = TU * TY             # threads per block
-    LH = TB * BK // NT       # elements of the h slab each thread copies
-    LW = 4 * TU * BK // NT   # elements of the W_hh slab each thread copies
-    assert LH * NT == TB * BK and LW * NT == 4 * TU * BK
-    SH = (BK, TB + 1)        # h slab, k-major: a warp's reads of its rows are broadcasts
-    SW = (BK, 4 * TU + 1)    # W_hh slab: column g*TU + u is gate g of unit u
-
-    @cuda.jit(device=True, inline="always")
-    def fetch(prev_h, W_hh, ph, pw, k0, b0, j0, B, H, tid):
-        """This thread's elements of the slabs at k0 (rows b0.. of h_{t-1}, and the rows g*H + j
-        of W_hh for the tile's units) into registers, 0 outside; neighbouring threads read
-        neighbouring k."""
-        for r in range(LH):
-            e = tid + r * NT
-            b = b0 + e // BK
-            k = k0 + e % BK
-            ph[r] = 0
-            if b < B and k < H:
-                ph[r] = prev_h[b, k]
-        for r in range(LW):
-            e = tid + r * NT
-            col = e // BK
-            j = j0 + col % TU
-            k = k0 + e % BK
-            pw[r] = 0
-            if j < H and k < H:
-                pw[r] = W_hh[(col // TU) * H + j, k]
+    """The persistent forward kernel for large batches (``stepgemm.py``): a tile is TY * RB batch
+    rows x TU units, all four gates; thread (unit tx, rows ty, ty + TY, ...) computes the four
+    gate sums of its unit for its rows as a register-tiled product over k, then does the gate
+    math in registers. It reads W_hh itself (rows g*H + j): no transposed copy."""
+    TB = TY * RB
+    product, (SX, SW, LX, LW) = slab_product(TU, TY, RB, 4, BK, True)
 
     @cuda.jit(cache=True)
     def lstm_forward_gemm(gates, b_ih, b_hh, W_hh, hs, cs, h0, c0, reverse, tiles_j, tiles_b):
@@ -211,15 +203,15 @@ def _forward_gemm_kernel(TU, TY, RB, BK):
         ty = cuda.threadIdx.y            # batch rows ty, ty + TY, ... within the tile
         tid = ty * TU + tx
         grid = cuda.cg.this_grid()
-        Hs = cuda.shared.array(SH, dtype=hs.dtype)
+        Xs = cuda.shared.array(SX, dtype=hs.dtype)
         Ws = cuda.shared.array(SW, dtype=hs.dtype)
-        ph = cuda.local.array(LH, dtype=hs.dtype)
+        px = cuda.local.array(LX, dtype=hs.dtype)
         pw = cuda.local.array(LW, dtype=hs.dtype)
+        xv = cuda.local.array(RB, dtype=hs.dtype)
+        wv = cuda.local.array(4, dtype=hs.dtype)
         acc = cuda.local.array((RB, 4), dtype=hs.dtype)
         xin = cuda.local.array((RB, 4), dtype=hs.dtype)
         c_prev = cuda.local.array(RB, dtype=hs.dtype)
-        hv = cuda.local.array(RB, dtype=hs.dtype)
-        wv = cuda.local.array(4, dtype=hs.dtype)
         nxt = 0 if reverse else 1
 
         for s in range(T):
@@ -239,29 +231,9 @@ def _forward_gemm_kernel(TU, TY, RB, BK):
                     bc = min(b0 + ty + i * TY, B - 1)
                     for g in range(4):
                         xin[i, g] = a[bc, g * H + jc] + (b_ih[g * H + jc] + b_hh[g * H + jc])
-                        acc[i, g] = 0
                     c_prev[i] = prev_c[bc, jc]
-                # 1. acc[i, g] = sum_k h_{t-1}[b_i, k] W_hh[g*H + j, k], a slab of BK k's at a time
-                fetch(prev_h, W_hh, ph, pw, 0, b0, j0, B, H, tid)
-                for k0 in range(0, H, BK):
-                    for r in range(LH):
-                        e = tid + r * NT
-                        Hs[e % BK, e // BK] = ph[r]
-                    for r in range(LW):
-                        e = tid + r * NT
-                        Ws[e % BK, e // BK] = pw[r]
-                    cuda.syncthreads()
-                    if k0 + BK < H:              # the next slab is on its way during the products
-                        fetch(prev_h, W_hh, ph, pw, k0 + BK, b0, j0, B, H, tid)
-                    for kk in range(BK):
-                        for i in range(RB):
-                            hv[i] = Hs[kk, ty + i * TY]
-                        for g in range(4):
-                            wv[g] = Ws[kk, g * TU + tx]
-                        for i in range(RB):
-                            for g in range(4):
-                                acc[i, g] += hv[i] * wv[g]
-                    cuda.syncthreads()           # the slabs are overwritten next
+                # 1. acc[i, g] = sum_k h_{t-1}[b_i, k] W_hh[g*H + j, k]
+                product(acc, prev_h, W_hh, Xs, Ws, px, pw, xv, wv, b0, j0, B, H, H, tid, tx, ty)
                 # 2. the gate math of unit j for the thread's rows
                 for i in range(RB):
                     b = b0 + ty + i * TY
@@ -345,19 +317,8 @@ def _backward_kernel(JT, KS, BT, KN):
                         if s == T:
                             dh0[b, j] = dh
                         else:
-                            i = gates[t, b, j]
-                            f = gates[t, b, H + j]
-                            g = gates[t, b, 2 * H + j]
-                            o = gates[t, b, 3 * H + j]
-                            dhv = dh + dout[t, b, j]
+                            dhv = gate_gradients(gates, cs, dout, dc, dG, t, nxt, b, j, H, dh)
                             sq += dhv * dhv
-                            tanh_c = math.tanh(cs[t + nxt, b, j])
-                            dcv = dc[b, j] + dhv * o * (1 - tanh_c * tanh_c)
-                            dG[t, b, j] = dcv * g * i * (1 - i)
-                            dG[t, b, H + j] = dcv * cs[t + 1 - nxt, b, j] * f * (1 - f)
-                            dG[t, b, 2 * H + j] = dcv * i * (1 - g * g)
-                            dG[t, b, 3 * H + j] = dhv * tanh_c * o * (1 - o)
-                            dc[b, j] = dcv * f
                 # 3. this tile's share of norms[t]: a tree sum over the block
                 total = block_sum(sqs, tid, NT, sq)
                 if tid == 0 and s < T:
@@ -376,39 +337,14 @@ BACKWARD_UNITS = 2   # units per thread of the large-batch backward kernel
 
 @functools.cache
 def _backward_gemm_kernel(TU, TY, RB, BK, UB=BACKWARD_UNITS):
-    """The persistent backward kernel for large batches: per step, dh_t = dA_{t+1} W_hh for a
-    tile of TB = TY * RB batch rows x TJ = TU * UB units as a register-tiled GEMM (k over all 4H
-    gate rows, a BK-wide slab at a time through shared memory, the next slab loaded while the
-    current one is multiplied), each thread RB x UB of it (rows ty, ty + TY, ...; units tx,
+    """The persistent backward kernel for large batches (``stepgemm.py``): per step,
+    dh_t = dA_{t+1} W_hh for a tile of TY * RB batch rows x TU * UB units as a register-tiled
+    product over the 4H gate rows, each thread RB x UB of it (rows ty, ty + TY, ...; units tx,
     tx + TU, ...), then the gate math of ``_backward_kernel`` for those (b, j) in registers."""
     TB = TY * RB             # batch rows per tile
     TJ = TU * UB             # units per tile
     NT = TU * TY             # threads per block
-    LA = TB * BK // NT       # elements of the dA slab each thread copies
-    LW = BK * TJ // NT       # elements of the W_hh slab each thread copies
-    assert LA * NT == TB * BK and LW * NT == BK * TJ
-    SA = (BK, TB + 1)
-    SW = (BK, TJ + 1)
-
-    @cuda.jit(device=True, inline="always")
-    def fetch(dA, W_hh, pa, pw, k0, b0, j0, B, G, H, tid):
-        """This thread's elements of the slabs at k0 (rows b0.. of dA_{t+1}, neighbouring threads
-        on neighbouring k; rows k0.. of W_hh, neighbouring threads on neighbouring units) into
-        registers, 0 outside."""
-        for r in range(LA):
-            e = tid + r * NT
-            b = b0 + e // BK
-            k = k0 + e % BK
-            pa[r] = 0
-            if b < B and k < G:
-                pa[r] = dA[b, k]
-        for r in range(LW):
-            e = tid + r * NT
-            k = k0 + e // TJ
-            j = j0 + e % TJ
-            pw[r] = 0
-            if k < G and j < H:
-                pw[r] = W_hh[k, j]
+    product, (SX, SW, LX, LW) = slab_product(TU, TY, RB, UB, BK, False)
 
     @cuda.jit(cache=True)
     def lstm_backward_gemm(gates, cs, W_hh, dout, dh_n, dc, dG, dh0, part, norms, reverse, tiles_j, tiles_b):
@@ -418,14 +354,14 @@ def _backward_gemm_kernel(TU, TY, RB, BK, UB=BACKWARD_UNITS):
         ty = cuda.threadIdx.y
         tid = ty * TU + tx
         grid = cuda.cg.this_grid()
-        As = cuda.shared.array(SA, dtype=cs.dtype)
+        Xs = cuda.shared.array(SX, dtype=cs.dtype)
         Ws = cuda.shared.array(SW, dtype=cs.dtype)
         sqs = cuda.shared.array(NT, dtype=np.float64)
-        pa = cuda.local.array(LA, dtype=cs.dtype)
+        px = cuda.local.array(LX, dtype=cs.dtype)
         pw = cuda.local.array(LW, dtype=cs.dtype)
-        acc = cuda.local.array((RB, UB), dtype=cs.dtype)
-        av = cuda.local.array(RB, dtype=cs.dtype)
+        xv = cuda.local.array(RB, dtype=cs.dtype)
         wv = cuda.local.array(UB, dtype=cs.dtype)
+        acc = cuda.local.array((RB, UB), dtype=cs.dtype)
         nxt = 0 if reverse else 1
 
         for s in range(T + 1):                   # pass T only finishes dh0
@@ -434,32 +370,9 @@ def _backward_gemm_kernel(TU, TY, RB, BK, UB=BACKWARD_UNITS):
             for tile in range(cuda.blockIdx.x, tiles_j * tiles_b, cuda.gridDim.x):
                 j0 = (tile % tiles_j) * TJ
                 b0 = (tile // tiles_j) * TB
-                # 1. acc[i, u] = sum_k dA_{t+1}[b_i, k] W_hh[k, j_u], a slab of BK k's at a time
-                for i in range(RB):
-                    for u in range(UB):
-                        acc[i, u] = 0
+                # 1. acc[i, u] = sum_k dA_{t+1}[b_i, k] W_hh[k, j_u]   (pass 0 starts from dh_n)
                 if s > 0:
-                    dA = dG[tp]
-                    fetch(dA, W_hh, pa, pw, 0, b0, j0, B, G, H, tid)
-                    for k0 in range(0, G, BK):
-                        for r in range(LA):
-                            e = tid + r * NT
-                            As[e % BK, e // BK] = pa[r]
-                        for r in range(LW):
-                            e = tid + r * NT
-                            Ws[e // TJ, e % TJ] = pw[r]
-                        cuda.syncthreads()
-                        if k0 + BK < G:          # the next slab is on its way during the products
-                            fetch(dA, W_hh, pa, pw, k0 + BK, b0, j0, B, G, H, tid)
-                        for kk in range(BK):
-                            for i in range(RB):
-                                av[i] = As[kk, ty + i * TY]
-                            for u in range(UB):
-                                wv[u] = Ws[kk, tx + u * TU]
-                            for i in range(RB):
-                                for u in range(UB):
-                                    acc[i, u] += av[i] * wv[u]
-                        cuda.syncthreads()       # the slabs are overwritten next
+                    product(acc, dG[tp], W_hh, Xs, Ws, px, pw, xv, wv, b0, j0, B, G, H, tid, tx, ty)
                 # 2. the gate math of step t for the thread's (b, j)
                 sq = 0.0
                 for i in range(RB):
@@ -471,19 +384,8 @@ def _backward_gemm_kernel(TU, TY, RB, BK, UB=BACKWARD_UNITS):
                             if s == T:
                                 dh0[b, j] = dh
                             else:
-                                ig = gates[t, b, j]
-                                fg = gates[t, b, H + j]
-                                gg = gates[t, b, 2 * H + j]
-                                og = gates[t, b, 3 * H + j]
-                                dhv = dh + dout[t, b, j]
+                                dhv = gate_gradients(gates, cs, dout, dc, dG, t, nxt, b, j, H, dh)
                                 sq += dhv * dhv
-                                tanh_c = math.tanh(cs[t + nxt, b, j])
-                                dcv = dc[b, j] + dhv * og * (1 - tanh_c * tanh_c)
-                                dG[t, b, j] = dcv * gg * ig * (1 - ig)
-                                dG[t, b, H + j] = dcv * cs[t + 1 - nxt, b, j] * fg * (1 - fg)
-                                dG[t, b, 2 * H + j] = dcv * ig * (1 - gg * gg)
-                                dG[t, b, 3 * H + j] = dhv * tanh_c * og * (1 - og)
-                                dc[b, j] = dcv * fg
                 # 3. this tile's share of norms[t]: a tree sum over the block
                 total = block_sum(sqs, tid, NT, sq)
                 if tid == 0 and s < T:
