@@ -144,6 +144,28 @@ def test_persistent_kernels_compile_for_a_gpu():
     assert words == ["COMPILED", "40", "SPILLS", "none"]
 
 
+def test_the_measured_rules_that_choose_kernels(monkeypatch):
+    """Two choices encode what an H200 measured (benchmarks/README.md), checked here without a
+    GPU: the LSTM runs its steps as tiled GEMMs when their tiles fill the multiprocessors
+    (B=256, H=1024: yes; B=256, H=128, B=64, H=512 and B=1: no), a cell not yet measured only
+    when forced; threads keep up to 128 W_hh values when the batch is one tile, 64 otherwise."""
+    launch = pytest.importorskip("rnnjit.kernels.cuda.launch")
+    monkeypatch.setattr(launch, "simulating", lambda: False)
+    monkeypatch.setattr(launch, "sm_count", lambda: 132)
+    with launch.tuning(step_gemm=None, step_gemm_tile=(16, 16, 4, 16)):
+        assert launch.use_step_gemm(256, 1024)
+        assert not any(launch.use_step_gemm(B, H) for B, H in ((256, 128), (64, 512), (1, 1024), (32, 512)))
+        assert not launch.use_step_gemm(256, 1024, measured=False)
+    with launch.tuning(step_gemm=True):
+        assert launch.use_step_gemm(1, 4, measured=False)
+    with launch.tuning(step_gemm=False):
+        assert not launch.use_step_gemm(256, 1024)
+    one_tile, batched = launch.Plan(8, 32, 1, 128, 1), launch.Plan(8, 32, 8, 128, 32)
+    assert launch.own_weights(one_tile, 1024, 4) == 32      # 4 gates x 32 values: kept at B = 1
+    assert launch.own_weights(batched, 1024, 4) == 0        # B = 256: read every step, as measured faster
+    assert launch.own_weights(batched, 512, 4) == 16
+
+
 # ---- the kernels against the CPU ---------------------------------------------------------------
 
 def _case(cell, dtype, T=4, B=2, I=3, H=5, seed=0):
