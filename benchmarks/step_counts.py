@@ -6,8 +6,9 @@
 On a GPU every kernel launch, device allocation and device-to-device copy costs the host tens of
 microseconds (numba-cuda prepares the arguments in Python), and a small model's step is mostly
 that: see ``profile_step.py``. The simulator runs the same host code, so the numbers it counts
-are the GPU's: kernel launches (by kernel), allocations, copies between device arrays, and
-transfers between host and device, for the engine's step (ids in; forward, BPTT, clipping, Adam;
+are the GPU's: kernel launches (by kernel), allocations, copies between device arrays,
+transfers between host and device, and views (slices and reshapes, each a new device-array
+object), for the engine's step (ids in; forward, BPTT, clipping, Adam;
 loss and norm out) after a first step has set everything up.
 """
 
@@ -23,10 +24,11 @@ def count(step, cuda):
     """Run ``step()`` once with the simulator's launches, allocations and copies counted."""
     from numba.cuda.simulator import kernel as sim_kernel
     from numba.cuda.simulator.cudadrv import devicearray as sim_arrays
-    seen = {"launches": Counter(), "allocations": 0, "d2d": 0, "h2d": 0, "d2h": 0}
+    seen = {"launches": Counter(), "allocations": 0, "d2d": 0, "h2d": 0, "d2h": 0, "views": 0}
     launch = sim_kernel.FakeCUDAKernel.__call__
     arr = sim_arrays.FakeCUDAArray
     copy_to_device, copy_to_host = arr.copy_to_device, arr.copy_to_host
+    getitem, reshape = arr.__getitem__, arr.reshape
     saved = {name: getattr(cuda, name) for name in ("device_array", "device_array_like", "to_device")}
 
     def counted_launch(kernel, *args):
@@ -42,6 +44,13 @@ def count(step, cuda):
         seen["d2h"] += 1
         return copy_to_host(a, *args, **kw)
 
+    def viewing(fn):
+        def wrapped(a, *args, **kw):
+            if "simulator" not in sys._getframe(1).f_code.co_filename:   # ours, not the simulator's own
+                seen["views"] += 1
+            return fn(a, *args, **kw)
+        return wrapped
+
     def allocating(fn, transfer=False):
         def wrapped(*args, **kw):
             seen["allocations"] += 1
@@ -51,6 +60,7 @@ def count(step, cuda):
 
     sim_kernel.FakeCUDAKernel.__call__ = counted_launch
     arr.copy_to_device, arr.copy_to_host = counted_copy_to_device, counted_copy_to_host
+    arr.__getitem__, arr.reshape = viewing(getitem), viewing(reshape)
     cuda.device_array = allocating(saved["device_array"])
     cuda.device_array_like = allocating(saved["device_array_like"])
     cuda.to_device = allocating(lambda a, *r, **k: saved["to_device"](a, *r, **k), transfer=True)
@@ -59,6 +69,7 @@ def count(step, cuda):
     finally:
         sim_kernel.FakeCUDAKernel.__call__ = launch
         arr.copy_to_device, arr.copy_to_host = copy_to_device, copy_to_host
+        arr.__getitem__, arr.reshape = getitem, reshape
         for name, fn in saved.items():
             setattr(cuda, name, fn)
     return seen
@@ -103,6 +114,7 @@ def main(argv=None):
     print(f"  device-to-device     {seen['d2d']}")
     print(f"  host-to-device       {seen['h2d']}")
     print(f"  device-to-host       {seen['d2h']}")
+    print(f"  views (slices and reshapes of device arrays: a new array object each) {seen['views']}")
     return 0
 
 

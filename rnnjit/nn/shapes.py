@@ -65,10 +65,23 @@ def split_state(layer, name, hx, unbatched, B):
             c = None if c is None else add_batch_axis(c, layer.xp)
     names = STATE_NAMES[name][1:-1].split(", ")
     shape = (layer.num_layers * layer.num_directions, B, layer.hidden_size)
-    h = layer.xp.zeros(shape, layer.dtype) if h is None else check_state(layer, names[0], h, B)
+    h = zero_state(layer, shape) if h is None else check_state(layer, names[0], h, B)
     if lstm:
-        c = layer.xp.zeros(shape, layer.dtype) if c is None else check_state(layer, names[1], c, B)
+        c = zero_state(layer, shape) if c is None else check_state(layer, names[1], c, B)
     return h, c
+
+
+def zero_state(layer, shape):
+    """Zeros for a state the caller did not give. On the GPU one array per shape, kept on the
+    layer: the kernels only read initial states and final-state gradients, and a new array per
+    call cost an allocation and a fill launch each, where a small model's step waits on the host
+    (benchmarks/README.md). On the CPU a new array, which costs next to nothing."""
+    if layer.device != "cuda":
+        return layer.xp.zeros(shape, layer.dtype)
+    kept = layer.__dict__.setdefault("_zero_states", {})
+    if shape not in kept:
+        kept[shape] = layer.xp.zeros(shape, layer.dtype)
+    return kept[shape]
 
 
 def results(layer, y, states, unbatched, to_host):
