@@ -68,7 +68,7 @@ step train 60 bash -c "set -o pipefail; python3 -m rnnjit.cli train --device cud
 # the whole-model step again with numba's own allocator instead of the pool (kernels/cuda/memory.py)
 step pool_off 45 env RNNJIT_CUDA_POOL=0 python3 benchmarks/cuda_check.py $CHECK_ARGS --lm-only --no-cpu --cells lstm
 # last, what is left of the time: tile shapes, and threads keeping their weights or not (LSTM)
-step profile 50 python3 benchmarks/profile_step.py
+step profile 50 python3 benchmarks/profile_step.py $([ "$CHECK_ARGS" = --tiny ] && echo --sizes 1x4 --lm 2x4 --T 3 --calls 2)
 # only when asked (SWEEP=1 and a device call of its own): the steps above fill 585 s
 [ -n "${SWEEP:-}" ] && step sweep 300 python3 benchmarks/cuda_check.py --sweep --repeats 3 \
     $([ "$CHECK_ARGS" = --tiny ] && echo --tiny)

@@ -105,6 +105,7 @@ def main(argv=None):
     ap.add_argument("--sizes", default="1x128,256x1024", help="BxH of the layer calls")
     ap.add_argument("--lm", default="32x128", help="BxH of the CharLM step ('' for none)")
     ap.add_argument("--T", type=int, default=100)
+    ap.add_argument("--calls", type=int, default=20, help="calls under cProfile (the simulator's dry run: 2)")
     args = ap.parse_args(argv)
     try:
         from rnnjit.kernels.cuda import require_cuda
@@ -131,7 +132,7 @@ def main(argv=None):
                 if torch is not None:
                     guarded(device_profile, torch, cuda, fn)
                 if B == 1:
-                    guarded(host_profile, cuda, fn)
+                    guarded(host_profile, cuda, fn, args.calls)
         for size in filter(None, args.lm.split(",")):
             B, H = map(int, size.split("x"))
             print(f"{cell} CharLM step L=2 B={B} H={H} T={T}")
@@ -145,7 +146,7 @@ def main(argv=None):
                 return lm.train_step(x, y)
             if torch is not None:
                 guarded(device_profile, torch, cuda, step)
-            guarded(host_profile, cuda, step)
+            guarded(host_profile, cuda, step, args.calls)
     return 0
 
 
