@@ -28,6 +28,8 @@ import time
 import traceback
 from collections import defaultdict
 
+import numpy as np
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cuda_check  # noqa: E402  (also puts the repository on sys.path)
 
@@ -136,7 +138,6 @@ def main(argv=None):
         for size in filter(None, args.lm.split(",")):
             B, H = map(int, size.split("x"))
             print(f"{cell} CharLM step L=2 B={B} H={H} T={T}")
-            import numpy as np
             lm = cuda_check.OursLM(cell, H, B, T)
             rng = np.random.default_rng(0)
             x = rng.integers(0, cuda_check.LM_V, (T, B))

@@ -45,7 +45,9 @@ from .activations import sigmoid
 from .gemm import column_sums, gemm, transpose
 from .launch import (block_sum, check, copy, keep_weights, launch_persistent, launch_step_gemm, norms_from_parts,
                      own_weights, plan, step_gemm_plan, use_step_gemm)
-from .stepgemm import slab_product
+from .stepgemm import BACKWARD_UNITS
+from .stepgemm import gru_backward_gemm_kernel as _backward_gemm_kernel
+from .stepgemm import gru_forward_gemm_kernel as _forward_gemm_kernel
 
 
 @cuda.jit(device=True, inline="always")
@@ -236,144 +238,6 @@ def _backward_kernel(JT, KS, BT, KN):
             norms_from_parts(part, norms, tid, NT)
 
     return gru_backward_persistent
-
-
-@functools.cache
-def _forward_gemm_kernel(TU, TY, RB, BK):
-    """The persistent forward kernel for large batches (``stepgemm.py``): a tile is TY * RB batch
-    rows x TU units, all three gates; thread (unit tx, rows ty, ty + TY, ...) computes the three
-    sums of W_hh h_{t-1} for its unit and rows as a register-tiled product over k, then does the
-    gate math above in registers. It reads W_hh itself: no transposed copy."""
-    TB = TY * RB
-    product, (SX, SW, LX, LW) = slab_product(TU, TY, RB, 3, BK, True)
-
-    @cuda.jit(cache=True)
-    def gru_forward_gemm(gates, hns, b_ih, b_hh, W_hh, hs, h0, reverse, tiles_j, tiles_b):
-        T, B, _ = gates.shape
-        H = hs.shape[2]
-        tx = cuda.threadIdx.x            # unit within the tile
-        ty = cuda.threadIdx.y            # batch rows ty, ty + TY, ... within the tile
-        tid = ty * TU + tx
-        grid = cuda.cg.this_grid()
-        Xs = cuda.shared.array(SX, dtype=hs.dtype)
-        Ws = cuda.shared.array(SW, dtype=hs.dtype)
-        px = cuda.local.array(LX, dtype=hs.dtype)
-        pw = cuda.local.array(LW, dtype=hs.dtype)
-        xv = cuda.local.array(RB, dtype=hs.dtype)
-        wv = cuda.local.array(3, dtype=hs.dtype)
-        acc = cuda.local.array((RB, 3), dtype=hs.dtype)
-        xin = cuda.local.array((RB, 3), dtype=hs.dtype)
-        h_prev = cuda.local.array(RB, dtype=hs.dtype)
-        nxt = 0 if reverse else 1
-
-        for s in range(T):
-            t = T - 1 - s if reverse else s
-            prev_h = h0 if s == 0 else hs[t + 1 - nxt]
-            next_h = hs[t + nxt]
-            a = gates[t]
-            hn = hns[t]
-            for tile in range(cuda.blockIdx.x, tiles_j * tiles_b, cuda.gridDim.x):
-                j0 = (tile % tiles_j) * TU
-                b0 = (tile // tiles_j) * TB
-                j = j0 + tx
-                jc = min(j, H - 1)
-                # 0. what the gate math needs besides the product: input projections + b_ih, h_{t-1}
-                bh_r = b_hh[jc]
-                bh_z = b_hh[H + jc]
-                bh_n = b_hh[2 * H + jc]
-                for i in range(RB):
-                    bc = min(b0 + ty + i * TY, B - 1)
-                    for g in range(3):
-                        xin[i, g] = a[bc, g * H + jc] + b_ih[g * H + jc]
-                    h_prev[i] = prev_h[bc, jc]
-                # 1. acc[i, g] = sum_k h_{t-1}[b_i, k] W_hh[g*H + j, k]
-                product(acc, prev_h, W_hh, Xs, Ws, px, pw, xv, wv, b0, j0, B, H, H, tid, tx, ty)
-                # 2. the gate math of unit j for the thread's rows
-                for i in range(RB):
-                    b = b0 + ty + i * TY
-                    if b < B and j < H:
-                        r = sigmoid(xin[i, 0] + acc[i, 0] + bh_r)
-                        z = sigmoid(xin[i, 1] + acc[i, 1] + bh_z)
-                        hn_v = acc[i, 2] + bh_n
-                        n = math.tanh(xin[i, 2] + r * hn_v)
-                        next_h[b, j] = (1 - z) * n + z * h_prev[i]
-                        a[b, j] = r
-                        a[b, H + j] = z
-                        a[b, 2 * H + j] = n
-                        hn[b, j] = hn_v
-                        if s == 0:               # the state stack starts with h0
-                            hs[t + 1 - nxt, b, j] = h_prev[i]
-            grid.sync()                          # step t + 1 reads all of h_t
-
-    return gru_forward_gemm
-
-
-BACKWARD_UNITS = 2   # units per thread of the large-batch backward kernel
-
-
-@functools.cache
-def _backward_gemm_kernel(TU, TY, RB, BK, UB=BACKWARD_UNITS):
-    """The persistent backward kernel for large batches (``stepgemm.py``): per step,
-    dah_{t+1} W_hh for a tile of TY * RB batch rows x TU * UB units as a register-tiled product
-    over the 3H gate rows, each thread RB x UB of it, then the gate math of ``_backward_kernel``
-    for those (b, j) in registers."""
-    TB = TY * RB             # batch rows per tile
-    TJ = TU * UB             # units per tile
-    NT = TU * TY             # threads per block
-    product, (SX, SW, LX, LW) = slab_product(TU, TY, RB, UB, BK, False)
-
-    @cuda.jit(cache=True)
-    def gru_backward_gemm(gates, hns, hs, W_hh, dout, dh_n, dhz, dGx, dGh, dh0, part, norms, reverse,
-                          tiles_j, tiles_b):
-        T, B, G = gates.shape
-        H = hs.shape[2]
-        tx = cuda.threadIdx.x
-        ty = cuda.threadIdx.y
-        tid = ty * TU + tx
-        grid = cuda.cg.this_grid()
-        Xs = cuda.shared.array(SX, dtype=hs.dtype)
-        Ws = cuda.shared.array(SW, dtype=hs.dtype)
-        sqs = cuda.shared.array(NT, dtype=np.float64)
-        px = cuda.local.array(LX, dtype=hs.dtype)
-        pw = cuda.local.array(LW, dtype=hs.dtype)
-        xv = cuda.local.array(RB, dtype=hs.dtype)
-        wv = cuda.local.array(UB, dtype=hs.dtype)
-        acc = cuda.local.array((RB, UB), dtype=hs.dtype)
-        nxt = 0 if reverse else 1
-
-        for s in range(T + 1):                   # pass T only finishes dh0
-            t = s if reverse else T - 1 - s
-            tp = t - 1 if reverse else t + 1
-            for tile in range(cuda.blockIdx.x, tiles_j * tiles_b, cuda.gridDim.x):
-                j0 = (tile % tiles_j) * TJ
-                b0 = (tile // tiles_j) * TB
-                # 1. acc[i, u] = sum_k dah_{t+1}[b_i, k] W_hh[k, j_u]   (pass 0 starts from dh_n)
-                if s > 0:
-                    product(acc, dGh[tp], W_hh, Xs, Ws, px, pw, xv, wv, b0, j0, B, G, H, tid, tx, ty)
-                # 2. the gate math of step t for the thread's (b, j)
-                sq = 0.0
-                for i in range(RB):
-                    b = b0 + ty + i * TY
-                    for u in range(UB):
-                        j = j0 + tx + u * TU
-                        if b < B and j < H:
-                            dh = dh_n[b, j] if s == 0 else dhz[b, j] + acc[i, u]   # dh_t = dh_{t+1} z + dah W_hh
-                            if s == T:
-                                dh0[b, j] = dh
-                            else:
-                                dhv = gate_gradients(gates, hns, hs, dout, dGx, dGh, dhz, t, nxt, b, j, H, dh)
-                                sq += dhv * dhv
-                # 3. this tile's share of norms[t]: a tree sum over the block
-                total = block_sum(sqs, tid, NT, sq)
-                if tid == 0 and s < T:
-                    part[t, tile] = total
-                cuda.syncthreads()               # ``sqs`` is reused by the next tile
-            if s < T:
-                grid.sync()                      # the next pass reads all of dah_t
-        if cuda.blockIdx.x == 0:                 # every tile's part was written before pass T
-            norms_from_parts(part, norms, tid, NT)
-
-    return gru_backward_gemm
 
 
 def gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, reverse):

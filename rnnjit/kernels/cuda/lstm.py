@@ -47,8 +47,8 @@ backward
 large batches (``launch.use_step_gemm``: when the tiles below fill the GPU, B = 256 and H = 1024
   say), the same two persistent launches with other kernels inside: at that size one step is a
   real matrix product (B x H times H x 4H), and splitting its k axis over 32 thread slices that
-  then meet in shared memory wastes most of the work. ``lstm_forward_gemm`` gives each tile 64
-  batch rows x 16 units (all four gates), each thread four rows of one unit, and walks k a
+  then meet in shared memory wastes most of the work. ``lstm_forward_gemm`` (``stepgemm.py``)
+  gives each tile 64 batch rows x 16 units (all four gates), each thread four rows of one unit, and walks k a
   16-wide slab at a time through shared memory, as ``gemm.py`` does; the thread then holds its
   unit's four gate sums and does the gate math in registers. ``lstm_backward_gemm`` does the
   same for dh_t = dA_{t+1} W_hh (64 rows x 32 units a tile, k over 4H), then the gate math above.
@@ -69,7 +69,9 @@ from .activations import sigmoid
 from .gemm import column_sums, gemm, transpose
 from .launch import (block_sum, check, copy, keep_weights, launch_persistent, launch_step_gemm, norms_from_parts,
                      own_weights, plan, step_gemm_plan, use_step_gemm)
-from .stepgemm import slab_product
+from .stepgemm import BACKWARD_UNITS
+from .stepgemm import lstm_backward_gemm_kernel as _backward_gemm_kernel
+from .stepgemm import lstm_forward_gemm_kernel as _forward_gemm_kernel
 
 
 @cuda.jit(device=True, inline="always")
@@ -187,77 +189,6 @@ def _forward_kernel(JT, KS, BT, KN):
 
 
 @functools.cache
-def _forward_gemm_kernel(TU, TY, RB, BK):
-    """The persistent forward kernel for large batches (``stepgemm.py``): a tile is TY * RB batch
-    rows x TU units, all four gates; thread (unit tx, rows ty, ty + TY, ...) computes the four
-    gate sums of its unit for its rows as a register-tiled product over k, then does the gate
-    math in registers. It reads W_hh itself (rows g*H + j): no transposed copy."""
-    TB = TY * RB
-    product, (SX, SW, LX, LW) = slab_product(TU, TY, RB, 4, BK, True)
-
-    @cuda.jit(cache=True)
-    def lstm_forward_gemm(gates, b_ih, b_hh, W_hh, hs, cs, h0, c0, reverse, tiles_j, tiles_b):
-        T, B, _ = gates.shape
-        H = hs.shape[2]
-        tx = cuda.threadIdx.x            # unit within the tile
-        ty = cuda.threadIdx.y            # batch rows ty, ty + TY, ... within the tile
-        tid = ty * TU + tx
-        grid = cuda.cg.this_grid()
-        Xs = cuda.shared.array(SX, dtype=hs.dtype)
-        Ws = cuda.shared.array(SW, dtype=hs.dtype)
-        px = cuda.local.array(LX, dtype=hs.dtype)
-        pw = cuda.local.array(LW, dtype=hs.dtype)
-        xv = cuda.local.array(RB, dtype=hs.dtype)
-        wv = cuda.local.array(4, dtype=hs.dtype)
-        acc = cuda.local.array((RB, 4), dtype=hs.dtype)
-        xin = cuda.local.array((RB, 4), dtype=hs.dtype)
-        c_prev = cuda.local.array(RB, dtype=hs.dtype)
-        nxt = 0 if reverse else 1
-
-        for s in range(T):
-            t = T - 1 - s if reverse else s
-            prev_h = h0 if s == 0 else hs[t + 1 - nxt]
-            prev_c = c0 if s == 0 else cs[t + 1 - nxt]
-            next_h = hs[t + nxt]
-            next_c = cs[t + nxt]
-            a = gates[t]
-            for tile in range(cuda.blockIdx.x, tiles_j * tiles_b, cuda.gridDim.x):
-                j0 = (tile % tiles_j) * TU
-                b0 = (tile // tiles_j) * TB
-                j = j0 + tx
-                jc = min(j, H - 1)
-                # 0. what the gate math needs besides the product: input projections + biases, c_{t-1}
-                for i in range(RB):
-                    bc = min(b0 + ty + i * TY, B - 1)
-                    for g in range(4):
-                        xin[i, g] = a[bc, g * H + jc] + (b_ih[g * H + jc] + b_hh[g * H + jc])
-                    c_prev[i] = prev_c[bc, jc]
-                # 1. acc[i, g] = sum_k h_{t-1}[b_i, k] W_hh[g*H + j, k]
-                product(acc, prev_h, W_hh, Xs, Ws, px, pw, xv, wv, b0, j0, B, H, H, tid, tx, ty)
-                # 2. the gate math of unit j for the thread's rows
-                for i in range(RB):
-                    b = b0 + ty + i * TY
-                    if b < B and j < H:
-                        ig = sigmoid(xin[i, 0] + acc[i, 0])
-                        fg = sigmoid(xin[i, 1] + acc[i, 1])
-                        gg = math.tanh(xin[i, 2] + acc[i, 2])
-                        og = sigmoid(xin[i, 3] + acc[i, 3])
-                        c = fg * c_prev[i] + ig * gg
-                        next_c[b, j] = c
-                        next_h[b, j] = og * math.tanh(c)
-                        a[b, j] = ig
-                        a[b, H + j] = fg
-                        a[b, 2 * H + j] = gg
-                        a[b, 3 * H + j] = og
-                        if s == 0:               # the state stacks start with h0 and c0
-                            hs[t + 1 - nxt, b, j] = h0[b, j]
-                            cs[t + 1 - nxt, b, j] = c_prev[i]
-            grid.sync()                          # step t + 1 reads all of h_t
-
-    return lstm_forward_gemm
-
-
-@functools.cache
 def _backward_kernel(JT, KS, BT, KN):
     """The persistent backward kernel for tiles of JT units x BT rows, KS k-slices; with KN > 0
     each thread keeps its KN weights (of the 4H-long k axis) for the whole loop (``launch.py``)."""
@@ -330,73 +261,6 @@ def _backward_kernel(JT, KS, BT, KN):
             norms_from_parts(part, norms, tid, NT)
 
     return lstm_backward_persistent
-
-
-BACKWARD_UNITS = 2   # units per thread of the large-batch backward kernel
-
-
-@functools.cache
-def _backward_gemm_kernel(TU, TY, RB, BK, UB=BACKWARD_UNITS):
-    """The persistent backward kernel for large batches (``stepgemm.py``): per step,
-    dh_t = dA_{t+1} W_hh for a tile of TY * RB batch rows x TU * UB units as a register-tiled
-    product over the 4H gate rows, each thread RB x UB of it (rows ty, ty + TY, ...; units tx,
-    tx + TU, ...), then the gate math of ``_backward_kernel`` for those (b, j) in registers."""
-    TB = TY * RB             # batch rows per tile
-    TJ = TU * UB             # units per tile
-    NT = TU * TY             # threads per block
-    product, (SX, SW, LX, LW) = slab_product(TU, TY, RB, UB, BK, False)
-
-    @cuda.jit(cache=True)
-    def lstm_backward_gemm(gates, cs, W_hh, dout, dh_n, dc, dG, dh0, part, norms, reverse, tiles_j, tiles_b):
-        T, B, G = gates.shape
-        H = cs.shape[2]
-        tx = cuda.threadIdx.x
-        ty = cuda.threadIdx.y
-        tid = ty * TU + tx
-        grid = cuda.cg.this_grid()
-        Xs = cuda.shared.array(SX, dtype=cs.dtype)
-        Ws = cuda.shared.array(SW, dtype=cs.dtype)
-        sqs = cuda.shared.array(NT, dtype=np.float64)
-        px = cuda.local.array(LX, dtype=cs.dtype)
-        pw = cuda.local.array(LW, dtype=cs.dtype)
-        xv = cuda.local.array(RB, dtype=cs.dtype)
-        wv = cuda.local.array(UB, dtype=cs.dtype)
-        acc = cuda.local.array((RB, UB), dtype=cs.dtype)
-        nxt = 0 if reverse else 1
-
-        for s in range(T + 1):                   # pass T only finishes dh0
-            t = s if reverse else T - 1 - s      # the step whose gate gradients this pass makes
-            tp = t - 1 if reverse else t + 1     # the step the previous pass made
-            for tile in range(cuda.blockIdx.x, tiles_j * tiles_b, cuda.gridDim.x):
-                j0 = (tile % tiles_j) * TJ
-                b0 = (tile // tiles_j) * TB
-                # 1. acc[i, u] = sum_k dA_{t+1}[b_i, k] W_hh[k, j_u]   (pass 0 starts from dh_n)
-                if s > 0:
-                    product(acc, dG[tp], W_hh, Xs, Ws, px, pw, xv, wv, b0, j0, B, G, H, tid, tx, ty)
-                # 2. the gate math of step t for the thread's (b, j)
-                sq = 0.0
-                for i in range(RB):
-                    b = b0 + ty + i * TY
-                    for u in range(UB):
-                        j = j0 + tx + u * TU
-                        if b < B and j < H:
-                            dh = dh_n[b, j] if s == 0 else acc[i, u]
-                            if s == T:
-                                dh0[b, j] = dh
-                            else:
-                                dhv = gate_gradients(gates, cs, dout, dc, dG, t, nxt, b, j, H, dh)
-                                sq += dhv * dhv
-                # 3. this tile's share of norms[t]: a tree sum over the block
-                total = block_sum(sqs, tid, NT, sq)
-                if tid == 0 and s < T:
-                    part[t, tile] = total
-                cuda.syncthreads()               # ``sqs`` is reused by the next tile
-            if s < T:
-                grid.sync()                      # the next pass reads all of dA_t
-        if cuda.blockIdx.x == 0:                 # every tile's part was written before pass T
-            norms_from_parts(part, norms, tid, NT)
-
-    return lstm_backward_gemm
 
 
 def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, reverse):
