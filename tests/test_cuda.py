@@ -99,7 +99,7 @@ def test_persistent_kernels_compile_for_a_gpu():
     """Every cell's persistent forward and backward kernel, with the weights read every step
     (KN = 0) and kept by the threads (KN = 4: H = 128 forward with 32 k-slices), compile to PTX
     for sm_90 in both dtypes, with GPU-sized tiles, and so do both tiles of the GEMM, loading
-    the next slab before or after the products; and no thread array spills to local memory:
+    the next slab before or after the products, for each pair of transposes the cells use; and no thread array spills to local memory:
     the kept weights, the partial sums, the row indices and the GEMM's accumulators and
     prefetched slabs all live in registers."""
     words = compile_ptx("""
@@ -132,16 +132,17 @@ def test_persistent_kernels_compile_for_a_gpu():
                 n += 1
                 if re.search(r"__local_depot", ptx):
                     spills.append(f"{kernel.py_func.__name__}/{F}")
-            for tile in (gemm.TILE_64, gemm.TILE_128):   # the tiled GEMM, both ways of loading slabs
-                for prefetch in (False, True):
-                    kernel = gemm.gemm_kernel(*tile, prefetch)
-                    ptx, _ = cuda.compile_ptx(kernel.py_func, (m, m, m3, i, i, i), cc=(9, 0))
-                    n += 1
-                    if re.search(r"__local_depot", ptx):
-                        spills.append(f"gemm{tile}/{prefetch}/{F}")
+            for tile in (gemm.TILE_64, gemm.TILE_128):   # the tiled GEMM, both ways of loading slabs,
+                for prefetch in (False, True):           # for the three products the cells make
+                    for ta, tb in ((False, True), (False, False), (True, False)):
+                        kernel = gemm.gemm_kernel(*tile, prefetch, ta, tb)
+                        ptx, _ = cuda.compile_ptx(kernel.py_func, (m, m, m3, i), cc=(9, 0))
+                        n += 1
+                        if re.search(r"__local_depot", ptx):
+                            spills.append(f"gemm{tile}/{prefetch}/{ta}{tb}/{F}")
         print("COMPILED", n, "SPILLS", ",".join(spills) or "none")
         """)
-    assert words == ["COMPILED", "40", "SPILLS", "none"]
+    assert words == ["COMPILED", "56", "SPILLS", "none"]
 
 
 def test_the_measured_rules_that_choose_kernels(monkeypatch):
@@ -350,12 +351,14 @@ def test_direct_kernels_match_cpu(cuda):
 @pytest.mark.parametrize("prefetch", [False, True])
 def test_gemm_transposes_splits_and_tiles(cuda, prefetch):
     """Every transposition, split-K with a ragged last chunk, several slabs along k with a ragged
-    last slab, both tile families; with the next slab loaded before (``prefetch``) or after the
-    products of the current one."""
+    last slab, both tile families, and a tile whose threads own two runs of rows and of columns
+    (8 x 8 outputs, as on a GPU's 128 x 128 tiles); with the next slab loaded before
+    (``prefetch``) or after the products of the current one."""
     from rnnjit.kernels.cuda import gemm as g
     from rnnjit.kernels.cuda.launch import tuning
     rng = np.random.default_rng(1)
-    cases = [((7, 5, 9), None, None), ((9, 30, 4), None, 3), ((13, 6, 11), g.TILE_64, None)]
+    cases = [((7, 5, 9), None, None), ((9, 30, 4), None, 3), ((13, 6, 11), g.TILE_64, None),
+             ((21, 9, 19), (16, 16, 4, 8, 8), None)]
     for (M, K, N), tile, splits in cases:
         for ta in (False, True):
             for tb in (False, True):

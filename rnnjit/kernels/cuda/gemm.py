@@ -16,8 +16,17 @@ How the work is split (the classic shared-memory SGEMM):
   BK x BN slab of op(B) into shared memory (each thread a few elements, neighbouring threads
   reading neighbouring addresses whichever way the matrix is stored), ``syncthreads``, then
   every thread accumulates a TM x TN patch of C in registers from the slabs, ``syncthreads``.
-  Thread (tx, ty) owns rows ``ty + i*TY`` and columns ``tx + j*TX`` of the tile, so the
-  threads of a warp read shared memory without bank conflicts and write C coalesced.
+  Thread (tx, ty) owns runs of 4 consecutive rows (``ty*4 + i``, and the same again GM rows
+  further down when TM = 8) and runs of 4 columns (``tx*4 + j``, ...): it reads each run from
+  shared memory as ONE 16-byte load (LDS.128), so that a k step of an 8 x 8 patch is 4 loads
+  and 64 FMAs, not 16 and 64; eight neighbouring threads read 128 consecutive bytes, which the
+  banks serve without conflicts.
+* The indices are built from ids the compiler knows are not negative (``ids.nonneg``), and
+  the transposes are constants of each compiled kernel, so that a thread's loops hold the
+  loads and the products and little else. ``benchmarks/sass_mix.py`` counts it in the machine
+  code for sm_90: a k-slab of the 128 x 128 tile runs 512 FMAs in 718-784 instructions, where
+  the kernel before these three changes ran them in 2089 (a warp issues one instruction a
+  cycle, so the share of FMAs bounds the speed).
 * When C has few tiles and K is long (dW_hh for a small H and a large batch: a (4H, H)
   result summed over T*B rows) a third grid axis splits K (``blockIdx.z``): each split writes
   its partial C to a workspace and ``sum_first_axis`` adds them up (deterministic, no atomics).
@@ -31,6 +40,7 @@ import os
 
 from numba import cuda
 
+from .ids import nonneg
 from .launch import simulating, sm_count
 
 # Tile configurations (BM, BN, BK, TM, TN); threads per block = (BN // TN) * (BM // TM).
@@ -48,67 +58,84 @@ SETTINGS = {
 
 
 @functools.cache
-def gemm_kernel(BM, BN, BK, TM, TN, PREFETCH=False):
-    """The tiled GEMM for one tile configuration (constants are baked into the kernel). With
-    ``PREFETCH`` the threads load the next slab from global memory into registers before they
-    multiply the current one, so that the loads' latency hides behind the products."""
+def gemm_kernel(BM, BN, BK, TM, TN, PREFETCH=False, TA=False, TB=False):
+    """The tiled GEMM for one tile configuration and one pair of transposes (``TA``: A is
+    stored (K, M), ``TB``: B is stored (N, K)); all are constants baked into the kernel, so
+    that a thread's loop holds only the loads and products of its own case. With ``PREFETCH``
+    the threads load the next slab from global memory into registers before they multiply
+    the current one, so that the loads' latency hides behind the products."""
     TX = BN // TN          # threads along n
     TY = BM // TM          # threads along m
     NT = TX * TY           # threads per block
     LA = BM * BK // NT     # elements of the A slab each thread copies
     LB = BN * BK // NT     # elements of the B slab each thread copies
     assert LA * NT == BM * BK and LB * NT == BN * BK
-    SA = (BK, BM + 1)      # shared slab shapes, +1 column: no bank conflicts on the stores
-    SB = (BK, BN + 1)
+    VM = min(4, TM)        # a thread's rows come in runs of VM (columns: VN), read from the
+    VN = min(4, TN)        # shared slabs as one 16-byte load per run (LDS.128)
+    GM = BM // (TM // VM)  # the runs are GM rows (GN columns) apart
+    GN = BN // (TN // VN)
+    SA = (BK, BM + 4)      # shared slab shapes; +4 keeps the runs 16-byte aligned and spreads
+    SB = (BK, BN + 4)      # the slab stores over the banks
 
     @cuda.jit(device=True, inline="always")
-    def fetch(A, B, pa, pb, trans_a, trans_b, k0, k_hi, m0, n0, M, N, tid):
+    def row(i, ty):
+        """The tile row of thread row ty's i-th output row: runs of VM consecutive rows."""
+        return (i // VM) * GM + ty * VM + i % VM
+
+    @cuda.jit(device=True, inline="always")
+    def column(j, tx):
+        """The tile column of thread column tx's j-th output column: runs of VN."""
+        return (j // VN) * GN + tx * VN + j % VN
+
+    @cuda.jit(device=True, inline="always")
+    def slab_a(e):
+        """(kk, mm) of element e of the A slab: A is (K, M) when transposed (neighbouring
+        threads take neighbouring m), else (M, K) (neighbouring k)."""
+        return (e // BM, e % BM) if TA else (e % BK, e // BK)
+
+    @cuda.jit(device=True, inline="always")
+    def slab_b(e):
+        """(kk, nn) of element e of the B slab: B is (N, K) when transposed, else (K, N)."""
+        return (e % BK, e // BK) if TB else (e // BN, e % BN)
+
+    @cuda.jit(device=True, inline="always")
+    def fetch(A, B, pa, pb, k0, k_hi, m0, n0, M, N, tid):
         """This thread's elements of the BM x BK slab of op(A) and the BK x BN slab of op(B)
         at k0 into registers (0 outside the matrices); neighbouring threads read neighbouring
         addresses whichever way the matrices are stored."""
+        k0 = nonneg(k0)
         for r in range(LA):
-            kk, mm = slab_a(tid + r * NT, trans_a)
+            kk, mm = slab_a(tid + r * NT)
             gm = m0 + mm
             gk = k0 + kk
             pa[r] = 0
             if gm < M and gk < k_hi:
-                pa[r] = A[gk, gm] if trans_a else A[gm, gk]
+                pa[r] = A[gk, gm] if TA else A[gm, gk]
         for r in range(LB):
-            kk, nn = slab_b(tid + r * NT, trans_b)
+            kk, nn = slab_b(tid + r * NT)
             gn = n0 + nn
             gk = k0 + kk
             pb[r] = 0
             if gn < N and gk < k_hi:
-                pb[r] = B[gn, gk] if trans_b else B[gk, gn]
-
-    @cuda.jit(device=True, inline="always")
-    def slab_a(e, trans_a):
-        """(kk, mm) of element e of the A slab: A is (K, M) when transposed (neighbouring
-        threads take neighbouring m), else (M, K) (neighbouring k)."""
-        return (e // BM, e % BM) if trans_a else (e % BK, e // BK)
-
-    @cuda.jit(device=True, inline="always")
-    def slab_b(e, trans_b):
-        """(kk, nn) of element e of the B slab: B is (N, K) when transposed, else (K, N)."""
-        return (e % BK, e // BK) if trans_b else (e // BN, e % BN)
+                pb[r] = B[gn, gk] if TB else B[gk, gn]
 
     @cuda.jit(cache=True)
-    def gemm_tiled(A, B, C, trans_a, trans_b, k_chunk):
+    def gemm_tiled(A, B, C, k_chunk):
         """C[z] = sum over k in [z*k_chunk, (z+1)*k_chunk) of op(A)[m, k] op(B)[k, n]."""
         M = C.shape[1]
         N = C.shape[2]
-        K = A.shape[0] if trans_a else A.shape[1]
-        tx = cuda.threadIdx.x
-        ty = cuda.threadIdx.y
+        K = A.shape[0] if TA else A.shape[1]
+        tx = nonneg(cuda.threadIdx.x)
+        ty = nonneg(cuda.threadIdx.y)
         tid = ty * TX + tx
-        m0 = cuda.blockIdx.y * BM
-        n0 = cuda.blockIdx.x * BN
-        z = cuda.blockIdx.z
-        k_lo = z * k_chunk
+        m0 = nonneg(cuda.blockIdx.y) * BM
+        n0 = nonneg(cuda.blockIdx.x) * BN
+        z = nonneg(cuda.blockIdx.z)
+        k_lo = z * nonneg(k_chunk)
         k_hi = min(K, k_lo + k_chunk)
 
-        As = cuda.shared.array(SA, dtype=C.dtype)
-        Bs = cuda.shared.array(SB, dtype=C.dtype)
+        As = cuda.shared.array(SA, dtype=C.dtype, alignment=16)
+        Bs = cuda.shared.array(SB, dtype=C.dtype, alignment=16)
         pa = cuda.local.array(LA, dtype=C.dtype)   # the next slabs, on their way to shared memory
         pb = cuda.local.array(LB, dtype=C.dtype)
         acc = cuda.local.array((TM, TN), dtype=C.dtype)
@@ -118,34 +145,36 @@ def gemm_kernel(BM, BN, BK, TM, TN, PREFETCH=False):
             for j in range(TN):
                 acc[i, j] = 0
 
-        fetch(A, B, pa, pb, trans_a, trans_b, k_lo, k_hi, m0, n0, M, N, tid)
+        fetch(A, B, pa, pb, k_lo, k_hi, m0, n0, M, N, tid)
         for k0 in range(k_lo, k_hi, BK):
             for r in range(LA):
-                kk, mm = slab_a(tid + r * NT, trans_a)
+                kk, mm = slab_a(tid + r * NT)
                 As[kk, mm] = pa[r]
             for r in range(LB):
-                kk, nn = slab_b(tid + r * NT, trans_b)
+                kk, nn = slab_b(tid + r * NT)
                 Bs[kk, nn] = pb[r]
             cuda.syncthreads()
             if PREFETCH and k0 + BK < k_hi:
-                fetch(A, B, pa, pb, trans_a, trans_b, k0 + BK, k_hi, m0, n0, M, N, tid)
-            for kk in range(BK):
+                fetch(A, B, pa, pb, k0 + BK, k_hi, m0, n0, M, N, tid)
+            kk = 0
+            while kk < BK:       # not range(BK): NVVM unrolls this loop, not Numba's range loop
                 for i in range(TM):
-                    a[i] = As[kk, ty + i * TY]
+                    a[i] = As[kk, row(i, ty)]
                 for j in range(TN):
-                    b[j] = Bs[kk, tx + j * TX]
+                    b[j] = Bs[kk, column(j, tx)]
                 for i in range(TM):
                     for j in range(TN):
                         acc[i, j] += a[i] * b[j]
+                kk += 1
             cuda.syncthreads()
             if not PREFETCH and k0 + BK < k_hi:
-                fetch(A, B, pa, pb, trans_a, trans_b, k0 + BK, k_hi, m0, n0, M, N, tid)
+                fetch(A, B, pa, pb, k0 + BK, k_hi, m0, n0, M, N, tid)
 
         for i in range(TM):
-            gm = m0 + ty + i * TY
+            gm = m0 + row(i, ty)
             if gm < M:
                 for j in range(TN):
-                    gn = n0 + tx + j * TX
+                    gn = n0 + column(j, tx)
                     if gn < N:
                         C[z, gm, gn] = acc[i, j]
 
@@ -241,14 +270,14 @@ def gemm(A, B, trans_a=False, trans_b=False, out=None):
     splits = max(1, min(splits, max(K, 1)))
     k_chunk = _blocks(_blocks(K, splits), BK) * BK if K else BK
     splits = max(1, _blocks(K, k_chunk))
-    kernel = gemm_kernel(*tile, bool(SETTINGS["prefetch"]))
+    kernel = gemm_kernel(*tile, bool(SETTINGS["prefetch"]), bool(trans_a), bool(trans_b))
     grid = (_blocks(N, BN), _blocks(M, BM), splits)
     threads = (BN // TN, BM // TM)
     if splits == 1:
-        kernel[grid, threads](A, B, out.reshape(1, M, N), int(trans_a), int(trans_b), k_chunk)
+        kernel[grid, threads](A, B, out.reshape(1, M, N), k_chunk)
     else:
         ws = cuda.device_array((splits, M, N), A.dtype)
-        kernel[grid, threads](A, B, ws, int(trans_a), int(trans_b), k_chunk)
+        kernel[grid, threads](A, B, ws, k_chunk)
         _sum_first_axis(ws.reshape(splits, M * N), out.reshape(M * N))
     return out
 

@@ -43,8 +43,9 @@ from numba import cuda
 
 from .activations import sigmoid
 from .gemm import column_sums, gemm, transpose
+from .ids import nonneg
 from .launch import (block_sum, check, copy, keep_weights, launch_persistent, launch_step_gemm, norms_from_parts,
-                     own_weights, plan, step_gemm_plan, use_step_gemm)
+                     own_weights, plan, step_gemm_plan, tile_origin, use_step_gemm)
 from .stepgemm import BACKWARD_UNITS
 from .stepgemm import gru_backward_gemm_kernel as _backward_gemm_kernel
 from .stepgemm import gru_forward_gemm_kernel as _forward_gemm_kernel
@@ -56,6 +57,7 @@ def gate_gradients(gates, hns, hs, dout, dGx, dGh, dhz, t, nxt, b, j, H, dh):
     reaches h_t from step t + 1), dout, the gates and hn of step t, writes both gradient rows
     dax_t and dah_t and the dh * z part of dh_{t-1} (into ``dhz``); returns the total dL/dh_t
     (for ``norms``)."""
+    t = nonneg(t)
     r = gates[t, b, j]
     z = gates[t, b, H + j]
     n = gates[t, b, 2 * H + j]
@@ -85,8 +87,8 @@ def _forward_kernel(JT, KS, BT, KN):
         # W: W_hh (3H, H) when KN > 0, read once into w_own; else W_hh^T (H, 3H), read every step
         T, B, _ = gates.shape
         H = hs.shape[2]
-        tx = cuda.threadIdx.x
-        ty = cuda.threadIdx.y
+        tx = nonneg(cuda.threadIdx.x)
+        ty = nonneg(cuda.threadIdx.y)
         grid = cuda.cg.this_grid()
         red = cuda.shared.array(RED, dtype=hs.dtype)
         acc = cuda.local.array((3, BT), dtype=hs.dtype)
@@ -104,11 +106,11 @@ def _forward_kernel(JT, KS, BT, KN):
             a = gates[t]
             hn = hns[t]
             for tile in range(cuda.blockIdx.x, tiles_j * tiles_b, cuda.gridDim.x):
-                j = (tile % tiles_j) * JT + tx
-                b0 = (tile // tiles_j) * BT
+                j0, b0 = tile_origin(tile, tiles_j, JT, BT)
+                j = j0 + tx
                 b = b0 + ty                           # the batch row of this thread's gate math
-                jc = min(j, H - 1)
-                bc = min(b, B - 1)
+                jc = nonneg(min(j, H - 1))
+                bc = nonneg(min(b, B - 1))
                 # 0. what the gate math needs besides h_{t-1} W_hh^T, loaded first so that its
                 #    latency overlaps the product
                 x_r = a[bc, jc] + b_ih[jc]
@@ -119,12 +121,12 @@ def _forward_kernel(JT, KS, BT, KN):
                 bh_n = b_hh[2 * H + jc]
                 h_prev = prev_h[bc, jc]
                 for bb in range(BT):
-                    rows[bb] = min(b0 + bb, B - 1)
+                    rows[bb] = nonneg(min(b0 + bb, B - 1))
                     for g in range(3):
                         acc[g, bb] = 0
                 # 1. this thread's k-slice of the recurrent GEMM h_{t-1} W_hh^T
                 for kk in range(KN if KN else (H - ty + KS - 1) // KS):
-                    k = ty + kk * KS
+                    k = nonneg(ty + kk * KS)
                     if k < H:
                         for bb in range(BT):
                             hk[bb] = prev_h[rows[bb], k]
@@ -176,8 +178,8 @@ def _backward_kernel(JT, KS, BT, KN):
                                 tiles_j, tiles_b):
         T, B, G = gates.shape
         H = hs.shape[2]
-        tx = cuda.threadIdx.x
-        ty = cuda.threadIdx.y
+        tx = nonneg(cuda.threadIdx.x)
+        ty = nonneg(cuda.threadIdx.y)
         tid = ty * JT + tx
         grid = cuda.cg.this_grid()
         red = cuda.shared.array(RED, dtype=hs.dtype)
@@ -193,16 +195,16 @@ def _backward_kernel(JT, KS, BT, KN):
             t = s if reverse else T - 1 - s
             tp = t - 1 if reverse else t + 1
             for tile in range(cuda.blockIdx.x, tiles_j * tiles_b, cuda.gridDim.x):
-                j = (tile % tiles_j) * JT + tx
-                b0 = (tile // tiles_j) * BT
-                jc = min(j, H - 1)
+                j0, b0 = tile_origin(tile, tiles_j, JT, BT)
+                j = j0 + tx
+                jc = nonneg(min(j, H - 1))
                 # 1. this thread's k-slice of dah_{t+1} W_hh (k runs over all 3H gates)
                 if s > 0:
                     for bb in range(BT):
-                        rows[bb] = min(b0 + bb, B - 1)
+                        rows[bb] = nonneg(min(b0 + bb, B - 1))
                         acc[bb] = 0
                     for kk in range(KN if KN else (G - ty + KS - 1) // KS):
-                        k = ty + kk * KS
+                        k = nonneg(ty + kk * KS)
                         if k < G:
                             w = w_own[kk] if KN else W_hh[k, jc]
                             for bb in range(BT):

@@ -68,6 +68,8 @@ from dataclasses import dataclass
 import numpy as np
 from numba import config, cuda
 
+from .ids import nonneg
+
 # numba-cuda (0.30 at least) registers an overload for ``np.row_stack``, an alias of ``np.vstack``
 # that NumPy 2.5 removed; without it the first kernel compile fails with AttributeError. Restore it.
 if not hasattr(np, "row_stack"):
@@ -85,7 +87,8 @@ def _thread_safe_simulated_shared_arrays():
     between the look-up and the store) end up with different "shared" arrays, and the block
     computes garbage: seen here as rare, load-dependent wrong results of 16-thread tests. This
     replacement does the look-up and the store under one lock (and finds the call site from the
-    caller's frame, not from a whole extracted stack)."""
+    caller's frame, not from a whole extracted stack). It also accepts an ``alignment`` (which
+    the simulator refuses): a GPU needs it for 16-byte shared loads, NumPy's arrays have it."""
     import sys
     import threading
 
@@ -97,8 +100,8 @@ def _thread_safe_simulated_shared_arrays():
     dynamic, lock = FakeCUDAShared.array, threading.Lock()
 
     def array(self, shape, dtype, alignment=None):
-        if alignment is not None or shape == 0:   # an error, or dynamic shared memory: no call site
-            return dynamic(self, shape, dtype, alignment)
+        if shape == 0:                            # dynamic shared memory: no call site
+            return dynamic(self, shape, dtype)
         if isinstance(dtype, types.Type):
             dtype = numpy_support.as_dtype(dtype)
         frame = sys._getframe(1)
@@ -330,15 +333,25 @@ def copy(dst, src):
 
 
 @cuda.jit(device=True, inline="always")
+def tile_origin(tile, tiles_j, JT, BT):
+    """(j0, b0): the first unit and the first batch row of tile number ``tile``, tiles of JT
+    units x BT rows numbered along the units first (``tiles_j`` tiles span the units)."""
+    tile = nonneg(tile)
+    tiles_j = nonneg(tiles_j)
+    return (tile % tiles_j) * JT, (tile // tiles_j) * BT
+
+
+@cuda.jit(device=True, inline="always")
 def keep_weights(w_own, W, KN, KS, JT, tiles_j, gates, stride, K, H, units_on_rows):
     """Load, once, the weights this thread multiplies at every step (the module docstring):
     w_own[g*KN + kk] = W[g*stride + j, k] (``units_on_rows``: the forward kernels, reading W_hh
     itself) or W[k, g*stride + j] (the backward kernels), for k = threadIdx.y + kk*KS (clamped
     to K - 1), each gate g < ``gates``, and j this thread's unit, the same in every tile of its
     block."""
-    j = min((cuda.blockIdx.x % tiles_j) * JT + cuda.threadIdx.x, H - 1)
+    j0, _ = tile_origin(cuda.blockIdx.x, tiles_j, JT, 0)
+    j = nonneg(min(j0 + nonneg(cuda.threadIdx.x), H - 1))
     for kk in range(KN):
-        k = min(cuda.threadIdx.y + kk * KS, K - 1)
+        k = nonneg(min(nonneg(cuda.threadIdx.y) + kk * KS, K - 1))
         for g in range(gates):
             w_own[g * KN + kk] = W[g * stride + j, k] if units_on_rows else W[k, g * stride + j]
 

@@ -67,8 +67,9 @@ from numba import cuda
 
 from .activations import sigmoid
 from .gemm import column_sums, gemm, transpose
+from .ids import nonneg
 from .launch import (block_sum, check, copy, keep_weights, launch_persistent, launch_step_gemm, norms_from_parts,
-                     own_weights, plan, step_gemm_plan, use_step_gemm)
+                     own_weights, plan, step_gemm_plan, tile_origin, use_step_gemm)
 from .stepgemm import BACKWARD_UNITS
 from .stepgemm import lstm_backward_gemm_kernel as _backward_gemm_kernel
 from .stepgemm import lstm_forward_gemm_kernel as _forward_gemm_kernel
@@ -79,6 +80,7 @@ def gate_gradients(gates, cs, dout, dc, dG, t, nxt, b, j, H, dh):
     """Step t of the backward for (b, j), the equations of the module docstring: from dh (what
     reaches h_t from step t + 1), dout and the running dc, writes the four pre-activation gate
     gradients dA_t and dc_{t-1} (into ``dc``); returns the total dL/dh_t (for ``norms``)."""
+    t = nonneg(t)
     i = gates[t, b, j]
     f = gates[t, b, H + j]
     g = gates[t, b, 2 * H + j]
@@ -106,8 +108,8 @@ def _forward_kernel(JT, KS, BT, KN):
         # W: W_hh (4H, H) when KN > 0, read once into w_own; else W_hh^T (H, 4H), read every step
         T, B, _ = gates.shape
         H = hs.shape[2]
-        tx = cuda.threadIdx.x            # unit within the tile
-        ty = cuda.threadIdx.y            # k-slice (then batch row for the gate math)
+        tx = nonneg(cuda.threadIdx.x)            # unit within the tile
+        ty = nonneg(cuda.threadIdx.y)            # k-slice (then batch row for the gate math)
         grid = cuda.cg.this_grid()
         red = cuda.shared.array(RED, dtype=hs.dtype)
         acc = cuda.local.array((4, BT), dtype=hs.dtype)
@@ -126,11 +128,11 @@ def _forward_kernel(JT, KS, BT, KN):
             next_c = cs[t + nxt]
             a = gates[t]
             for tile in range(cuda.blockIdx.x, tiles_j * tiles_b, cuda.gridDim.x):
-                j = (tile % tiles_j) * JT + tx
-                b0 = (tile // tiles_j) * BT
+                j0, b0 = tile_origin(tile, tiles_j, JT, BT)
+                j = j0 + tx
                 b = b0 + ty                           # the batch row of this thread's gate math
-                jc = min(j, H - 1)                    # out-of-range lanes compute, never store
-                bc = min(b, B - 1)
+                jc = nonneg(min(j, H - 1))            # out-of-range lanes compute, never store
+                bc = nonneg(min(b, B - 1))
                 # 0. what the gate math needs besides h_{t-1} W_hh^T, loaded first so that its
                 #    latency overlaps the product: input projections + biases, c_{t-1}
                 x_i = a[bc, jc] + (b_ih[jc] + b_hh[jc])
@@ -139,12 +141,12 @@ def _forward_kernel(JT, KS, BT, KN):
                 x_o = a[bc, 3 * H + jc] + (b_ih[3 * H + jc] + b_hh[3 * H + jc])
                 c_prev = prev_c[bc, jc]
                 for bb in range(BT):
-                    rows[bb] = min(b0 + bb, B - 1)
+                    rows[bb] = nonneg(min(b0 + bb, B - 1))
                     for g in range(4):
                         acc[g, bb] = 0
                 # 1. this thread's k-slice of the recurrent GEMM h_{t-1} W_hh^T
                 for kk in range(KN if KN else (H - ty + KS - 1) // KS):
-                    k = ty + kk * KS
+                    k = nonneg(ty + kk * KS)
                     if k < H:
                         for bb in range(BT):
                             hk[bb] = prev_h[rows[bb], k]
@@ -200,8 +202,8 @@ def _backward_kernel(JT, KS, BT, KN):
     def lstm_backward_persistent(gates, cs, W_hh, dout, dh_n, dc, dG, dh0, part, norms, reverse, tiles_j, tiles_b):
         T, B, G = gates.shape
         H = cs.shape[2]
-        tx = cuda.threadIdx.x
-        ty = cuda.threadIdx.y
+        tx = nonneg(cuda.threadIdx.x)
+        ty = nonneg(cuda.threadIdx.y)
         tid = ty * JT + tx
         grid = cuda.cg.this_grid()
         red = cuda.shared.array(RED, dtype=cs.dtype)
@@ -217,16 +219,16 @@ def _backward_kernel(JT, KS, BT, KN):
             t = s if reverse else T - 1 - s      # the step whose gate gradients this pass makes
             tp = t - 1 if reverse else t + 1     # the step the previous pass made
             for tile in range(cuda.blockIdx.x, tiles_j * tiles_b, cuda.gridDim.x):
-                j = (tile % tiles_j) * JT + tx
-                b0 = (tile // tiles_j) * BT
-                jc = min(j, H - 1)
+                j0, b0 = tile_origin(tile, tiles_j, JT, BT)
+                j = j0 + tx
+                jc = nonneg(min(j, H - 1))
                 # 1. this thread's k-slice of dh_t = dA_{t+1} W_hh (k runs over all 4H gates)
                 if s > 0:
                     for bb in range(BT):
-                        rows[bb] = min(b0 + bb, B - 1)
+                        rows[bb] = nonneg(min(b0 + bb, B - 1))
                         acc[bb] = 0
                     for kk in range(KN if KN else (G - ty + KS - 1) // KS):
-                        k = ty + kk * KS
+                        k = nonneg(ty + kk * KS)
                         if k < G:
                             w = w_own[kk] if KN else W_hh[k, jc]
                             for bb in range(BT):

@@ -27,7 +27,9 @@ import numpy as np
 from numba import cuda
 
 from .gemm import column_sums, gemm, transpose
-from .launch import block_sum, check, copy, keep_weights, launch_persistent, norms_from_parts, own_weights, plan
+from .ids import nonneg
+from .launch import (block_sum, check, copy, keep_weights, launch_persistent, norms_from_parts, own_weights, plan,
+                     tile_origin)
 
 
 @functools.cache
@@ -42,8 +44,8 @@ def _forward_kernel(JT, KS, BT, KN):
         # W: W_hh (H, H) when KN > 0, read once into w_own; else W_hh^T, read at every step (the
         # transpose makes a warp's reads of neighbouring units neighbouring addresses)
         T, B, H = xa.shape
-        tx = cuda.threadIdx.x
-        ty = cuda.threadIdx.y
+        tx = nonneg(cuda.threadIdx.x)
+        ty = nonneg(cuda.threadIdx.y)
         grid = cuda.cg.this_grid()
         red = cuda.shared.array(RED, dtype=hs.dtype)
         acc = cuda.local.array(BT, dtype=hs.dtype)
@@ -58,19 +60,19 @@ def _forward_kernel(JT, KS, BT, KN):
             prev_h = h0 if s == 0 else hs[t + 1 - nxt]
             next_h = hs[t + nxt]
             for tile in range(cuda.blockIdx.x, tiles_j * tiles_b, cuda.gridDim.x):
-                j = (tile % tiles_j) * JT + tx
-                b0 = (tile // tiles_j) * BT
+                j0, b0 = tile_origin(tile, tiles_j, JT, BT)
+                j = j0 + tx
                 b = b0 + ty                           # the batch row of this thread's activation
-                jc = min(j, H - 1)
+                jc = nonneg(min(j, H - 1))
                 # 0. the input projection + biases, loaded first so that its latency overlaps
                 #    the product
-                x_a = xa[t, min(b, B - 1), jc] + (b_ih[jc] + b_hh[jc])
+                x_a = xa[t, nonneg(min(b, B - 1)), jc] + (b_ih[jc] + b_hh[jc])
                 for bb in range(BT):
-                    rows[bb] = min(b0 + bb, B - 1)
+                    rows[bb] = nonneg(min(b0 + bb, B - 1))
                     acc[bb] = 0
                 # 1. this thread's k-slice of the recurrent GEMM h_{t-1} W_hh^T
                 for kk in range(KN if KN else (H - ty + KS - 1) // KS):
-                    k = ty + kk * KS
+                    k = nonneg(ty + kk * KS)
                     if k < H:
                         w = w_own[kk] if KN else W[k, jc]
                         for bb in range(BT):
@@ -105,8 +107,8 @@ def _backward_kernel(JT, KS, BT, KN):
     @cuda.jit(cache=True)
     def rnn_backward_persistent(hs, W_hh, dout, dh_n, dG, dh0, part, norms, reverse, use_relu, tiles_j, tiles_b):
         T, B, H = dout.shape
-        tx = cuda.threadIdx.x
-        ty = cuda.threadIdx.y
+        tx = nonneg(cuda.threadIdx.x)
+        ty = nonneg(cuda.threadIdx.y)
         tid = ty * JT + tx
         grid = cuda.cg.this_grid()
         red = cuda.shared.array(RED, dtype=hs.dtype)
@@ -122,16 +124,16 @@ def _backward_kernel(JT, KS, BT, KN):
             t = s if reverse else T - 1 - s
             tp = t - 1 if reverse else t + 1
             for tile in range(cuda.blockIdx.x, tiles_j * tiles_b, cuda.gridDim.x):
-                j = (tile % tiles_j) * JT + tx
-                b0 = (tile // tiles_j) * BT
-                jc = min(j, H - 1)
+                j0, b0 = tile_origin(tile, tiles_j, JT, BT)
+                j = j0 + tx
+                jc = nonneg(min(j, H - 1))
                 # 1. this thread's k-slice of dh_t = da_{t+1} W_hh
                 if s > 0:
                     for bb in range(BT):
-                        rows[bb] = min(b0 + bb, B - 1)
+                        rows[bb] = nonneg(min(b0 + bb, B - 1))
                         acc[bb] = 0
                     for kk in range(KN if KN else (H - ty + KS - 1) // KS):
-                        k = ty + kk * KS
+                        k = nonneg(ty + kk * KS)
                         if k < H:
                             w = w_own[kk] if KN else W_hh[k, jc]
                             for bb in range(BT):

@@ -10,7 +10,11 @@ compute a step the way ``gemm.py`` computes a product instead:
   ty, ty + TY, ... (RB of them) and columns c * TU + tx (c < NC): an RB x NC patch in registers;
 * the k axis is walked a BK-wide slab at a time: the block copies the slab of the left operand
   (rows of h_{t-1} or dA_{t+1}) and of W_hh into shared memory, then every thread multiplies its
-  patch from there, while its share of the NEXT slab is already on its way into registers;
+  patch from there, while its share of the NEXT slab is already on its way into registers. The
+  slabs are laid out so that a thread's RB rows sit side by side, and so do its NC columns: a k
+  step reads them with one 16-byte load each (LDS.128; LDS.64 for two columns), as ``gemm.py``
+  does (``benchmarks/sass_mix.py``: the LSTM forward's slab runs 256 FMAs in 417 instructions,
+  1075 before);
 * forward, the NC = G columns of a thread are the G gates of ONE unit (rows g*H + j of W_hh):
   the thread ends the product holding all the gate sums of its unit and does the gate math in
   registers, with no exchange between threads. Backward, the columns are NC units (dh_t needs
@@ -30,7 +34,8 @@ import numpy as np
 from numba import cuda
 
 from .activations import sigmoid
-from .launch import block_sum, norms_from_parts
+from .ids import nonneg
+from .launch import block_sum, norms_from_parts, tile_origin
 
 BACKWARD_UNITS = 2   # units per thread of the backward kernels: tiles of TU * 2 units
 
@@ -56,6 +61,7 @@ def slab_product(TU, TY, RB, NC, BK, gate_columns):
         """This thread's elements of the slabs at k0 into registers (0 outside the matrices).
         Rows of X: neighbouring threads on neighbouring k. W: forward, neighbouring threads on
         neighbouring k of one W_hh row; backward, on neighbouring units of one W_hh row."""
+        k0 = nonneg(k0)
         for r in range(LX):
             e = tid + r * NT
             b = b0 + e // BK
@@ -80,27 +86,28 @@ def slab_product(TU, TY, RB, NC, BK, gate_columns):
 
     @cuda.jit(device=True, inline="always")
     def stage(Xs, Ws, px, pw, tid):
-        """The fetched slabs into shared memory: Xs[kk, row], Ws[kk, column]."""
+        """The fetched slabs into shared memory, each thread's rows (and columns) side by side:
+        row ty + i*TY of the tile at Xs[kk, ty*RB + i], column c*TU + tx at Ws[kk, tx*NP + c]."""
         for r in range(LX):
             e = tid + r * NT
-            Xs[e % BK, e // BK] = px[r]
+            row = e // BK
+            Xs[e % BK, (row % TY) * RB + row // TY] = px[r]
         for r in range(LW):
             e = tid + r * NT
-            if gate_columns:
-                Ws[e % BK, e // BK] = pw[r]
-            else:
-                Ws[e // WC, e % WC] = pw[r]
+            col, kk = (e // BK, e % BK) if gate_columns else (e % WC, e // WC)
+            Ws[kk, (col % TU) * NP + col // TU] = pw[r]
 
-    SX = (BK, TB + 1)            # the X slab, k-major: a warp's reads of its rows are broadcasts
-    SW = (BK, WC + 1)            # the W slab: column c * TU + u
+    NP = 4 if NC == 3 else NC    # a thread's columns, padded so that they are read as one or two
+    SX = (BK, TB + 4)            # aligned loads (LDS.128, LDS.64); the slabs k-major, +4 keeps
+    SW = (BK, TU * NP + 4)       # every k's row 16-byte aligned
 
     @cuda.jit(device=True, inline="always")
     def product(acc, X, W, b0, j0, B, K, H):
-        tx = cuda.threadIdx.x
-        ty = cuda.threadIdx.y
+        tx = nonneg(cuda.threadIdx.x)
+        ty = nonneg(cuda.threadIdx.y)
         tid = ty * TU + tx
-        Xs = cuda.shared.array(SX, dtype=acc.dtype)
-        Ws = cuda.shared.array(SW, dtype=acc.dtype)
+        Xs = cuda.shared.array(SX, dtype=acc.dtype, alignment=16)
+        Ws = cuda.shared.array(SW, dtype=acc.dtype, alignment=16)
         px = cuda.local.array(LX, dtype=acc.dtype)
         pw = cuda.local.array(LW, dtype=acc.dtype)
         xv = cuda.local.array(RB, dtype=acc.dtype)
@@ -114,14 +121,16 @@ def slab_product(TU, TY, RB, NC, BK, gate_columns):
             cuda.syncthreads()
             if k0 + BK < K:                  # the next slab is on its way during the products
                 fetch(X, W, px, pw, k0 + BK, b0, j0, B, K, H, tid)
-            for kk in range(BK):
+            kk = 0
+            while kk < BK:                   # not range(BK): NVVM unrolls this loop (gemm.py)
                 for i in range(RB):
-                    xv[i] = Xs[kk, ty + i * TY]
+                    xv[i] = Xs[kk, ty * RB + i]
                 for c in range(NC):
-                    wv[c] = Ws[kk, c * TU + tx]
+                    wv[c] = Ws[kk, tx * NP + c]
                 for i in range(RB):
                     for c in range(NC):
                         acc[i, c] += xv[i] * wv[c]
+                kk += 1
             cuda.syncthreads()               # the slabs are overwritten next
 
     return product
@@ -142,8 +151,8 @@ def lstm_forward_gemm_kernel(TU, TY, RB, BK):
     def lstm_forward_gemm(gates, b_ih, b_hh, W_hh, hs, cs, h0, c0, reverse, tiles_j, tiles_b):
         T, B, _ = gates.shape
         H = hs.shape[2]
-        tx = cuda.threadIdx.x            # unit within the tile
-        ty = cuda.threadIdx.y            # batch rows ty, ty + TY, ... within the tile
+        tx = nonneg(cuda.threadIdx.x)            # unit within the tile
+        ty = nonneg(cuda.threadIdx.y)            # batch rows ty, ty + TY, ... within the tile
         grid = cuda.cg.this_grid()
         acc = cuda.local.array((RB, 4), dtype=hs.dtype)
         xin = cuda.local.array((RB, 4), dtype=hs.dtype)
@@ -158,13 +167,12 @@ def lstm_forward_gemm_kernel(TU, TY, RB, BK):
             next_c = cs[t + nxt]
             a = gates[t]
             for tile in range(cuda.blockIdx.x, tiles_j * tiles_b, cuda.gridDim.x):
-                j0 = (tile % tiles_j) * TU
-                b0 = (tile // tiles_j) * TB
+                j0, b0 = tile_origin(tile, tiles_j, TU, TB)
                 j = j0 + tx
-                jc = min(j, H - 1)
+                jc = nonneg(min(j, H - 1))
                 # 0. what the gate math needs besides the product: input projections + biases, c_{t-1}
                 for i in range(RB):
-                    bc = min(b0 + ty + i * TY, B - 1)
+                    bc = nonneg(min(b0 + ty + i * TY, B - 1))
                     for g in range(4):
                         xin[i, g] = a[bc, g * H + jc] + (b_ih[g * H + jc] + b_hh[g * H + jc])
                     c_prev[i] = prev_c[bc, jc]
@@ -209,8 +217,8 @@ def lstm_backward_gemm_kernel(TU, TY, RB, BK, UB=BACKWARD_UNITS):
     def lstm_backward_gemm(gates, cs, W_hh, dout, dh_n, dc, dG, dh0, part, norms, reverse, tiles_j, tiles_b):
         T, B, G = gates.shape
         H = cs.shape[2]
-        tx = cuda.threadIdx.x
-        ty = cuda.threadIdx.y
+        tx = nonneg(cuda.threadIdx.x)
+        ty = nonneg(cuda.threadIdx.y)
         tid = ty * TU + tx
         grid = cuda.cg.this_grid()
         sqs = cuda.shared.array(NT, dtype=np.float64)
@@ -221,8 +229,7 @@ def lstm_backward_gemm_kernel(TU, TY, RB, BK, UB=BACKWARD_UNITS):
             t = s if reverse else T - 1 - s      # the step whose gate gradients this pass makes
             tp = t - 1 if reverse else t + 1     # the step the previous pass made
             for tile in range(cuda.blockIdx.x, tiles_j * tiles_b, cuda.gridDim.x):
-                j0 = (tile % tiles_j) * TJ
-                b0 = (tile // tiles_j) * TB
+                j0, b0 = tile_origin(tile, tiles_j, TJ, TB)
                 # 1. acc[i, u] = sum_k dA_{t+1}[b_i, k] W_hh[k, j_u]   (pass 0 starts from dh_n)
                 if s > 0:
                     product(acc, dG[tp], W_hh, b0, j0, B, G, H)
@@ -265,8 +272,8 @@ def gru_forward_gemm_kernel(TU, TY, RB, BK):
     def gru_forward_gemm(gates, hns, b_ih, b_hh, W_hh, hs, h0, reverse, tiles_j, tiles_b):
         T, B, _ = gates.shape
         H = hs.shape[2]
-        tx = cuda.threadIdx.x            # unit within the tile
-        ty = cuda.threadIdx.y            # batch rows ty, ty + TY, ... within the tile
+        tx = nonneg(cuda.threadIdx.x)            # unit within the tile
+        ty = nonneg(cuda.threadIdx.y)            # batch rows ty, ty + TY, ... within the tile
         grid = cuda.cg.this_grid()
         acc = cuda.local.array((RB, 3), dtype=hs.dtype)
         xin = cuda.local.array((RB, 3), dtype=hs.dtype)
@@ -280,16 +287,15 @@ def gru_forward_gemm_kernel(TU, TY, RB, BK):
             a = gates[t]
             hn = hns[t]
             for tile in range(cuda.blockIdx.x, tiles_j * tiles_b, cuda.gridDim.x):
-                j0 = (tile % tiles_j) * TU
-                b0 = (tile // tiles_j) * TB
+                j0, b0 = tile_origin(tile, tiles_j, TU, TB)
                 j = j0 + tx
-                jc = min(j, H - 1)
+                jc = nonneg(min(j, H - 1))
                 # 0. what the gate math needs besides the product: input projections + b_ih, h_{t-1}
                 bh_r = b_hh[jc]
                 bh_z = b_hh[H + jc]
                 bh_n = b_hh[2 * H + jc]
                 for i in range(RB):
-                    bc = min(b0 + ty + i * TY, B - 1)
+                    bc = nonneg(min(b0 + ty + i * TY, B - 1))
                     for g in range(3):
                         xin[i, g] = a[bc, g * H + jc] + b_ih[g * H + jc]
                     h_prev[i] = prev_h[bc, jc]
@@ -332,8 +338,8 @@ def gru_backward_gemm_kernel(TU, TY, RB, BK, UB=BACKWARD_UNITS):
                           tiles_j, tiles_b):
         T, B, G = gates.shape
         H = hs.shape[2]
-        tx = cuda.threadIdx.x
-        ty = cuda.threadIdx.y
+        tx = nonneg(cuda.threadIdx.x)
+        ty = nonneg(cuda.threadIdx.y)
         tid = ty * TU + tx
         grid = cuda.cg.this_grid()
         sqs = cuda.shared.array(NT, dtype=np.float64)
@@ -344,8 +350,7 @@ def gru_backward_gemm_kernel(TU, TY, RB, BK, UB=BACKWARD_UNITS):
             t = s if reverse else T - 1 - s
             tp = t - 1 if reverse else t + 1
             for tile in range(cuda.blockIdx.x, tiles_j * tiles_b, cuda.gridDim.x):
-                j0 = (tile % tiles_j) * TJ
-                b0 = (tile // tiles_j) * TB
+                j0, b0 = tile_origin(tile, tiles_j, TJ, TB)
                 # 1. acc[i, u] = sum_k dah_{t+1}[b_i, k] W_hh[k, j_u]   (pass 0 starts from dh_n)
                 if s > 0:
                     product(acc, dGh[tp], W_hh, b0, j0, B, G, H)
