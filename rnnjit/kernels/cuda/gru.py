@@ -45,7 +45,7 @@ from .activations import sigmoid
 from .gemm import column_sums, gemm, transpose
 from .ids import nonneg
 from .launch import (block_sum, check, copy, keep_weights, launch_persistent, launch_step_gemm, norms_from_parts,
-                     own_weights, plan, step_gemm_plan, tile_origin, use_step_gemm)
+                     own_weights, plan, slice_sum, step_gemm_plan, tile_origin, use_step_gemm)
 from .stepgemm import BACKWARD_UNITS
 from .stepgemm import gru_backward_gemm_kernel as _backward_gemm_kernel
 from .stepgemm import gru_forward_gemm_kernel as _forward_gemm_kernel
@@ -141,13 +141,9 @@ def _forward_kernel(JT, KS, BT, KN):
                 cuda.syncthreads()
                 # 3. the gate math of unit j, batch row b
                 if ty < BT and b < B and j < H:
-                    hh_r = red[0, ty, tx]
-                    hh_z = red[0, BT + ty, tx]
-                    hh_n = red[0, 2 * BT + ty, tx]
-                    for y in range(1, KS):
-                        hh_r += red[y, ty, tx]
-                        hh_z += red[y, BT + ty, tx]
-                        hh_n += red[y, 2 * BT + ty, tx]
+                    hh_r = slice_sum(red, ty, tx)
+                    hh_z = slice_sum(red, BT + ty, tx)
+                    hh_n = slice_sum(red, 2 * BT + ty, tx)
                     r = sigmoid(x_r + hh_r + bh_r)
                     z = sigmoid(x_z + hh_z + bh_z)
                     hn_v = hh_n + bh_n
@@ -220,9 +216,7 @@ def _backward_kernel(JT, KS, BT, KN):
                         if s == 0:
                             dh = dh_n[b, j]
                         else:
-                            rec = red[0, bb, tx]
-                            for y in range(1, KS):
-                                rec += red[y, bb, tx]
+                            rec = slice_sum(red, bb, tx)
                             dh = dhz[b, j] + rec         # dh_t = dh_{t+1} z + dah W_hh
                         if s == T:
                             dh0[b, j] = dh

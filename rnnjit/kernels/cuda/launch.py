@@ -368,6 +368,23 @@ def norms_from_parts(part, norms, tid, NT):
         norms[t] = math.sqrt(s)
 
 
+@cuda.jit(device=True, inline="always")
+def slice_sum(red, row, col):
+    """red[0, row, col] + red[1, row, col] + ... in that order: the k-slices' partial sums of
+    one output (a unit's gate for one batch row), met in the shared array ``red``. A while loop:
+    NVVM unrolls it (its length is the shared array's, a constant), and Numba's range loop,
+    whose counter it cannot prove non-negative, it did not: 5 to 6 instructions a load
+    (``benchmarks/sass_mix.py``)."""
+    row = nonneg(row)
+    col = nonneg(col)
+    s = red[0, row, col]
+    y = 1
+    while y < red.shape[0]:
+        s += red[y, row, col]
+        y += 1
+    return s
+
+
 @cuda.jit(device=True)
 def block_sum(sqs, tid, n, value):
     """The sum of ``value`` over the n threads of a block (n a power of two), by a tree in the

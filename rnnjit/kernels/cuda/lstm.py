@@ -69,7 +69,7 @@ from .activations import sigmoid
 from .gemm import column_sums, gemm, transpose
 from .ids import nonneg
 from .launch import (block_sum, check, copy, keep_weights, launch_persistent, launch_step_gemm, norms_from_parts,
-                     own_weights, plan, step_gemm_plan, tile_origin, use_step_gemm)
+                     own_weights, plan, slice_sum, step_gemm_plan, tile_origin, use_step_gemm)
 from .stepgemm import BACKWARD_UNITS
 from .stepgemm import lstm_backward_gemm_kernel as _backward_gemm_kernel
 from .stepgemm import lstm_forward_gemm_kernel as _forward_gemm_kernel
@@ -161,15 +161,10 @@ def _forward_kernel(JT, KS, BT, KN):
                 cuda.syncthreads()
                 # 3. the gate math of unit j, batch row b
                 if ty < BT and b < B and j < H:
-                    hh_i = red[0, ty, tx]
-                    hh_f = red[0, BT + ty, tx]
-                    hh_g = red[0, 2 * BT + ty, tx]
-                    hh_o = red[0, 3 * BT + ty, tx]
-                    for y in range(1, KS):
-                        hh_i += red[y, ty, tx]
-                        hh_f += red[y, BT + ty, tx]
-                        hh_g += red[y, 2 * BT + ty, tx]
-                        hh_o += red[y, 3 * BT + ty, tx]
+                    hh_i = slice_sum(red, ty, tx)
+                    hh_f = slice_sum(red, BT + ty, tx)
+                    hh_g = slice_sum(red, 2 * BT + ty, tx)
+                    hh_o = slice_sum(red, 3 * BT + ty, tx)
                     i = sigmoid(x_i + hh_i)
                     f = sigmoid(x_f + hh_f)
                     g = math.tanh(x_g + hh_g)
@@ -244,9 +239,7 @@ def _backward_kernel(JT, KS, BT, KN):
                         if s == 0:
                             dh = dh_n[b, j]
                         else:
-                            dh = red[0, bb, tx]
-                            for y in range(1, KS):
-                                dh += red[y, bb, tx]
+                            dh = slice_sum(red, bb, tx)
                         if s == T:
                             dh0[b, j] = dh
                         else:

@@ -29,7 +29,7 @@ from numba import cuda
 from .gemm import column_sums, gemm, transpose
 from .ids import nonneg
 from .launch import (block_sum, check, copy, keep_weights, launch_persistent, norms_from_parts, own_weights, plan,
-                     tile_origin)
+                     slice_sum, tile_origin)
 
 
 @functools.cache
@@ -83,9 +83,7 @@ def _forward_kernel(JT, KS, BT, KN):
                 cuda.syncthreads()
                 # 3. the activation of unit j, batch row b
                 if ty < BT and b < B and j < H:
-                    hh = red[0, ty, tx]
-                    for y in range(1, KS):
-                        hh += red[y, ty, tx]
+                    hh = slice_sum(red, ty, tx)
                     v = x_a + hh
                     next_h[b, j] = max(v, 0) if use_relu else math.tanh(v)
                     if s == 0:
@@ -149,9 +147,7 @@ def _backward_kernel(JT, KS, BT, KN):
                         if s == 0:
                             dh = dh_n[b, j]
                         else:
-                            dh = red[0, bb, tx]
-                            for y in range(1, KS):
-                                dh += red[y, bb, tx]
+                            dh = slice_sum(red, bb, tx)
                         if s == T:
                             dh0[b, j] = dh
                         else:
