@@ -12,8 +12,9 @@ array is a device array (``numba.cuda`` ``DeviceNDArray``, or anything with
 
 ``CUDA_CELLS`` (in ``cells.py``) gives them the calling convention of ``rnnjit.kernels.cells.CELLS``.
 
-Files, read in this order: ``activations.py`` (device sigmoid), ``gemm.py`` (the big matrix
-products: a tiled shared-memory GEMM, a transpose, column sums), ``launch.py`` (how the
+Files, read in this order: ``activations.py`` (device sigmoid), ``ids.py`` (thread ids the
+compiler knows are not negative, so that indexing skips Numba's wrap-around), ``gemm.py`` (the
+big matrix products: a tiled shared-memory GEMM, a transpose, column sums), ``launch.py`` (how the
 recurrent work is split over blocks and threads), then ``rnn.py``, ``lstm.py``, ``gru.py``
 (each: the input GEMM, one persistent kernel that runs the whole time loop, and its reverse
 for backward-through-time), and ``cells.py``.
