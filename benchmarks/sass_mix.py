@@ -23,6 +23,7 @@ lowered to what ptxas reads: the kernels use nothing newer.
 import argparse
 import collections
 import glob
+import inspect
 import os
 import re
 import shutil
@@ -56,25 +57,29 @@ def find_tool(name):
 PTXAS, NVDISASM = find_tool("ptxas"), find_tool("nvdisasm")
 
 
-def ptxas_version():
-    out = subprocess.run([PTXAS, "--version"], capture_output=True, text=True).stdout
-    major, minor = map(int, re.search(r"release (\d+)\.(\d+)", out).groups())
-    return f"{major - 4}.{minor}"          # ptxas 13.0 reads PTX ISA 9.0, 12.8 reads 8.8
+def assemble(ptx, work):
+    """ptxas's log and the path of the relocatable cubin (-c: the cooperative-groups calls may
+    stay unresolved, nothing is linked). A PTX newer than this ptxas gets the version it reads."""
+    src, obj = os.path.join(work, "k.ptx"), os.path.join(work, "k.cubin")
+    for _ in range(2):
+        with open(src, "w") as f:
+            f.write(ptx)
+        run = subprocess.run([PTXAS, "-arch=sm_90", "-O3", "-v", "-c", src, "-o", obj], capture_output=True, text=True)
+        readable = re.search(r"Unsupported \.version .*current version is '(\d+\.\d+)'", run.stderr)
+        if not readable:
+            break
+        ptx = re.sub(r"\.version \d+\.\d+", f".version {readable.group(1)}", ptx, count=1)
+    if run.returncode:
+        raise SystemExit(run.stderr)
+    return run.stderr, obj
 
 
 def sass(kernel, sig, work):
     """(registers, spilled bytes, SASS text) of one kernel for sm_90."""
     ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=(9, 0))
-    ptx = re.sub(r"\.version \d+\.\d+", f".version {PTX_ISA}", ptx, count=1)
-    src, obj = os.path.join(work, "k.ptx"), os.path.join(work, "k.cubin")
-    with open(src, "w") as f:
-        f.write(ptx)
-    # -c: relocatable, so that the cooperative-groups calls may stay unresolved (no linking)
-    run = subprocess.run([PTXAS, "-arch=sm_90", "-O3", "-v", "-c", src, "-o", obj], capture_output=True, text=True)
-    if run.returncode:
-        raise SystemExit(run.stderr)
-    regs = int(re.search(r"Used (\d+) registers", run.stderr).group(1))
-    spill = int(re.search(r"(\d+) bytes spill stores", run.stderr).group(1))
+    log, obj = assemble(ptx, work)
+    regs = int(re.search(r"Used (\d+) registers", log).group(1))
+    spill = int(re.search(r"(\d+) bytes spill stores", log).group(1))
     return regs, spill, subprocess.run([NVDISASM, "-c", obj], capture_output=True, text=True, check=True).stdout
 
 
@@ -139,7 +144,6 @@ def report(name, kernel, sig, work, top=2, fma_per_slab=None):
 
 def gemm_kernels():
     from rnnjit.kernels.cuda import gemm
-    import inspect
     m, m3, i = t.float32[:, ::1], t.float32[:, :, ::1], t.int64
     constant_transposes = "TA" in inspect.signature(gemm.gemm_kernel).parameters
     for tile in (gemm.TILE_128, gemm.TILE_64):
@@ -181,7 +185,6 @@ def persistent_kernels():
 
 
 FAMILIES = {"gemm": gemm_kernels, "step": step_kernels, "persistent": persistent_kernels}
-PTX_ISA = ptxas_version()
 
 
 def main():

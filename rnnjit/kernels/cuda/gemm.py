@@ -23,7 +23,9 @@ How the work is split (the classic shared-memory SGEMM):
   banks serve without conflicts.
 * The indices are built from ids the compiler knows are not negative (``ids.nonneg``), and
   the transposes are constants of each compiled kernel, so that a thread's loops hold the
-  loads and the products and little else. ``benchmarks/sass_mix.py`` counts it in the machine
+  loads and the products and little else; the k loop over a slab is a while loop, whose loop
+  code is lighter than a Numba range loop's and which NVVM unrolls where it fits (the 64 x 64
+  tile's fully, the 128 x 128 tile's dA^T X four times). ``benchmarks/sass_mix.py`` counts it in the machine
   code for sm_90: a k-slab of the 128 x 128 tile runs 512 FMAs in 718-784 instructions, where
   the kernel before these three changes ran them in 2089 (a warp issues one instruction a
   cycle, so the share of FMAs bounds the speed).
@@ -157,7 +159,7 @@ def gemm_kernel(BM, BN, BK, TM, TN, PREFETCH=False, TA=False, TB=False):
             if PREFETCH and k0 + BK < k_hi:
                 fetch(A, B, pa, pb, k0 + BK, k_hi, m0, n0, M, N, tid)
             kk = 0
-            while kk < BK:       # not range(BK): NVVM unrolls this loop, not Numba's range loop
+            while kk < BK:       # not range(BK): lighter loop code, which NVVM unrolls where it fits
                 for i in range(TM):
                     a[i] = As[kk, row(i, ty)]
                 for j in range(TN):

@@ -108,8 +108,8 @@ def _forward_kernel(JT, KS, BT, KN):
         # W: W_hh (4H, H) when KN > 0, read once into w_own; else W_hh^T (H, 4H), read every step
         T, B, _ = gates.shape
         H = hs.shape[2]
-        tx = nonneg(cuda.threadIdx.x)            # unit within the tile
-        ty = nonneg(cuda.threadIdx.y)            # k-slice (then batch row for the gate math)
+        tx = nonneg(cuda.threadIdx.x)    # unit within the tile
+        ty = nonneg(cuda.threadIdx.y)    # k-slice (then batch row for the gate math)
         grid = cuda.cg.this_grid()
         red = cuda.shared.array(RED, dtype=hs.dtype)
         acc = cuda.local.array((4, BT), dtype=hs.dtype)

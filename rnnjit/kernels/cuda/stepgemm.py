@@ -122,7 +122,7 @@ def slab_product(TU, TY, RB, NC, BK, gate_columns):
             if k0 + BK < K:                  # the next slab is on its way during the products
                 fetch(X, W, px, pw, k0 + BK, b0, j0, B, K, H, tid)
             kk = 0
-            while kk < BK:                   # not range(BK): NVVM unrolls this loop (gemm.py)
+            while kk < BK:                   # not range(BK): NVVM unrolls this one (gemm.py)
                 for i in range(RB):
                     xv[i] = Xs[kk, ty * RB + i]
                 for c in range(NC):
@@ -151,8 +151,8 @@ def lstm_forward_gemm_kernel(TU, TY, RB, BK):
     def lstm_forward_gemm(gates, b_ih, b_hh, W_hh, hs, cs, h0, c0, reverse, tiles_j, tiles_b):
         T, B, _ = gates.shape
         H = hs.shape[2]
-        tx = nonneg(cuda.threadIdx.x)            # unit within the tile
-        ty = nonneg(cuda.threadIdx.y)            # batch rows ty, ty + TY, ... within the tile
+        tx = nonneg(cuda.threadIdx.x)    # unit within the tile
+        ty = nonneg(cuda.threadIdx.y)    # batch rows ty, ty + TY, ... within the tile
         grid = cuda.cg.this_grid()
         acc = cuda.local.array((RB, 4), dtype=hs.dtype)
         xin = cuda.local.array((RB, 4), dtype=hs.dtype)
@@ -272,8 +272,8 @@ def gru_forward_gemm_kernel(TU, TY, RB, BK):
     def gru_forward_gemm(gates, hns, b_ih, b_hh, W_hh, hs, h0, reverse, tiles_j, tiles_b):
         T, B, _ = gates.shape
         H = hs.shape[2]
-        tx = nonneg(cuda.threadIdx.x)            # unit within the tile
-        ty = nonneg(cuda.threadIdx.y)            # batch rows ty, ty + TY, ... within the tile
+        tx = nonneg(cuda.threadIdx.x)    # unit within the tile
+        ty = nonneg(cuda.threadIdx.y)    # batch rows ty, ty + TY, ... within the tile
         grid = cuda.cg.this_grid()
         acc = cuda.local.array((RB, 3), dtype=hs.dtype)
         xin = cuda.local.array((RB, 3), dtype=hs.dtype)
