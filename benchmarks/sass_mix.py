@@ -171,8 +171,8 @@ def cell_signatures():
 def step_kernels():
     for cell, (module, fwd, bwd) in cell_signatures().items():
         if hasattr(module, "_forward_gemm_kernel"):      # the GPU tile: TU = TY = 16, RB = 4, BK = 16
-            gates = 4 if cell == "lstm" else 3
-            yield f"{cell} step-GEMM forward", module._forward_gemm_kernel(16, 16, 4, 16), fwd, 4 * gates * 16
+            columns = {"lstm": 4, "gru": 3, "rnn": 2}[cell]   # a thread's gates, or (RNN) its 2 units
+            yield f"{cell} step-GEMM forward", module._forward_gemm_kernel(16, 16, 4, 16), fwd, 4 * columns * 16
             yield f"{cell} step-GEMM backward", module._backward_gemm_kernel(16, 16, 4, 16), bwd, 4 * 2 * 16
 
 

@@ -127,7 +127,10 @@ def test_persistent_kernels_compile_for_a_gpu():
                                  (m3, m3, m, m3, m, m, m3, m, f64m, f64v, b, i, i)),
                                 (gru._forward_gemm_kernel(16, 16, 4, 16), (m3, m3, v, v, m, m3, m, b, i, i)),
                                 (gru._backward_gemm_kernel(16, 16, 4, 16),
-                                 (m3, m3, m3, m, m3, m, m, m3, m3, m, f64m, f64v, b, i, i))):
+                                 (m3, m3, m3, m, m3, m, m, m3, m3, m, f64m, f64v, b, i, i)),
+                                (rnn._forward_gemm_kernel(16, 16, 4, 16), (m3, v, v, m, m3, m, b, b, i, i)),
+                                (rnn._backward_gemm_kernel(16, 16, 4, 16),
+                                 (m3, m, m3, m, m3, m, f64m, f64v, b, b, i, i))):
                 ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=(9, 0))
                 n += 1
                 if re.search(r"__local_depot", ptx):
@@ -142,7 +145,7 @@ def test_persistent_kernels_compile_for_a_gpu():
                             spills.append(f"gemm{tile}/{prefetch}/{ta}{tb}/{F}")
         print("COMPILED", n, "SPILLS", ",".join(spills) or "none")
         """)
-    assert words == ["COMPILED", "56", "SPILLS", "none"]
+    assert words == ["COMPILED", "60", "SPILLS", "none"]
 
 
 def test_the_measured_rules_that_choose_kernels(monkeypatch):
@@ -270,8 +273,8 @@ def test_backward_computes_into_the_given_arrays(cuda, cell, nl):
 @pytest.mark.parametrize("tile", [None, (4, 4, 2, 4)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("reverse", [False, True])
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_steps_as_gemms(cuda, cell, reverse, dtype, tile, monkeypatch):
+@pytest.mark.parametrize("cell,nl", [("lstm", "tanh"), ("gru", "tanh"), ("rnn", "tanh"), ("rnn", "relu")])
+def test_steps_as_gemms(cuda, cell, nl, reverse, dtype, tile, monkeypatch):
     """The large-batch kernels (each step a register-tiled GEMM, ``stepgemm.py``), forward and
     backward, against the CPU: ragged tiles along the units and the batch, ragged k-slabs,
     several tiles per block (the simulator's one-block grid); the simulator's tile and a larger
@@ -285,7 +288,7 @@ def test_steps_as_gemms(cuda, cell, reverse, dtype, tile, monkeypatch):
         monkeypatch.setattr(module, name, lambda *t, make=getattr(module, name), name=name: (ran.append((name, t)),
                                                                                           make(*t))[1])
     with tuning(step_gemm=True, step_gemm_tile=tile):
-        _compare(cell, "tanh", reverse, dtype, T=3, B=5, I=3, H=5 if tile is None else 9)
+        _compare(cell, nl, reverse, dtype, T=3, B=5, I=3, H=5 if tile is None else 9)
     assert [name for name, _ in ran] == ["_forward_gemm_kernel", "_backward_gemm_kernel"]
     assert tile is None or all(t == tile for _, t in ran)
 

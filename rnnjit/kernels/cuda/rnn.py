@@ -18,6 +18,11 @@ and stores it as the first row of ``hs``). Backward: ONE persistent kernel in re
 dh_t = da_{t+1} W_hh for the tile's units, then da_t = dh * act', stored for the GEMMs;
 ``grid.sync()``; at the end, block 0 turns the tiles' sums of squares into ``norms``), then dx,
 dW_ih, dW_hh as three big GEMMs and db as column sums.
+
+Large batches (``stepgemm.py``): the same two persistent launches, with each step a
+register-tiled product (``rnn_forward_gemm``, ``rnn_backward_gemm``: 64 batch rows x 32 units a
+tile, each thread 4 rows x 2 units) before the activation. Not measured on a GPU yet, so they run
+only when forced (``RNNJIT_STEP_GEMM=1``; ``benchmarks/cuda_check.py --step-gemm`` times them).
 """
 
 import functools
@@ -28,8 +33,26 @@ from numba import cuda
 
 from .gemm import column_sums, gemm, transpose
 from .ids import nonneg
-from .launch import (block_sum, check, copy, keep_weights, launch_persistent, norms_from_parts, own_weights, plan,
-                     slice_sum, tile_origin)
+from .launch import (block_sum, check, copy, keep_weights, launch_persistent, launch_step_gemm, norms_from_parts,
+                     own_weights, plan, slice_sum, step_gemm_plan, tile_origin, use_step_gemm)
+from .stepgemm import BACKWARD_UNITS
+from .stepgemm import rnn_backward_gemm_kernel as _backward_gemm_kernel
+from .stepgemm import rnn_forward_gemm_kernel as _forward_gemm_kernel
+
+
+@cuda.jit(device=True, inline="always")
+def gate_gradients(hs, dout, dG, t, nxt, b, j, dh, use_relu):
+    """Step t of the backward for (b, j), the equations of the module docstring: from dh (what
+    reaches h_t from step t + 1) and dout, writes da_t = dh * act'(a_t) into dG; returns the
+    total dL/dh_t (for ``norms``)."""
+    t = nonneg(t)
+    dhv = dh + dout[t, b, j]
+    h = hs[t + nxt, b, j]
+    if use_relu:
+        dG[t, b, j] = dhv if h > 0 else 0
+    else:
+        dG[t, b, j] = dhv * (1 - h * h)
+    return dhv
 
 
 @functools.cache
@@ -151,13 +174,8 @@ def _backward_kernel(JT, KS, BT, KN):
                         if s == T:
                             dh0[b, j] = dh
                         else:
-                            dhv = dh + dout[t, b, j]
+                            dhv = gate_gradients(hs, dout, dG, t, nxt, b, j, dh, use_relu)
                             sq += dhv * dhv
-                            h = hs[t + nxt, b, j]
-                            if use_relu:
-                                dG[t, b, j] = dhv if h > 0 else 0
-                            else:
-                                dG[t, b, j] = dhv * (1 - h * h)
                 # 3. this tile's share of norms[t]
                 total = block_sum(sqs, tid, NT, sq)
                 if tid == 0 and s < T:
@@ -182,6 +200,10 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh, reverse, use_relu):
         return hs
     xa = cuda.device_array((T, B, H), dtype)
     gemm(x.reshape(T * B, I), W_ih, trans_b=True, out=xa.reshape(T * B, H))  # inputs of all steps
+    if use_step_gemm(B, H, measured=False):
+        launch_step_gemm(_forward_gemm_kernel, step_gemm_plan(B, H, BACKWARD_UNITS), xa, b_ih, b_hh,
+                         transpose(W_hh), hs, h0, bool(reverse), bool(use_relu))
+        return hs
     p = plan(B, H, dtype)
     launch_persistent(functools.partial(_forward_kernel, p.jt, p.ks, p.bt), p, own_weights(p, H, 1),
                       xa, b_ih, b_hh, W_hh, hs, h0, bool(reverse), bool(use_relu), p.tiles_j, p.tiles_b,
@@ -203,10 +225,17 @@ def rnn_backward(x, W_ih, W_hh, hs, dout, dh_n, reverse, use_relu, into=None):
     dh0, dW_ih, dW_hh, db_ih, db_hh, norms = into or (None,) * 6
     dG = cuda.device_array((T, B, H), dtype)
     dh0 = cuda.device_array((B, H), dtype) if dh0 is None else dh0
-    part = cuda.device_array((T, p.tiles), np.float64)
     norms = cuda.device_array(T, np.float64) if norms is None else norms
-    launch_persistent(functools.partial(_backward_kernel, p.jt, p.ks, p.bt), p, own_weights(p, H, 1),
-                      hs, W_hh, dout, dh_n, dG, dh0, part, norms, bool(reverse), bool(use_relu), p.tiles_j, p.tiles_b)
+    if use_step_gemm(B, H, measured=False):
+        q = step_gemm_plan(B, H, BACKWARD_UNITS)
+        part = cuda.device_array((T, q.tiles), np.float64)
+        launch_step_gemm(_backward_gemm_kernel, q, hs, W_hh, dout, dh_n, dG, dh0, part, norms, bool(reverse),
+                         bool(use_relu))
+    else:
+        part = cuda.device_array((T, p.tiles), np.float64)
+        launch_persistent(functools.partial(_backward_kernel, p.jt, p.ks, p.bt), p, own_weights(p, H, 1),
+                          hs, W_hh, dout, dh_n, dG, dh0, part, norms, bool(reverse), bool(use_relu), p.tiles_j,
+                          p.tiles_b)
 
     dG2 = dG.reshape(T * B, H)
     dx = gemm(dG2, W_ih).reshape(T, B, I)

@@ -3,7 +3,8 @@
 At a large batch a step is a real matrix product, B x H times H x G*H forward (G gates) and
 B x G*H times G*H x H backward, and the split-K tiles of ``launch.py`` (each thread a few k's of
 every product, then a reduction through shared memory) waste most of it. The kernels here, the
-large-batch twins of the persistent kernels of ``lstm.py`` and ``gru.py`` (which launch them),
+large-batch twins of the persistent kernels of ``lstm.py``, ``gru.py`` and ``rnn.py`` (which
+launch them),
 compute a step the way ``gemm.py`` computes a product instead:
 
 * a tile is TB = TY * RB batch rows x NC columns of TU threads; thread (tx, ty) owns rows
@@ -18,7 +19,8 @@ compute a step the way ``gemm.py`` computes a product instead:
 * forward, the NC = G columns of a thread are the G gates of ONE unit (rows g*H + j of W_hh):
   the thread ends the product holding all the gate sums of its unit and does the gate math in
   registers, with no exchange between threads. Backward, the columns are NC units (dh_t needs
-  no gate grouping; k runs over all G*H gate rows of W_hh).
+  no gate grouping; k runs over all G*H gate rows of W_hh). The RNN has one gate, so its
+  forward's columns are units too, read from a transposed copy of W_hh (``rnn_forward_gemm``).
 
 ``slab_product`` builds the product as a device function the cell kernels below call; each
 cell's kernel then reads: load what the gate math needs, the product, the gate math (the
@@ -378,3 +380,111 @@ def gru_backward_gemm_kernel(TU, TY, RB, BK, UB=BACKWARD_UNITS):
             norms_from_parts(part, norms, tid, NT)
 
     return gru_backward_gemm
+
+
+@functools.cache
+def rnn_forward_gemm_kernel(TU, TY, RB, BK, UB=BACKWARD_UNITS):
+    """The persistent forward kernel for large batches (``stepgemm.py``): per step,
+    h_{t-1} W_hh^T for a tile of TY * RB batch rows x TU * UB units as a register-tiled product,
+    each thread RB x UB of it (rows ty, ty + TY, ...; units tx, tx + TU, ...), then the activation
+    in registers. With one gate there is nothing to group, so the columns are units, read from
+    W_hh^T (``Wt``, a transposed copy: column j of it is row j of W_hh), as the backward reads
+    W_hh."""
+    TB = TY * RB             # batch rows per tile
+    TJ = TU * UB             # units per tile
+    product = slab_product(TU, TY, RB, UB, BK, False)
+
+    @cuda.jit(cache=True)
+    def rnn_forward_gemm(xa, b_ih, b_hh, Wt, hs, h0, reverse, use_relu, tiles_j, tiles_b):
+        T, B, H = xa.shape
+        tx = nonneg(cuda.threadIdx.x)    # units tx, tx + TU, ... within the tile
+        ty = nonneg(cuda.threadIdx.y)    # batch rows ty, ty + TY, ... within the tile
+        grid = cuda.cg.this_grid()
+        acc = cuda.local.array((RB, UB), dtype=hs.dtype)
+        xin = cuda.local.array((RB, UB), dtype=hs.dtype)
+        nxt = 0 if reverse else 1
+
+        for s in range(T):
+            t = T - 1 - s if reverse else s
+            prev_h = h0 if s == 0 else hs[t + 1 - nxt]
+            next_h = hs[t + nxt]
+            for tile in range(cuda.blockIdx.x, tiles_j * tiles_b, cuda.gridDim.x):
+                j0, b0 = tile_origin(tile, tiles_j, TJ, TB)
+                # 0. the input projections + biases, loaded before the product
+                for i in range(RB):
+                    bc = nonneg(min(b0 + ty + i * TY, B - 1))
+                    for u in range(UB):
+                        jc = nonneg(min(j0 + tx + u * TU, H - 1))
+                        xin[i, u] = xa[t, bc, jc] + (b_ih[jc] + b_hh[jc])
+                # 1. acc[i, u] = sum_k h_{t-1}[b_i, k] W_hh[j_u, k]
+                product(acc, prev_h, Wt, b0, j0, B, H, H)
+                # 2. the activation of the thread's (b, j)
+                for i in range(RB):
+                    b = b0 + ty + i * TY
+                    for u in range(UB):
+                        j = j0 + tx + u * TU
+                        if b < B and j < H:
+                            v = xin[i, u] + acc[i, u]
+                            next_h[b, j] = max(v, 0) if use_relu else math.tanh(v)
+                            if s == 0:           # the state stack starts with h0
+                                hs[t + 1 - nxt, b, j] = h0[b, j]
+            grid.sync()                          # step t + 1 reads all of h_t
+
+    return rnn_forward_gemm
+
+
+@functools.cache
+def rnn_backward_gemm_kernel(TU, TY, RB, BK, UB=BACKWARD_UNITS):
+    """The persistent backward kernel for large batches (``stepgemm.py``): per step,
+    dh_t = da_{t+1} W_hh for a tile of TY * RB batch rows x TU * UB units as a register-tiled
+    product over the H rows of W_hh, each thread RB x UB of it, then da_t = dh * act' (the RNN's
+    ``gate_gradients``) for those (b, j) in registers."""
+    from .rnn import gate_gradients   # the backward equations, shared with rnn.py's split-K kernel
+    TB = TY * RB             # batch rows per tile
+    TJ = TU * UB             # units per tile
+    NT = TU * TY             # threads per block
+    product = slab_product(TU, TY, RB, UB, BK, False)
+
+    @cuda.jit(cache=True)
+    def rnn_backward_gemm(hs, W_hh, dout, dh_n, dG, dh0, part, norms, reverse, use_relu, tiles_j, tiles_b):
+        T, B, H = dout.shape
+        tx = nonneg(cuda.threadIdx.x)
+        ty = nonneg(cuda.threadIdx.y)
+        tid = ty * TU + tx
+        grid = cuda.cg.this_grid()
+        sqs = cuda.shared.array(NT, dtype=np.float64)
+        acc = cuda.local.array((RB, UB), dtype=hs.dtype)
+        nxt = 0 if reverse else 1
+
+        for s in range(T + 1):                   # pass T only finishes dh0
+            t = s if reverse else T - 1 - s
+            tp = t - 1 if reverse else t + 1
+            for tile in range(cuda.blockIdx.x, tiles_j * tiles_b, cuda.gridDim.x):
+                j0, b0 = tile_origin(tile, tiles_j, TJ, TB)
+                # 1. acc[i, u] = sum_k da_{t+1}[b_i, k] W_hh[k, j_u]   (pass 0 starts from dh_n)
+                if s > 0:
+                    product(acc, dG[tp], W_hh, b0, j0, B, H, H)
+                # 2. da_t for the thread's (b, j)
+                sq = 0.0
+                for i in range(RB):
+                    b = b0 + ty + i * TY
+                    for u in range(UB):
+                        j = j0 + tx + u * TU
+                        if b < B and j < H:
+                            dh = dh_n[b, j] if s == 0 else acc[i, u]
+                            if s == T:
+                                dh0[b, j] = dh
+                            else:
+                                dhv = gate_gradients(hs, dout, dG, t, nxt, b, j, dh, use_relu)
+                                sq += dhv * dhv
+                # 3. this tile's share of norms[t]: a tree sum over the block
+                total = block_sum(sqs, tid, NT, sq)
+                if tid == 0 and s < T:
+                    part[t, tile] = total
+                cuda.syncthreads()               # ``sqs`` is reused by the next tile
+            if s < T:
+                grid.sync()                      # the next pass reads all of da_t
+        if cuda.blockIdx.x == 0:                 # every tile's part was written before pass T
+            norms_from_parts(part, norms, tid, NT)
+
+    return rnn_backward_gemm
