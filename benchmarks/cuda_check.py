@@ -469,7 +469,7 @@ def gemm_section(cuda, torch, shapes, repeats, failures):
 
 def step_gemm_section(cuda, cells, sizes, T, repeats, failures):
     """The cells with each step as a register-tiled GEMM (``step_gemm``, the large-batch kernels
-    of the LSTM and the GRU) against the split-K kernels: device time of a forward call and of
+    of every cell) against the split-K kernels: device time of a forward call and of
     forward + backward, and the largest difference of every output and gradient between the two
     (relative to the largest value)."""
     from rnnjit.kernels.cuda import to_host
@@ -478,7 +478,7 @@ def step_gemm_section(cuda, cells, sizes, T, repeats, failures):
     log(f"  {'cell':<5} {'B':>4} {'H':>5} | {'fwd split-K':>11} {'step_gemm':>9} {'ratio':>6} | {'train split-K':>13} "
         f"{'step_gemm':>9} {'ratio':>6} | max rel diff (all outputs and gradients)")
     rows = []
-    for cell in [c for c in cells if c in ("lstm", "gru")]:
+    for cell in cells:
         for B, H in sizes:
             try:
                 ours = Ours(cell, "tanh", make_case(cell, B, H, H, T))
@@ -518,10 +518,10 @@ LM_STEPS = 3   # parity: the losses and norms of this many steps from the same w
 class OursLM:
     """rnnjit's CharLM with device="cuda", its Adam and clipping: the engine's step."""
 
-    def __init__(self, cell, H, B, T, device="cuda", state=None):
+    def __init__(self, cell, H, B, T, device="cuda", state=None, graphs=False):
         from rnnjit.models import CharLM
         from rnnjit.train.optim import Adam, clip_gradients, gradients
-        self.model = CharLM(LM_V, H, LM_LAYERS, cell, seed=0, device=device)
+        self.model = CharLM(LM_V, H, LM_LAYERS, cell, seed=0, device=device, cuda_graphs=graphs)
         if state is not None:
             self.model.load_state_dict(state)
         self.opt = Adam(self.model.parameters(), lr=LM_LR)
@@ -601,6 +601,13 @@ def lm_case(cuda, torch, cell, B, H, T, repeats, failures, cpu_check, label, row
     if torch is not None:
         theirs = TorchLM(torch, cell, H, state)
         refs.append(("torch", [theirs.train_step(x, y) for x, y in data]))
+    graphed = OursLM(cell, H, B, T, state=state, graphs=True)
+    same = [graphed.train_step(x, y) for x, y in data] == got
+    engaged = bool(graphed.model._graphed.graphs)
+    if not (same and engaged):
+        failures.append(f"{label} CUDA graphs")
+    log(f"  CUDA graphs: {'replayed' if engaged else 'NOT captured: ' + str(graphed.model._graphed.failed)}, "
+        f"steps {'the same to the last bit' if same else 'DIFFERENT'} as without")
     for who, ref in refs:
         errs = [rel_err([g[i] for g in got], [r[i] for r in ref]) for i in (0, 1)]
         ok = max(errs) <= PARITY_TOL and all(np.isfinite(v) for g in got for v in g)
@@ -611,6 +618,9 @@ def lm_case(cuda, torch, cell, B, H, T, repeats, failures, cpu_check, label, row
     x, y = data[0]
     row = {"cell": cell, "B": B, "H": H, "T": T}
     row["ours_train"] = timeit(functools.partial(ours.train_step, x, y), cuda.synchronize, repeats)
+    if engaged:
+        row["graphed_train"] = timeit(functools.partial(graphed.train_step, x, y), cuda.synchronize, repeats)
+    del graphed
     if theirs is not None:
         row["torch_train"] = timeit(functools.partial(theirs.train_step, x, y), torch.cuda.synchronize, repeats)
         del theirs
@@ -754,7 +764,7 @@ def main(argv=None):
         return f"{r[k]:9.3f}" if k in r else f"{'-':>9}"
 
     def ratio(r, a, b):
-        return f"{r[a] / r[b]:6.2f}" if b in r and r[b] > 0 else f"{'-':>6}"
+        return f"{r[a] / r[b]:6.2f}" if a in r and b in r and r[b] > 0 else f"{'-':>6}"
 
     for r in rows:
         log(f"{r['cell']:<5} {r['B']:>4} {r['H']:>5} | {cell_(r, 'ours_fwd')} {cell_(r, 'cudnn_fwd')} "
@@ -780,11 +790,13 @@ def main(argv=None):
                                                cpu_check=not args.no_cpu, budget=budget, save=save)
     if lm_rows:
         log("=" * 100)
-        log(f"{'charlm':<6} {'B':>4} {'H':>5} | {'step ours':>10} {'torch':>9} {'ratio':>6}   "
-            f"(ms per training step: ids in, forward, BPTT, clip, Adam, loss and norm out; L={LM_LAYERS}, V={LM_V})")
+        log(f"{'charlm':<6} {'B':>4} {'H':>5} | {'step ours':>10} {'torch':>9} {'ratio':>6} | {'graphed':>9} "
+            f"{'ratio':>6}   (ms per training step: ids in, forward, BPTT, clip, Adam, loss and norm out; "
+            f"L={LM_LAYERS}, V={LM_V}; graphed: --cuda-graphs)")
         for r in lm_rows:
             log(f"{r['cell']:<6} {r['B']:>4} {r['H']:>5} | {cell_(r, 'ours_train'):>10} {cell_(r, 'torch_train')} "
-                f"{ratio(r, 'ours_train', 'torch_train')}")
+                f"{ratio(r, 'ours_train', 'torch_train')} | {cell_(r, 'graphed_train')} "
+                f"{ratio(r, 'graphed_train', 'torch_train')}")
         log("=" * 100)
     if budget.skipped:
         log(f"skipped for the budget ({len(budget.skipped)}): " + "; ".join(budget.skipped))

@@ -6,12 +6,13 @@
 #
 # 1. what the machine is (nvidia-smi, python3's numba, numba-cuda, torch versions);
 # 2. benchmarks/cuda_check.py --quick: parity with the CPU kernels and cuDNN, then timings, the
-#    GEMM against cuBLAS (--gemm) and the LSTM's step-as-GEMM kernels against the split-K ones
+#    GEMM against cuBLAS (--gemm) and every cell's step-as-GEMM kernels against the split-K ones
 #    (--step-gemm); it starts no new case after CHECK_BUDGET seconds and lists what it skipped;
 # 3. the CUDA tests on the GPU itself (tests/test_cuda.py, tests/test_cuda_models.py);
 # 4. rnnjit train on the default corpus with --device cuda, then the same on the CPU, a few
 #    hundred steps each: tokens per second of the whole engine on both;
-# 5. the CharLM step with the caching memory pool switched off (RNNJIT_CUDA_POOL=0), to compare;
+# 5. rnnjit train --device cuda --cuda-graphs: the same run with each step replayed as a CUDA
+#    graph (cuda_check.py times the graphed CharLM step too, and checks it bit for bit);
 # 6. benchmarks/profile_step.py: every kernel of an LSTM layer call and a CharLM step (CUPTI,
 #    through torch.profiler) and the host's Python (cProfile);
 # 7. with SWEEP=1 only, cuda_check.py --sweep: LSTM tile shapes, and the threads keeping their
@@ -65,8 +66,11 @@ quiet="--sample-every 0 --eval-every 0 --eval-batches 4 --checkpoint-every 0 $TR
 runs=$(mktemp -d)
 step train 60 bash -c "set -o pipefail; python3 -m rnnjit.cli train --device cuda --steps $STEPS --out $runs/cuda $quiet 2>&1 | tail -4;
     cuda=\$?; python3 -m rnnjit.cli train --device cpu --steps $(( STEPS / 3 > 0 ? STEPS / 3 : 1 )) --out $runs/cpu $quiet 2>&1 | tail -4 && exit \$cuda"
-# the whole-model step again with numba's own allocator instead of the pool (kernels/cuda/memory.py)
-step pool_off 45 env RNNJIT_CUDA_POOL=0 python3 benchmarks/cuda_check.py $CHECK_ARGS --lm-only --no-cpu --cells lstm
+# the same training run with each step's forward and backward replayed as one CUDA graph
+# (kernels/cuda/graphs.py). Session 5 measured the pool here instead (RNNJIT_CUDA_POOL=0):
+# 22.1 ms a step without it, 9.8 with it.
+step train_graphs 45 bash -c "set -o pipefail; python3 -m rnnjit.cli train --device cuda --cuda-graphs --steps $STEPS \
+    --out $runs/graphs $quiet 2>&1 | tail -4"
 # last, what is left of the time: tile shapes, and threads keeping their weights or not (LSTM)
 step profile 50 python3 benchmarks/profile_step.py $([ "$CHECK_ARGS" = --tiny ] && echo --sizes 1x4 --lm 2x4 --T 3 --calls 2)
 # only when asked (SWEEP=1 and a device call of its own): the steps above fill 585 s

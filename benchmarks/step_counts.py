@@ -24,20 +24,32 @@ def count(step, cuda):
     """Run ``step()`` once with the simulator's launches, allocations and copies counted."""
     from numba.cuda.simulator import kernel as sim_kernel
     from numba.cuda.simulator.cudadrv import devicearray as sim_arrays
-    seen = {"launches": Counter(), "allocations": 0, "d2d": 0, "h2d": 0, "d2h": 0, "views": 0}
+    from rnnjit.kernels.cuda import graphs
+    seen = {"launches": Counter(), "allocations": 0, "d2d": 0, "h2d": 0, "d2h": 0, "views": 0, "replays": 0}
     launch = sim_kernel.FakeCUDAKernel.__call__
+    replay = graphs.Graph.replay
+    in_graph = []
+
+    def counted_replay(graph):        # one launch of a whole graph: its nodes cost the host nothing
+        seen["replays"] += 1
+        in_graph.append(True)
+        try:
+            return replay(graph)
+        finally:
+            in_graph.pop()
     arr = sim_arrays.FakeCUDAArray
     copy_to_device, copy_to_host = arr.copy_to_device, arr.copy_to_host
     getitem, reshape = arr.__getitem__, arr.reshape
     saved = {name: getattr(cuda, name) for name in ("device_array", "device_array_like", "to_device")}
 
     def counted_launch(kernel, *args):
-        if not (kernel._device or sim_kernel._kernel_context):
+        if not (kernel._device or sim_kernel._kernel_context or in_graph):
             seen["launches"][kernel.fn.__name__] += 1
         return launch(kernel, *args)
 
     def counted_copy_to_device(a, src, *args, **kw):
-        seen["d2d" if hasattr(src, "copy_to_host") else "h2d"] += 1
+        if not in_graph:
+            seen["d2d" if hasattr(src, "copy_to_host") else "h2d"] += 1
         return copy_to_device(a, src, *args, **kw)
 
     def counted_copy_to_host(a, *args, **kw):
@@ -59,6 +71,7 @@ def count(step, cuda):
         return wrapped
 
     sim_kernel.FakeCUDAKernel.__call__ = counted_launch
+    graphs.Graph.replay = counted_replay
     arr.copy_to_device, arr.copy_to_host = counted_copy_to_device, counted_copy_to_host
     arr.__getitem__, arr.reshape = viewing(getitem), viewing(reshape)
     cuda.device_array = allocating(saved["device_array"])
@@ -68,6 +81,7 @@ def count(step, cuda):
         step()
     finally:
         sim_kernel.FakeCUDAKernel.__call__ = launch
+        graphs.Graph.replay = replay
         arr.copy_to_device, arr.copy_to_host = copy_to_device, copy_to_host
         arr.__getitem__, arr.reshape = getitem, reshape
         for name, fn in saved.items():
@@ -80,6 +94,7 @@ def main(argv=None):
     ap.add_argument("--cell", default="lstm", choices=("rnn", "lstm", "gru"))
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--hidden", type=int, default=4)
+    ap.add_argument("--cuda-graphs", action="store_true", help="the CharLM with cuda_graphs=True (a step replays a graph)")
     args = ap.parse_args(argv)
     from numba import config
     if not config.ENABLE_CUDASIM:
@@ -91,7 +106,7 @@ def main(argv=None):
     from rnnjit.train.optim import Adam, clip_gradients, gradients
 
     T, B, V = 3, 2, 5
-    model = CharLM(V, args.hidden, args.layers, args.cell, seed=0, device="cuda")
+    model = CharLM(V, args.hidden, args.layers, args.cell, seed=0, device="cuda", cuda_graphs=args.cuda_graphs)
     opt = Adam(model.parameters(), lr=1e-3)
     grads = gradients(model.parameters())
     rng = np.random.default_rng(0)
@@ -104,9 +119,14 @@ def main(argv=None):
         return float(loss), float(norm)
 
     step()
+    if args.cuda_graphs:
+        step()                         # the second step captures the graph
     seen = count(step, cuda)
     n = sum(seen["launches"].values())
-    print(f"CharLM {args.cell}, {args.layers} layer(s), one training step after the first:")
+    graphed = ", CUDA graphs" if args.cuda_graphs else ""
+    print(f"CharLM {args.cell}, {args.layers} layer(s){graphed}, one training step after the first{' two' if graphed else ''}:")
+    if args.cuda_graphs:
+        print(f"  graph launches       {seen['replays']}  (the forward and backward; what follows is outside it)")
     print(f"  kernel launches      {n}")
     for name, k in seen["launches"].most_common():
         print(f"      {k:3d}  {name}")

@@ -386,3 +386,148 @@ def test_models_on_cuda_without_cuda_are_one_line():
     assert lines[3] == "RC 2"
     err = out.stderr.strip().splitlines()
     assert len(err) == 1 and "NUMBA_ENABLE_CUDASIM" in err[0]
+
+
+# ---- CUDA graphs (kernels/cuda/graphs.py, models/graphed.py) ------------------------------------
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_graphed_charlm_steps_are_the_eager_steps(cuda, cell):
+    """A CharLM with ``cuda_graphs=True`` against the same model without: six Adam steps with
+    clipping, the state carried from step to step and reset once (new zero arrays). The first
+    step runs eagerly, the second captures, the rest replay; every loss, per-step norm of
+    dL/dh_t, gradient and parameter is the same to the last bit (the same kernels in the same
+    order), and the state handed back is a copy, never the graph's own buffer."""
+    from rnnjit.models import CharLM
+    from rnnjit.train.optim import Adam, clip_gradients, gradients
+    T, B, V = 3, 2, 5
+    runs = []
+    for graphed in (False, True):
+        model = CharLM(V, 3, 2, cell, seed=1, device="cuda", cuda_graphs=graphed)
+        opt, grads = Adam(model.parameters(), lr=1e-2), gradients(model.parameters())
+        rng, state, seen = np.random.default_rng(0), model.initial_state(B), []
+        for step in range(6):
+            if step == 4:
+                state = model.initial_state(B)
+            loss, state = model.forward_backward(rng.integers(0, V, (T, B)), rng.integers(0, V, (T, B)), state)
+            norm, _ = clip_gradients(grads, 0.5, "norm")
+            seen.append((loss, norm, model.hidden_grad_norms.copy(), [host(g) for _, _, g in model.parameters()]))
+            opt.step()
+        runs.append((model, seen, [host(s) for s in (state if isinstance(state, tuple) else (state,))]))
+    (eager, want, want_state), (graphed, have, have_state) = runs
+    step_graphs = graphed._graphed.graphs
+    assert graphed._graphed.failed is None and len(step_graphs) == 1
+    (graph, buffers, state_in, *_), = step_graphs.values()
+    assert len(graph) > 10                                    # the step's launches and copies
+    for (l0, n0, h0, g0), (l1, n1, h1, g1) in zip(want, have):
+        assert l0 == l1 and n0 == n1
+        np.testing.assert_array_equal(h0, h1)
+        for a, b in zip(g0, g1):
+            np.testing.assert_array_equal(a, b)
+    for a, b in zip(want_state, have_state):
+        np.testing.assert_array_equal(a, b)
+    for k, v in eager.state_dict().items():
+        np.testing.assert_array_equal(graphed.state_dict()[k], v)
+
+
+def test_a_graphed_charlm_step_is_one_launch_from_the_host(cuda):
+    """What a graphed CharLM step asks of the host (benchmarks/step_counts.py --cuda-graphs):
+    one graph launch for the forward and backward; outside it only the step's own work (the
+    zero state it asks for, the norm's two passes, Adam), the two id arrays in, the carried
+    state copied in and out, the loss and the norm back."""
+    if not SIM:
+        pytest.skip("counts the simulator's launches")
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "step_counts", os.path.join(os.path.dirname(__file__), "..", "benchmarks", "step_counts.py"))
+    counts = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(counts)
+    from rnnjit.models import CharLM
+    from rnnjit.train.optim import Adam, clip_gradients, gradients
+    model = CharLM(5, 2, 2, "lstm", seed=0, device="cuda", cuda_graphs=True)
+    opt, grads = Adam(model.parameters(), lr=1e-3), gradients(model.parameters())
+    rng = np.random.default_rng(0)
+
+    def step():
+        loss, _ = model.forward_backward(rng.integers(0, 5, (3, 2)), rng.integers(0, 5, (3, 2)), model.initial_state(2))
+        clip_gradients(grads, 1.0, "norm")
+        opt.step()
+        return loss
+    step(), step()
+    seen = counts.count(step, cuda)
+    assert seen["replays"] == 1
+    assert sum(seen["launches"].values()) == 5 and seen["launches"]["_adam"] == 1
+    assert seen["h2d"] == 2 and seen["d2h"] == 2 and seen["d2d"] == 4 and seen["views"] <= 2
+
+
+def test_a_capture_refuses_what_a_graph_cannot_hold(cuda):
+    """While capturing, a host-to-device copy, a kernel launched past ``graphs.queue``, a copy
+    into a device array past ``graphs.copy`` and reading an element back each raise
+    CaptureError, and afterwards everything works as before; a capture records without running."""
+    if not SIM:
+        pytest.skip("the simulator's own checks (on a GPU the driver refuses these)")
+    from rnnjit.kernels.cuda import elementwise, graphs
+    a = cuda.to_device(np.zeros(4, np.float32))
+    b = cuda.to_device(np.ones(4, np.float32))
+    refused = [lambda: cuda.to_device(np.zeros(3)),
+               lambda: elementwise._fill[1, 4](a, np.float32(1)),
+               lambda: a.copy_to_device(b),
+               lambda: a.copy_to_host(),
+               lambda: float(a[0])]
+    for fn in refused:
+        with pytest.raises(graphs.CaptureError):
+            graphs.capture(fn)
+        assert not graphs.capturing()
+    graph, _ = graphs.capture(lambda: (elementwise.fill(a, 2.0), graphs.copy(b, a)))
+    assert len(graph) == 2 and not host(a).any() and (host(b) == 1).all()   # recorded, not run
+    graph.replay()
+    assert (host(a) == 2).all() and (host(b) == 2).all()
+    elementwise._fill[1, 4](a, np.float32(3))                                 # the rules are lifted
+    assert float(a[0]) == 3.0
+
+
+def test_a_step_a_graph_cannot_hold_runs_eagerly(cuda):
+    """Dropout between layers draws its seeds on the host: such a step is not graphed. A step
+    whose capture fails warns once and runs eagerly from then on, with the same results."""
+    from rnnjit.models import CharLM
+    from rnnjit.models.graphed import GraphedStep
+    model = CharLM(5, 3, 2, "gru", dropout=0.5, seed=0, device="cuda", cuda_graphs=True)
+    x = np.zeros((3, 2), np.int64)
+    for _ in range(3):
+        model.forward_backward(x, x, model.initial_state(2))
+    assert not model._graphed.graphable() and model._graphed.graphs == {}
+    model.eval()
+    assert model._graphed.graphable()
+
+    calls = []
+
+    def fn(inputs, state):       # reads its input back: a graph cannot
+        calls.append(host(inputs[0]).sum())
+        return inputs[0], state
+
+    step = GraphedStep(fn, [], model.xp)
+    ones = np.ones((1,), np.float64)
+    assert step([ones], None)[0] == 1.0
+    with pytest.warns(RuntimeWarning, match="without CUDA graphs"):
+        assert step([2 * ones], None)[0] == 2.0
+    assert step([3 * ones], None)[0] == 3.0 and step.failed and step.graphs == {}
+
+
+def test_cli_trains_the_charlm_with_cuda_graphs(cuda, tmp_path, capsys):
+    """``rnnjit train --device cuda --cuda-graphs`` on a small corpus: the same step losses,
+    gradient norms, per-step norms of dL/dh_t and validation loss as without graphs; and the
+    option is refused without --device cuda."""
+    from rnnjit.cli import main
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("to be or not to be, that is the question. " * 4)
+    args = ["train", "--corpus", str(corpus), "--hidden", "3", "--layers", "2", "--batch", "2", "--seq-len", "3",
+            "--steps", "4", "--eval-every", "4", "--eval-batches", "1", "--sample-every", "0", "--threads", "1",
+            "--device", "cuda", "--json"]
+    runs = {}
+    for graphed in ([], ["--cuda-graphs"]):
+        assert main(args + graphed + ["--out", str(tmp_path / ("g" if graphed else "e"))]) == 0
+        events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        runs[bool(graphed)] = ([(e["loss"], e["grad_norm"], e["hidden_grad_norms"]) for e in events
+                                if e["event"] == "step"], [e["val_loss"] for e in events if e["event"] == "eval"])
+    assert len(runs[True][0]) == 4 and runs[True] == runs[False]
+    assert main(["train", "--corpus", str(corpus), "--cuda-graphs", "--steps", "1"]) == 2
+    assert "--cuda-graphs needs --device cuda" in capsys.readouterr().err

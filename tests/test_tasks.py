@@ -85,6 +85,17 @@ def test_bad_length_is_a_config_error():
         TASKS["adding"](TrainConfig(task="adding", length=1))
 
 
+def test_cuda_graphs_are_for_the_charlm_on_cuda():
+    """--cuda-graphs replays the CharLM's step on the GPU: asked for elsewhere, one line says so."""
+    from rnnjit.models import CharLM
+    with pytest.raises(ConfigError, match="needs --device cuda"):
+        TrainConfig(cuda_graphs=True).validate()
+    with pytest.raises(ConfigError, match="is for --task charlm"):
+        TrainConfig(task="adding", device="cuda", cuda_graphs=True).validate()
+    with pytest.raises(ValueError, match="needs device='cuda'"):
+        CharLM(5, 4, cuda_graphs=True)
+
+
 def test_cli_train_task(tmp_path, capsys):
     out = str(tmp_path / "r")
     assert main(["train", "--task", "adding", "--length", "12", "--hidden", "8", "--layers", "1", "--steps", "4",

@@ -20,6 +20,10 @@ character ids to the GPU and brings back one number, the loss; with ``rnnjit.tra
 (which updates device arrays in place) the clipped gradient norm and the per-step norms of
 dL/dh_t are the only other things that come back. ``state_dict()`` and ``load_state_dict()``
 speak NumPy on both devices, as do ``params`` and ``grads`` (copies, on the GPU).
+
+``cuda_graphs=True`` (``rnnjit train --cuda-graphs``): on the GPU, ``forward_backward`` captures
+its device work once per shape as a CUDA graph and replays it from then on (``graphed.py``):
+one launch from the host instead of dozens, the same numbers. Not with dropout.
 """
 
 from __future__ import annotations
@@ -43,9 +47,11 @@ class CharLM(Module):
     def __init__(self, vocab_size: int, hidden_size: int = 128, num_layers: int = 2, cell: str = "lstm",
                  dropout: float = 0.0, embedding_size: int | None = None, input: str = "embedding",
                  dtype=np.float32, seed: int | None = None, nonlinearity: str = "tanh",
-                 device: str = "cpu"):
+                 device: str = "cpu", cuda_graphs: bool = False):
         if cell not in LAYERS:
             raise ValueError(f"unknown cell {cell!r}: choose one of {', '.join(LAYERS)}")
+        if cuda_graphs and device != "cuda":
+            raise ValueError("cuda_graphs=True needs device='cuda' (CUDA graphs replay GPU work)")
         if input not in ("embedding", "onehot"):
             raise ValueError(f"input must be 'embedding' or 'onehot', got {input!r}")
         for name, value in (("vocab_size", vocab_size), ("hidden_size", hidden_size),
@@ -76,6 +82,10 @@ class CharLM(Module):
             params["embedding.weight"] = rng.standard_normal((self.vocab_size, E)).astype(dtype)
         self._own(params)   # sent to the device once; one buffer with the layer's (nn/flat.py)
         self._cache = None
+        self._graphed = None
+        if cuda_graphs and device == "cuda":
+            from .graphed import GraphedStep
+            self._graphed = GraphedStep(self._step_on_device, [self.rnn], self.xp)
 
     # ---- parameters: Module's (params, grads, parameters, state_dict, num_parameters, train) --
 
@@ -111,25 +121,22 @@ class CharLM(Module):
         """Character ids (any integer array) as a flat int64 array on the model's device."""
         return self.xp.to_device(np.ascontiguousarray(np.asarray(x).reshape(-1), dtype=np.int64))
 
-    def _inputs(self, x):
-        T, B = np.shape(x)
-        ids = self._ids(x)
-        if self.input == "onehot":
-            e = self.one_hot(ids, self.vocab_size, self.dtype)
-        else:
-            e = self.k.embedding_forward(self._params["embedding.weight"], ids)
-        return ids, e.reshape(T, B, self.embedding_size)
-
     def logits(self, x, state):
         """x (T, B) ids -> logits (T*B, V), next state (device arrays on the GPU)."""
         T, B = np.shape(x)
+        return self._logits(self._ids(x), T, B, state)
+
+    def _logits(self, ids, T, B, state):
+        """``logits`` of flat ids (T*B,) already on the model's device."""
         if self.input == "onehot" and self.device == "cpu":
             # W_ih e_c is column c of W_ih: the first layer gathers columns instead of a GEMM
-            ids = self._ids(x)
             out, new_state = self.rnn.forward_onehot(ids.reshape(T, B), state)
         else:
-            ids, e = self._inputs(x)
-            out, new_state = self.rnn(e, state)
+            if self.input == "onehot":
+                e = self.one_hot(ids, self.vocab_size, self.dtype)
+            else:
+                e = self.k.embedding_forward(self._params["embedding.weight"], ids)
+            out, new_state = self.rnn(e.reshape(T, B, self.embedding_size), state)
         h = out.reshape(T * B, self.hidden_size)
         return self.k.linear_forward(h, self._params["decoder.weight"], self._params["decoder.bias"]), new_state, (ids, h)
 
@@ -139,14 +146,30 @@ class CharLM(Module):
         return scalar(self.k.cross_entropy(z, self._ids(y))), new_state
 
     def forward_backward(self, x, y, state):
-        """One truncated-BPTT chunk: loss, gradients (in ``grads``), and the state to carry on."""
+        """One truncated-BPTT chunk: loss, gradients (in ``grads``), and the state to carry on.
+
+        With ``cuda_graphs=True`` on the GPU, from the third chunk of a shape on, the device work
+        is one CUDA graph replay (``graphed.py``), the same kernels on the same numbers."""
+        if np.ndim(x) != 2 or np.shape(x) != np.shape(y):
+            raise ValueError(f"x and y must be (T, B) arrays of ids of one shape, got {np.shape(x)} and {np.shape(y)}")
         T, B = np.shape(x)
-        z, new_state, (ids, h) = self.logits(x, state)
-        loss, dz = self.k.softmax_cross_entropy(z, self._ids(y))
+        flat = [np.ascontiguousarray(np.asarray(a).reshape(-1), dtype=np.int64) for a in (x, y)]
+        if self._graphed is not None and self._graphed.graphable():
+            return self._graphed(flat, state, T, B)
+        loss, new_state = self._step_on_device([self.xp.to_device(a) for a in flat], state, T, B)
+        return scalar(loss), new_state
+
+    def _step_on_device(self, ids, state, T, B):
+        """forward_backward's work on the model's device: ids = [inputs, targets], flat (T*B,)
+        int64 arrays there; returns the loss as the kernels give it (on the GPU a (1,) device
+        array)."""
+        ids, targets = ids
+        z, new_state, (ids, h) = self._logits(ids, T, B, state)
+        loss, dz = self.k.softmax_cross_entropy(z, targets)
         g = self._grads
         dh = self.k.linear_backward(h, self._params["decoder.weight"], dz, g["decoder.weight"], g["decoder.bias"])
         # the gradient of the input is wanted only by the embedding (nothing is upstream of one-hot vectors)
         de, _ = self.rnn.backward(dh.reshape(T, B, self.hidden_size), input_grad=self.input == "embedding")
         if self.input == "embedding":
             self.k.embedding_backward(g["embedding.weight"], ids, de.reshape(T * B, self.embedding_size))
-        return scalar(loss), new_state
+        return loss, new_state

@@ -47,6 +47,7 @@ class TrainConfig:
     checkpoint_every: int = 500   # save a checkpoint every N steps (and always at the end)
     threads: int = 0              # BLAS/Numba threads (0: leave as is)
     device: str = "cpu"           # cpu, or cuda (model and optimizer stay on the GPU; needs rnnjit[cuda])
+    cuda_graphs: bool = False     # cuda: replay each charlm step's forward and backward as one CUDA graph
 
     def validate(self) -> "TrainConfig":
         positive = ("hidden", "layers", "seq_len", "batch", "steps", "length", "sample_length", "lr_decay_every")
@@ -79,6 +80,10 @@ class TrainConfig:
             raise ConfigError(f"--dtype must be float32 or float64, got {self.dtype!r}")
         if self.device not in ("cpu", "cuda"):
             raise ConfigError(f"--device must be cpu or cuda, got {self.device!r}")
+        if self.cuda_graphs and self.device != "cuda":
+            raise ConfigError("--cuda-graphs needs --device cuda")
+        if self.cuda_graphs and self.task != "charlm":
+            raise ConfigError("--cuda-graphs is for --task charlm: the synthetic tasks' models run without graphs")
         if not self.temperature > 0:
             raise ConfigError(f"--temperature must be > 0, got {self.temperature}")
         if not 0 < self.lr_decay <= 1:

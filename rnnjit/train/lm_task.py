@@ -34,7 +34,8 @@ class CharLMTask:
         self.val_stream = CharStream(val_ids, val_batch, c.seq_len, label="validation split")
         cell, nl = (("rnn", "relu") if c.cell == "rnn-relu" else (c.cell, "tanh"))
         self.model = CharLM(self.vocab.size, c.hidden, c.layers, cell, c.dropout, c.embedding or None,
-                            dtype=c.np_dtype, seed=c.seed, nonlinearity=nl, device=c.device)
+                            dtype=c.np_dtype, seed=c.seed, nonlinearity=nl, device=c.device,
+                            cuda_graphs=c.cuda_graphs)
         self.hidden = self.model.initial_state(c.batch)
         self.tokens_per_step = c.batch * c.seq_len
         self.epoch = 0

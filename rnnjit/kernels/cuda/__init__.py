@@ -29,7 +29,10 @@ gradient, row-wise argmax), ``optim.py`` (SGD, Adagrad, RMSprop, Adam and clippi
 ``arrays.py`` (the namespace through which the layers and the model call all of this,
 twin of ``rnnjit.nn.arrays.NumpyArrays``), and ``memory.py`` (a caching device-memory pool, a
 Numba EMM plugin that ``require_cuda()`` installs on a GPU, so that a step's temporaries reuse
-freed blocks instead of calling cuMemAlloc and cuMemFree; RNNJIT_CUDA_POOL=0 switches it off).
+freed blocks instead of calling cuMemAlloc and cuMemFree; RNNJIT_CUDA_POOL=0 switches it off),
+and ``graphs.py`` (every launch and device copy above is queued through it: on the legacy
+default stream, or into a CUDA graph being captured, which then replays a whole step with one
+launch: ``rnnjit/models/graphed.py``, ``--cuda-graphs``).
 
 Design: parameters, gradients, optimizer state, activations, caches, dropout masks and the
 hidden state carried between chunks are device arrays for the whole run; they are made once
@@ -160,7 +163,8 @@ def assign(dst, src):
     """``dst[...] = src`` for a device array dst, in place: src a device array (copied on the
     device) or anything NumPy takes (copied from the host)."""
     if on_device(src):
-        dst.copy_to_device(src)
+        from .graphs import copy
+        copy(dst, src)
     else:
         import numpy as np
         dst.copy_to_device(np.ascontiguousarray(src, dtype=dst.dtype))

@@ -28,6 +28,7 @@ differ from the CPU layer's (which draws them with NumPy), but have the same dis
 import numpy as np
 from numba import cuda
 
+from .graphs import queue
 from .launch import simulating, sm_count
 
 
@@ -130,7 +131,7 @@ def launch1d(kernel, n, *args):
     """Launch a grid-stride kernel over n elements (nothing to do when n is 0)."""
     if n:
         blocks, threads = grid1d(n)
-        kernel[blocks, threads](*args)
+        queue(kernel, blocks, threads, *args)
 
 
 def fill(a, value):

@@ -43,6 +43,7 @@ import os
 from numba import cuda
 
 from .ids import nonneg
+from .graphs import queue
 from .launch import simulating, sm_count
 
 # Tile configurations (BM, BN, BK, TM, TN); threads per block = (BN // TN) * (BM // TM).
@@ -276,10 +277,10 @@ def gemm(A, B, trans_a=False, trans_b=False, out=None):
     grid = (_blocks(N, BN), _blocks(M, BM), splits)
     threads = (BN // TN, BM // TM)
     if splits == 1:
-        kernel[grid, threads](A, B, out.reshape(1, M, N), k_chunk)
+        queue(kernel, grid, threads, A, B, out.reshape(1, M, N), k_chunk)
     else:
         ws = cuda.device_array((splits, M, N), A.dtype)
-        kernel[grid, threads](A, B, ws, k_chunk)
+        queue(kernel, grid, threads, A, B, ws, k_chunk)
         _sum_first_axis(ws.reshape(splits, M * N), out.reshape(M * N))
     return out
 
@@ -287,7 +288,7 @@ def gemm(A, B, trans_a=False, trans_b=False, out=None):
 def _sum_first_axis(W, out, out2=None):
     n = out.shape[0]
     per = 32 if simulating() else 256
-    sum_first_axis[_blocks(n, per), per](W, out, out if out2 is None else out2)
+    queue(sum_first_axis, _blocks(n, per), per, W, out, out if out2 is None else out2)
 
 
 def column_sums(A, out=None, also=None, pair=False):
@@ -305,7 +306,7 @@ def column_sums(A, out=None, also=None, pair=False):
     rows_per = _blocks(R, chunks)
     chunks = _blocks(R, rows_per)
     ws = cuda.device_array((chunks, N), A.dtype)
-    column_sums_partial[(col_blocks, chunks), per](A, rows_per, ws)
+    queue(column_sums_partial, (col_blocks, chunks), per, A, rows_per, ws)
     _sum_first_axis(ws, out, also if pair else None)
     return (out, also) if pair else out
 
@@ -315,5 +316,5 @@ def transpose(A, out=None):
     R, C = A.shape
     if out is None:
         out = cuda.device_array((C, R), A.dtype)
-    transpose_kernel[(_blocks(C, TT), _blocks(R, TT)), (TT, TT_ROWS)](A, out)
+    queue(transpose_kernel, (_blocks(C, TT), _blocks(R, TT)), (TT, TT_ROWS), A, out)
     return out

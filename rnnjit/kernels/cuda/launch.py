@@ -68,6 +68,8 @@ from dataclasses import dataclass
 import numpy as np
 from numba import config, cuda
 
+from .graphs import copy as _copy_on_stream
+from .graphs import queue
 from .ids import nonneg
 
 # numba-cuda (0.30 at least) registers an overload for ``np.row_stack``, an alias of ``np.vstack``
@@ -129,8 +131,8 @@ SETTINGS = {
     "max_blocks": None,    # cap on the cooperative grid; None: what fits
     "own_weights": 128,    # most W_hh values a thread keeps for the whole loop (0: read them every step)
     "own_weights_batched": 64,   # the same when a block's tiles cover several batch tiles
-    # large batches: each step as a register-tiled GEMM with the gate math after it (the LSTM's
-    # *_gemm kernels). None: when their tiles fill the GPU (``use_step_gemm``); True/False force
+    # large batches: each step as a register-tiled GEMM with the gate math after it (the cells'
+    # *_gemm kernels, stepgemm.py). None: when their tiles fill the GPU (``use_step_gemm``); True/False force
     # it, as RNNJIT_STEP_GEMM=1/0 does.
     "step_gemm": {"1": True, "0": False}.get(os.environ.get("RNNJIT_STEP_GEMM", "")),
     "step_gemm_tile": None,  # (TU, TY, RB, BK); None: STEP_GEMM_TILE
@@ -255,7 +257,7 @@ def own_weights(p: Plan, length: int, per_k: int) -> int:
 def use_step_gemm(B: int, H: int, measured: bool = True) -> bool:
     """Whether a cell runs its steps as tiled GEMMs (``stepgemm.py``): as forced by
     ``SETTINGS["step_gemm"]``; else, for a cell whose kernels have been ``measured`` (the LSTM's;
-    the GRU's have not run on a GPU yet), on a GPU when the forward's tiles (64 rows x 16 units)
+    the GRU's and the RNN's have not run on a GPU yet), on a GPU when the forward's tiles (64 rows x 16 units)
     are at least one per multiprocessor. Measured on the H200 (cuda_check.py --step-gemm): at B=256,
     H=1024 (256 tiles) the forward took 0.70x and the training step 0.53x the time of the split-K
     kernels; with 32 tiles (B=256, H=128; B=64, H=512) 1.2-1.7x longer, and at B <= 32 up to 6x.
@@ -281,12 +283,12 @@ def launch_persistent(make, p: Plan, kn: int, *args, unkept=None):
         n = cooperative_grid(kernel, args, p)
         n -= n % p.tiles_j
         if n:
-            kernel[n, p.threads](*args)
+            queue(kernel, n, p.threads, *args)
             return
     if unkept is not None:
         args = unkept(args)
     kernel = make(0)
-    kernel[cooperative_grid(kernel, args, p), p.threads](*args)
+    queue(kernel, cooperative_grid(kernel, args, p), p.threads, *args)
 
 
 def step_gemm_plan(B, H, units=1) -> Plan:
@@ -302,7 +304,7 @@ def launch_step_gemm(make, p: Plan, *args):
     ``p`` (``step_gemm_plan``), with ``args`` and then tiles_j, tiles_b."""
     kernel = make(*(SETTINGS["step_gemm_tile"] or STEP_GEMM_TILE))
     args = args + (p.tiles_j, p.tiles_b)
-    kernel[cooperative_grid(kernel, args, p), p.threads](*args)
+    queue(kernel, cooperative_grid(kernel, args, p), p.threads, *args)
 
 
 def is_device_array(a) -> bool:
@@ -328,8 +330,8 @@ def check(name, *arrays):
 
 
 def copy(dst, src):
-    """Device-to-device copy of a whole (contiguous) array."""
-    dst.copy_to_device(src)
+    """Device-to-device copy of a whole (contiguous) array (on ``graphs.stream()``)."""
+    _copy_on_stream(dst, src)
 
 
 @cuda.jit(device=True, inline="always")

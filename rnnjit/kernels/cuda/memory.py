@@ -23,7 +23,10 @@ dies (the array and every view of it), which can be while kernels queued earlier
 rnnjit queues all its work (kernel launches, copies, memsets) on the default stream, and so does
 whoever gets the block next: that work starts only after everything queued before it on the same
 stream has finished, so it cannot overwrite data an earlier kernel still reads. This is the
-argument PyTorch's caching allocator makes per stream. Work on other streams would need more
+argument PyTorch's caching allocator makes per stream. A CUDA graph replays on a stream of its
+own (``graphs.py``), a blocking one: the legacy default stream waits for its work and it waits
+for the default stream's, so the order above holds; and the arrays a graph uses stay referenced
+by it, so their blocks do not come back to the pool while it lives. Work on other streams would need more
 (record an event on each stream that used a block, and reuse the block only once those events
 have completed); rnnjit does not use other streams, and ``install()`` declines when Numba's
 per-thread default streams are switched on (NUMBA_CUDA_PER_THREAD_DEFAULT_STREAM=1: each thread

@@ -24,6 +24,7 @@ import numpy as np
 from numba import cuda
 
 from .elementwise import flat, grid1d, zeros
+from .graphs import queue
 from .launch import block_sum, simulating, sm_count
 
 RT = 8 if simulating() else 256      # threads per block: a power of two (tree reduction)
@@ -74,7 +75,7 @@ def sums(arrays, square=False, threshold=math.inf, scale=1.0):
     P = min(grid1d(max(a.size for a in arrays))[0], 2 * sm_count())
     parts = cuda.device_array((len(arrays), P, 2), np.float64)
     for r, a in enumerate(arrays):
-        _partial_sums[P, RT](flat(a), bool(square), float(threshold), parts, r)
+        queue(_partial_sums, P, RT, flat(a), bool(square), float(threshold), parts, r)
     out = cuda.device_array(2, np.float64)
-    _finish[1, RT](parts, float(scale), out)
+    queue(_finish, 1, RT, parts, float(scale), out)
     return out
