@@ -69,7 +69,7 @@ def _train_options(p: argparse.ArgumentParser) -> None:
                    help="where the model trains (default cpu; cuda needs a GPU and rnnjit[cuda])")
     g.add_argument("--cuda-graphs", action="store_true", default=S,
                    help="with --device cuda and --task charlm: replay each step's forward and backward as one "
-                        "CUDA graph (no dropout; not yet timed on a GPU)")
+                        "CUDA graph (not yet timed on a GPU)")
     g = p.add_argument_group("the optimisation")
     g.add_argument("--seq-len", type=int, default=S, metavar="T",
                    help=f"characters per truncated-BPTT chunk (default {d.seq_len})")

@@ -390,19 +390,20 @@ def test_models_on_cuda_without_cuda_are_one_line():
 
 # ---- CUDA graphs (kernels/cuda/graphs.py, models/graphed.py) ------------------------------------
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
-def test_graphed_charlm_steps_are_the_eager_steps(cuda, cell):
+@pytest.mark.parametrize("cell,dropout", [("lstm", 0.0), ("gru", 0.0), ("rnn", 0.0), ("lstm", 0.5)])
+def test_graphed_charlm_steps_are_the_eager_steps(cuda, cell, dropout):
     """A CharLM with ``cuda_graphs=True`` against the same model without: six Adam steps with
     clipping, the state carried from step to step and reset once (new zero arrays). The first
     step runs eagerly, the second captures, the rest replay; every loss, per-step norm of
     dL/dh_t, gradient and parameter is the same to the last bit (the same kernels in the same
-    order), and the state handed back is a copy, never the graph's own buffer."""
+    order; with dropout, the same masks: each replay draws its seeds as an eager step does),
+    and the state handed back is a copy, never the graph's own buffer."""
     from rnnjit.models import CharLM
     from rnnjit.train.optim import Adam, clip_gradients, gradients
     T, B, V = 3, 2, 5
     runs = []
     for graphed in (False, True):
-        model = CharLM(V, 3, 2, cell, seed=1, device="cuda", cuda_graphs=graphed)
+        model = CharLM(V, 3, 2, cell, dropout=dropout, seed=1, device="cuda", cuda_graphs=graphed)
         opt, grads = Adam(model.parameters(), lr=1e-2), gradients(model.parameters())
         rng, state, seen = np.random.default_rng(0), model.initial_state(B), []
         for step in range(6):
@@ -418,6 +419,7 @@ def test_graphed_charlm_steps_are_the_eager_steps(cuda, cell):
     assert graphed._graphed.failed is None and len(step_graphs) == 1
     (graph, buffers, state_in, *_), = step_graphs.values()
     assert len(graph) > 10                                    # the step's launches and copies
+    assert len(graph.draws) == (1 if dropout else 0)          # one mask between the two layers
     for (l0, n0, h0, g0), (l1, n1, h1, g1) in zip(want, have):
         assert l0 == l1 and n0 == n1
         np.testing.assert_array_equal(h0, h1)
@@ -485,18 +487,22 @@ def test_a_capture_refuses_what_a_graph_cannot_hold(cuda):
     assert float(a[0]) == 3.0
 
 
-def test_a_step_a_graph_cannot_hold_runs_eagerly(cuda):
-    """Dropout between layers draws its seeds on the host: such a step is not graphed. A step
-    whose capture fails warns once and runs eagerly from then on, with the same results."""
+def test_a_graph_is_kept_per_mode_and_a_failed_capture_runs_eagerly(cuda):
+    """A graph captured in training mode (with dropout masks) is not replayed in eval mode,
+    which gets a graph of its own and the eval-mode numbers. A step whose capture fails warns
+    once and runs eagerly from then on, with the same results."""
     from rnnjit.models import CharLM
     from rnnjit.models.graphed import GraphedStep
-    model = CharLM(5, 3, 2, "gru", dropout=0.5, seed=0, device="cuda", cuda_graphs=True)
-    x = np.zeros((3, 2), np.int64)
-    for _ in range(3):
-        model.forward_backward(x, x, model.initial_state(2))
-    assert not model._graphed.graphable() and model._graphed.graphs == {}
-    model.eval()
-    assert model._graphed.graphable()
+    models = [CharLM(5, 3, 2, "gru", dropout=0.5, seed=0, device="cuda", cuda_graphs=g) for g in (False, True)]
+    x = np.arange(6).reshape(3, 2) % 5
+    losses = []
+    for model in models:
+        seen = [model.forward_backward(x, x, model.initial_state(2))[0] for _ in range(3)]
+        model.eval()
+        seen += [model.forward_backward(x, x, model.initial_state(2))[0] for _ in range(3)]
+        losses.append(seen)
+    assert losses[0] == losses[1] and len(set(losses[1][3:])) == 1 and losses[1][2] != losses[1][3]
+    assert len(models[1]._graphed.graphs) == 2
 
     calls = []
 

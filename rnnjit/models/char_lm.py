@@ -23,7 +23,7 @@ speak NumPy on both devices, as do ``params`` and ``grads`` (copies, on the GPU)
 
 ``cuda_graphs=True`` (``rnnjit train --cuda-graphs``): on the GPU, ``forward_backward`` captures
 its device work once per shape as a CUDA graph and replays it from then on (``graphed.py``):
-one launch from the host instead of dozens, the same numbers. Not with dropout.
+one launch from the host instead of dozens, the same numbers (dropout masks included).
 """
 
 from __future__ import annotations

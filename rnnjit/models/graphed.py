@@ -18,10 +18,14 @@ It returns the loss (a float) and a copy of the new state (so that the caller's 
 the graph's own buffers, which the next replay overwrites). After each replay it points every
 layer's ``hidden_grad_norms`` at the graph's buffer of them again.
 
-When the capture fails (something in ``fn`` a graph cannot hold: ``graphs.CaptureError``), it
-says so once (a ``RuntimeWarning``) and runs ``fn`` as it is from then on. Only the recurrent
-layers' dropout stands in the way today (its seeds are drawn on the host at every step, and a
-graph would freeze them): a step with dropout active is not graphed (``graphable``).
+Dropout between the layers is graphed too: a mask's seed, which the layer draws on the host,
+is a device slot in the graph that every replay fills with a fresh draw, in the order the steps
+without a graph draw them (``graphs.drawn``), so a graphed run draws the same masks. A graph is
+kept per training mode as well (``layer.training``: masks or none).
+
+When the capture fails (something in ``fn`` a graph cannot hold: ``graphs.CaptureError``; or
+the driver refuses the graph), it says so once (a ``RuntimeWarning``) and runs ``fn`` as it is
+from then on.
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ class GraphedStep:
         self.failed = None      # why capturing failed (then every step runs eagerly)
 
     def graphable(self) -> bool:
-        return self.failed is None and not any(layer.training and layer.dropout > 0 for layer in self.layers)
+        return self.failed is None
 
     def _copy(self, a):
         out = self.xp.empty(a.shape, a.dtype)
@@ -63,7 +67,8 @@ class GraphedStep:
     def __call__(self, inputs, state, *static):
         xp = self.xp
         key = (tuple((np.shape(a), np.asarray(a).dtype.str) for a in inputs), static,
-               type(state).__name__, tuple((tuple(s.shape), s.dtype.str) for s in _arrays(state)))
+               type(state).__name__, tuple((tuple(s.shape), s.dtype.str) for s in _arrays(state)),
+               tuple(layer.training for layer in self.layers))      # training: with dropout masks
         entry = self.graphs.get(key)
         if entry is None:
             if key not in self.seen or not self.graphable():

@@ -20,7 +20,7 @@ call these through a namespace, this module on the GPU and ``rnnjit.nn.arrays.Nu
 
 from numba import cuda
 
-from . import assign, on_device, to_device, to_host
+from . import assign, graphs, on_device, to_device, to_host
 from .elementwise import add, multiply, put_columns, swap01, take_columns, zeros
 from .elementwise import dropout_mask as _dropout_mask
 
@@ -43,5 +43,9 @@ def contiguous(a):
 
 
 def dropout_mask(shape, dtype, rng, keep):
-    """A mask drawn on the device from one seed that ``rng`` (the layer's dropout generator) draws."""
-    return _dropout_mask(shape, dtype, int(rng.integers(2 ** 32)), keep)
+    """A mask drawn on the device from one seed that ``rng`` (the layer's dropout generator) draws.
+    While a CUDA graph is captured the seed is a device slot that the graph fills with a fresh
+    draw before every replay (``graphs.drawn``), in the order steps without a graph draw them."""
+    def draw():
+        return int(rng.integers(2 ** 32))
+    return _dropout_mask(shape, dtype, graphs.drawn(draw) if graphs.capturing() else draw(), keep)

@@ -117,12 +117,25 @@ def uniform(seed, i):
     return np.float64(h) / 4294967296.0
 
 
-@cuda.jit(cache=True)
-def _dropout_mask(mask, seed, keep):
+@cuda.jit(device=True, inline="always")
+def _mask_values(mask, seed, keep):
     """mask[i] = 1/keep with probability keep, else 0 (inverted dropout). Grid-stride, flat."""
     scale = 1.0 / keep
     for i in range(cuda.grid(1), mask.shape[0], cuda.gridsize(1)):
         mask[i] = scale if uniform(seed, i) < keep else 0.0
+
+
+@cuda.jit(cache=True)
+def _dropout_mask(mask, seed, keep):
+    """An inverted-dropout mask from ``seed``."""
+    _mask_values(mask, seed, keep)
+
+
+@cuda.jit(cache=True)
+def _dropout_mask_drawn(mask, seeds, keep):
+    """The same mask, its seed read from the device (seeds[0]): the masks of a CUDA graph, whose
+    seeds are drawn afresh before every replay (``graphs.drawn``)."""
+    _mask_values(mask, seeds[0], keep)
 
 
 # ---- host side: each returns a device array ----------------------------------------------------
@@ -186,9 +199,13 @@ def swap01(a):
 
 
 def dropout_mask(shape, dtype, seed, keep):
-    """An inverted-dropout mask: 1/keep with probability keep, else 0 (see the module docstring)."""
+    """An inverted-dropout mask: 1/keep with probability keep, else 0 (see the module docstring).
+    ``seed``: an int, or a (1,) uint64 device array holding it (``graphs.drawn``)."""
     mask = cuda.device_array(shape, dtype)
-    launch1d(_dropout_mask, mask.size, flat(mask), int(seed) & 0xFFFFFFFF, float(keep))
+    if hasattr(seed, "copy_to_host"):
+        launch1d(_dropout_mask_drawn, mask.size, flat(mask), seed, float(keep))
+    else:
+        launch1d(_dropout_mask, mask.size, flat(mask), int(seed) & 0xFFFFFFFF, float(keep))
     return mask
 
 

@@ -20,7 +20,9 @@ What a graph needs from the code it captures (the same rules as PyTorch's):
   nothing runs until the first replay);
 * the arrays are the same at every replay: the graph reads its inputs from buffers the caller
   fills before each replay, and writes its outputs into buffers of its own. Any value Python
-  computes while capturing (a shape, a seed, a learning rate) is frozen into the graph.
+  computes while capturing (a shape, a learning rate) is frozen into the graph; what must be
+  picked afresh at every step (a dropout mask's seed) is asked for with ``drawn(draw)``: a
+  device slot the kernels read, which the graph fills with ``draw()`` before every replay.
 
 How. ``capture(fn)`` runs ``fn()`` with ``stream()`` set to a fresh stream in capture mode
 (``cuStreamBeginCapture``, relaxed mode: the memory pool may still call ``cuMemAlloc``),
@@ -46,6 +48,7 @@ from __future__ import annotations
 import contextlib
 import weakref
 
+import numpy as np
 from numba import config, cuda
 
 __all__ = ["CaptureError", "Graph", "capture", "copy", "queue", "stream", "capturing"]
@@ -55,7 +58,8 @@ class CaptureError(RuntimeError):
     """Something in the captured code cannot be part of a CUDA graph."""
 
 
-_state = {"stream": 0, "ops": None}   # the current stream; the op list while capturing
+_state = {"stream": 0, "ops": None, "draws": None}   # the current stream; while capturing, the
+                                                     # op list and the drawn values
 
 
 def _simulating() -> bool:
@@ -69,6 +73,17 @@ def stream():
 
 def capturing() -> bool:
     return _state["ops"] is not None
+
+
+def drawn(draw):
+    """While capturing: a (1,) uint64 device array that the graph fills with ``draw()`` before
+    every replay. For what the host must pick afresh at every step (a dropout mask's seed): the
+    kernels read it from there, where a value passed at capture would be frozen."""
+    if not capturing():
+        raise CaptureError("graphs.drawn() outside a capture: pass the value itself")
+    slot = cuda.device_array(1, np.uint64)
+    _state["draws"].append((slot, draw))
+    return slot
 
 
 def queue(kernel, grid, block, *args):
@@ -108,16 +123,19 @@ def _run(op):
 
 class Graph:
     """A captured graph: ``replay()`` runs it; ``ops`` are the launches and copies it holds,
-    as (kernel, grid, block, args) tuples (kernel None: a copy, args (dst, src))."""
+    as (kernel, grid, block, args) tuples (kernel None: a copy, args (dst, src)); ``draws`` the
+    (slot, draw) pairs of ``drawn``, filled before each replay."""
 
-    def __init__(self, ops, stream=None, graph=None, executable=None):
-        self.ops = ops
+    def __init__(self, ops, draws, stream=None, graph=None, executable=None):
+        self.ops, self.draws = ops, draws
         self._stream = stream
         self._exec = executable
         if executable is not None:
             weakref.finalize(self, _destroy, graph, executable)
 
     def replay(self):
+        for slot, draw in self.draws:   # on the default stream, which the replay waits for
+            slot.copy_to_device(np.array([draw()], np.uint64))
         if self._exec is None:          # the simulator: run the recording
             for op in self.ops:
                 _run(op)
@@ -191,21 +209,21 @@ def capture(fn):
     cannot hold (the stream is out of capture mode again by then); other errors of fn pass."""
     if capturing():
         raise CaptureError("capture() inside a capture")
-    ops = []
+    ops, draws = [], []
     if _simulating():
-        _state["ops"] = ops
+        _state["ops"], _state["draws"] = ops, draws
         try:
             with _simulated_capture_rules():
                 result = fn()
         finally:
-            _state["ops"] = None
-        return Graph(ops), result
+            _state["ops"] = _state["draws"] = None
+        return Graph(ops, draws), result
 
     from numba.cuda.cudadrv.driver import binding
     drv = _driver()
     s = cuda.stream()
     drv.cuStreamBeginCapture(s.handle, binding.CUstreamCaptureMode.CU_STREAM_CAPTURE_MODE_RELAXED)
-    _state["stream"], _state["ops"] = s, ops
+    _state["stream"], _state["ops"], _state["draws"] = s, ops, draws
     graph = failure = None
     try:
         with cuda.defer_cleanup():   # Numba's own allocator (RNNJIT_CUDA_POOL=0) frees no memory meanwhile
@@ -213,7 +231,7 @@ def capture(fn):
     except Exception as e:      # numba's CudaAPIError, cuda.core's CUDAError: the driver refused a step
         failure = e
     finally:
-        _state["stream"], _state["ops"] = 0, None
+        _state["stream"], _state["ops"], _state["draws"] = 0, None, None
         try:
             graph = drv.cuStreamEndCapture(s.handle)
         except Exception as e:  # invalidated: something ran outside the capturing stream
@@ -229,7 +247,7 @@ def capture(fn):
     except Exception as e:
         drv.cuGraphDestroy(graph)
         raise CaptureError(f"the captured graph could not be instantiated: {e}") from e
-    return Graph(ops, s, graph, executable), result
+    return Graph(ops, draws, s, graph, executable), result
 
 
 def from_cuda(e) -> bool:
