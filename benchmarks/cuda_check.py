@@ -630,6 +630,28 @@ def lm_case(cuda, torch, cell, B, H, T, repeats, failures, cpu_check, label, row
     del ours
 
 
+def graphed_calls(ours, want, failures, label):
+    """The layer's forward and its training step captured as CUDA graphs (rnnjit/kernels/cuda/
+    graphs.py): their replays are what our kernels cost without numba-cuda's host work. The
+    replayed training step must give ``want``, the eager call's results, to the last bit.
+    Returns the two graphs, or None when a capture fails."""
+    from rnnjit.kernels.cuda import graphs, to_host
+    try:
+        forward, _ = graphs.capture(ours.forward)
+        train, outs = graphs.capture(ours.train_step)
+        train.replay()
+    except Exception as e:
+        failures.append(f"{label}: CUDA graph capture")
+        log(f"  CUDA graphs: not captured: {type(e).__name__}: {e}")
+        return None
+    same = all((a is None) == (b is None) and (a is None or np.array_equal(to_host(a), b)) for a, b in zip(outs, want))
+    if not same:
+        failures.append(f"{label}: CUDA graph replay differs")
+    log(f"  CUDA graphs: {len(forward)} + {len(train)} nodes; the replayed step is "
+        f"{'the eager one to the last bit' if same else 'DIFFERENT from the eager one'}")
+    return forward, train
+
+
 def cell_case(cuda, torch, cell, nl, B, H, T, repeats, args, failures, label, rows):
     """One (cell, nonlinearity, B, H): parity with the CPU and cuDNN, then (tanh only) the times."""
     d = make_case(cell, B, H, H, T)
@@ -662,6 +684,10 @@ def cell_case(cuda, torch, cell, nl, B, H, T, repeats, args, failures, label, ro
     row = {"cell": cell, "B": B, "H": H, "T": T}
     row["ours_fwd"] = timeit(ours.forward, cuda.synchronize, repeats)
     row["ours_train"] = timeit(ours.train_step, cuda.synchronize, repeats)
+    graphed = graphed_calls(ours, got, failures, label)
+    if graphed:
+        row["graphed_fwd"] = timeit(graphed[0].replay, cuda.synchronize, repeats)
+        row["graphed_train"] = timeit(graphed[1].replay, cuda.synchronize, repeats)
     if ref is not None:
         row["cudnn_fwd"] = timeit(ref.forward, torch.cuda.synchronize, repeats)
         row["cudnn_train"] = timeit(ref.train_step, torch.cuda.synchronize, repeats)
@@ -759,7 +785,8 @@ def main(argv=None):
 
     log("=" * 100)
     log(f"{'cell':<5} {'B':>4} {'H':>5} | {'fwd ours':>9} {'cuDNN':>9} {'ratio':>6} | "
-        f"{'train ours':>10} {'cuDNN':>9} {'ratio':>6}   (ms; ratio = ours / cuDNN)")
+        f"{'train ours':>10} {'cuDNN':>9} {'ratio':>6} | {'fwd graph':>9} {'ratio':>6} {'train graph':>11} "
+        f"{'ratio':>6}   (ms; ratio = ours / cuDNN; graph: the same call replayed as a CUDA graph)")
     def cell_(r, k):
         return f"{r[k]:9.3f}" if k in r else f"{'-':>9}"
 
@@ -769,7 +796,9 @@ def main(argv=None):
     for r in rows:
         log(f"{r['cell']:<5} {r['B']:>4} {r['H']:>5} | {cell_(r, 'ours_fwd')} {cell_(r, 'cudnn_fwd')} "
             f"{ratio(r, 'ours_fwd', 'cudnn_fwd')} | {cell_(r, 'ours_train'):>10} {cell_(r, 'cudnn_train')} "
-            f"{ratio(r, 'ours_train', 'cudnn_train')}")
+            f"{ratio(r, 'ours_train', 'cudnn_train')} | {cell_(r, 'graphed_fwd')} "
+            f"{ratio(r, 'graphed_fwd', 'cudnn_fwd')} {cell_(r, 'graphed_train'):>11} "
+            f"{ratio(r, 'graphed_train', 'cudnn_train')}")
     log("=" * 100)
     if not args.lm_only and "lstm" in cells and not budget.over("breakdown"):
         bd_sizes = [(1, 4), (3, 6)] if args.tiny else [(1, 128), (32, 512), (256, 1024)]
