@@ -644,7 +644,8 @@ def graphed_calls(ours, want, failures, label):
         failures.append(f"{label}: CUDA graph capture")
         log(f"  CUDA graphs: not captured: {type(e).__name__}: {e}")
         return None
-    same = all((a is None) == (b is None) and (a is None or np.array_equal(to_host(a), b)) for a, b in zip(outs, want))
+    same = all((a is None) == (b is None) and (a is None or np.array_equal(to_host(a), b))
+               for a, b in zip(outs, want))
     if not same:
         failures.append(f"{label}: CUDA graph replay differs")
     log(f"  CUDA graphs: {len(forward)} + {len(train)} nodes; the replayed step is "

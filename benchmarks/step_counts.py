@@ -94,7 +94,8 @@ def main(argv=None):
     ap.add_argument("--cell", default="lstm", choices=("rnn", "lstm", "gru"))
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--hidden", type=int, default=4)
-    ap.add_argument("--cuda-graphs", action="store_true", help="the CharLM with cuda_graphs=True (a step replays a graph)")
+    ap.add_argument("--cuda-graphs", action="store_true",
+                    help="the CharLM with cuda_graphs=True (a step replays a graph)")
     args = ap.parse_args(argv)
     from numba import config
     if not config.ENABLE_CUDASIM:
@@ -124,7 +125,8 @@ def main(argv=None):
     seen = count(step, cuda)
     n = sum(seen["launches"].values())
     graphed = ", CUDA graphs" if args.cuda_graphs else ""
-    print(f"CharLM {args.cell}, {args.layers} layer(s){graphed}, one training step after the first{' two' if graphed else ''}:")
+    after = "the first two" if graphed else "the first"
+    print(f"CharLM {args.cell}, {args.layers} layer(s){graphed}, one training step after {after}:")
     if args.cuda_graphs:
         print(f"  graph launches       {seen['replays']}  (the forward and backward; what follows is outside it)")
     print(f"  kernel launches      {n}")

@@ -151,7 +151,8 @@ class CharLM(Module):
         With ``cuda_graphs=True`` on the GPU, from the third chunk of a shape on, the device work
         is one CUDA graph replay (``graphed.py``), the same kernels on the same numbers."""
         if np.ndim(x) != 2 or np.shape(x) != np.shape(y):
-            raise ValueError(f"x and y must be (T, B) arrays of ids of one shape, got {np.shape(x)} and {np.shape(y)}")
+            raise ValueError(f"x and y must be (T, B) arrays of ids of one shape, "
+                             f"got {np.shape(x)} and {np.shape(y)}")
         T, B = np.shape(x)
         flat = [np.ascontiguousarray(np.asarray(a).reshape(-1), dtype=np.int64) for a in (x, y)]
         if self._graphed is not None and self._graphed.graphable():

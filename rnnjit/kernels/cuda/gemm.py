@@ -42,8 +42,8 @@ import os
 
 from numba import cuda
 
-from .ids import nonneg
 from .graphs import queue
+from .ids import nonneg
 from .launch import simulating, sm_count
 
 # Tile configurations (BM, BN, BK, TM, TN); threads per block = (BN // TN) * (BM // TM).

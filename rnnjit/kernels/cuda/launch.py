@@ -132,8 +132,8 @@ SETTINGS = {
     "own_weights": 128,    # most W_hh values a thread keeps for the whole loop (0: read them every step)
     "own_weights_batched": 64,   # the same when a block's tiles cover several batch tiles
     # large batches: each step as a register-tiled GEMM with the gate math after it (the cells'
-    # *_gemm kernels, stepgemm.py). None: when their tiles fill the GPU (``use_step_gemm``); True/False force
-    # it, as RNNJIT_STEP_GEMM=1/0 does.
+    # *_gemm kernels, stepgemm.py). None: when their tiles fill the GPU (``use_step_gemm``);
+    # True/False force it, as RNNJIT_STEP_GEMM=1/0 does.
     "step_gemm": {"1": True, "0": False}.get(os.environ.get("RNNJIT_STEP_GEMM", "")),
     "step_gemm_tile": None,  # (TU, TY, RB, BK); None: STEP_GEMM_TILE
 }
@@ -257,8 +257,8 @@ def own_weights(p: Plan, length: int, per_k: int) -> int:
 def use_step_gemm(B: int, H: int, measured: bool = True) -> bool:
     """Whether a cell runs its steps as tiled GEMMs (``stepgemm.py``): as forced by
     ``SETTINGS["step_gemm"]``; else, for a cell whose kernels have been ``measured`` (the LSTM's;
-    the GRU's and the RNN's have not run on a GPU yet), on a GPU when the forward's tiles (64 rows x 16 units)
-    are at least one per multiprocessor. Measured on the H200 (cuda_check.py --step-gemm): at B=256,
+    the GRU's and the RNN's have not run on a GPU yet), on a GPU when the forward's tiles (64 rows
+    x 16 units) are at least one per multiprocessor. Measured on the H200 (cuda_check.py --step-gemm): at B=256,
     H=1024 (256 tiles) the forward took 0.70x and the training step 0.53x the time of the split-K
     kernels; with 32 tiles (B=256, H=128; B=64, H=512) 1.2-1.7x longer, and at B <= 32 up to 6x.
     In the simulator it runs only when forced (the tests force it), so that the split-K kernels
