@@ -369,6 +369,10 @@ def cmd_bench(args) -> int:
     if args.threads < 1 or args.repeats < 1 or args.sample_chars < 1:
         print("rnnjit bench: error: --threads, --repeats and --sample-chars must be >= 1", file=sys.stderr)
         return 2
+    from .threads import MAX_THREADS
+    if args.threads > MAX_THREADS:
+        print(f"rnnjit bench: error: --threads must be at most {MAX_THREADS}, got {args.threads}", file=sys.stderr)
+        return 2
     for key in ("batch", "seq_len", "hidden", "layers"):
         if any(v < 1 for v in (getattr(args, key) or [1])):
             print(f"rnnjit bench: error: --{key.replace('_', '-')} values must be >= 1", file=sys.stderr)

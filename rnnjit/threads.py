@@ -8,6 +8,8 @@ so the setters below are called directly and each reports what it now uses.
 import os
 import sys
 
+MAX_THREADS = 4096   # more is a typo: the pools' C setters take an int, and no machine has that many cores
+
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
                 "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 

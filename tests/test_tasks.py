@@ -96,6 +96,15 @@ def test_cuda_graphs_are_for_the_charlm_on_cuda():
         CharLM(5, 4, cuda_graphs=True)
 
 
+def test_absurd_thread_counts_are_one_line_errors(capsys):
+    """A --threads too large for the thread pools' C setters (found by test_fuzz_cli with
+    threadpoolctl installed: an OverflowError deep inside it) is refused up front."""
+    with pytest.raises(ConfigError, match="--threads must be at most"):
+        TrainConfig(threads=10 ** 30).validate()
+    assert main(["bench", "--threads", str(10 ** 30)]) == 2
+    assert "--threads must be at most" in capsys.readouterr().err
+
+
 def test_cli_train_task(tmp_path, capsys):
     out = str(tmp_path / "r")
     assert main(["train", "--task", "adding", "--length", "12", "--hidden", "8", "--layers", "1", "--steps", "4",

@@ -88,6 +88,9 @@ class TrainConfig:
             raise ConfigError(f"--temperature must be > 0, got {self.temperature}")
         if not 0 < self.lr_decay <= 1:
             raise ConfigError(f"--lr-decay must be in (0, 1], got {self.lr_decay}")
+        from ..threads import MAX_THREADS
+        if self.threads > MAX_THREADS:
+            raise ConfigError(f"--threads must be at most {MAX_THREADS}, got {self.threads}")
         need, have = self.least_bytes(), physical_memory()
         if have and need > have:
             raise ConfigError(f"this configuration needs at least {need / 2**30:,.0f} GiB, more than this machine's "
