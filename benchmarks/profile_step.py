@@ -6,7 +6,8 @@
 
 ``cuda_check.py``'s breakdown says how a call's wall time splits into device time and the two big
 kernels; this says what the rest is. For each layer size it runs a training step (forward and
-backward, ``cuda_check.Ours``) and, for the language model, the engine's step (``OursLM``):
+backward, ``cuda_check.Ours``) and, for the language model, the engine's step (``OursLM``),
+eager and with its forward and backward replayed as a CUDA graph (``--cuda-graphs``):
 
 * **device**: the kernels of three calls as CUPTI records them (through ``torch.profiler``, which
   sees every kernel of the process, numba's too), per call: count and microseconds by kernel
@@ -137,17 +138,20 @@ def main(argv=None):
                     guarded(host_profile, cuda, fn, args.calls)
         for size in filter(None, args.lm.split(",")):
             B, H = map(int, size.split("x"))
-            print(f"{cell} CharLM step L=2 B={B} H={H} T={T}")
-            lm = cuda_check.OursLM(cell, H, B, T)
             rng = np.random.default_rng(0)
             x = rng.integers(0, cuda_check.LM_V, (T, B))
             y = rng.integers(0, cuda_check.LM_V, (T, B))
+            for graphs in (False, True):     # eager, and with the forward and backward one CUDA graph
+                print(f"{cell} CharLM step L=2 B={B} H={H} T={T}{', CUDA graphs' if graphs else ''}")
+                lm = cuda_check.OursLM(cell, H, B, T, graphs=graphs)
+                lm.train_step(x, y)
+                lm.train_step(x, y)          # with graphs: the capture
 
-            def step():
-                return lm.train_step(x, y)
-            if torch is not None:
-                guarded(device_profile, torch, cuda, step)
-            guarded(host_profile, cuda, step, args.calls)
+                def step(lm=lm):
+                    return lm.train_step(x, y)
+                if torch is not None:
+                    guarded(device_profile, torch, cuda, step)
+                guarded(host_profile, cuda, step, args.calls)
     return 0
 
 
