@@ -390,8 +390,10 @@ def test_models_on_cuda_without_cuda_are_one_line():
 
 # ---- CUDA graphs (kernels/cuda/graphs.py, models/graphed.py) ------------------------------------
 
-@pytest.mark.parametrize("cell,dropout", [("lstm", 0.0), ("gru", 0.0), ("rnn", 0.0), ("lstm", 0.5)])
-def test_graphed_charlm_steps_are_the_eager_steps(cuda, cell, dropout):
+@pytest.mark.parametrize("cell,dropout,inputs", [("lstm", 0.0, "embedding"), ("gru", 0.0, "embedding"),
+                                                 ("rnn", 0.0, "embedding"), ("lstm", 0.5, "embedding"),
+                                                 ("gru", 0.0, "onehot")])
+def test_graphed_charlm_steps_are_the_eager_steps(cuda, cell, dropout, inputs):
     """A CharLM with ``cuda_graphs=True`` against the same model without: six Adam steps with
     clipping, the state carried from step to step and reset once (new zero arrays). The first
     step runs eagerly, the second captures, the rest replay; every loss, per-step norm of
@@ -403,7 +405,7 @@ def test_graphed_charlm_steps_are_the_eager_steps(cuda, cell, dropout):
     T, B, V = 3, 2, 5
     runs = []
     for graphed in (False, True):
-        model = CharLM(V, 3, 2, cell, dropout=dropout, seed=1, device="cuda", cuda_graphs=graphed)
+        model = CharLM(V, 3, 2, cell, dropout=dropout, input=inputs, seed=1, device="cuda", cuda_graphs=graphed)
         opt, grads = Adam(model.parameters(), lr=1e-2), gradients(model.parameters())
         rng, state, seen = np.random.default_rng(0), model.initial_state(B), []
         for step in range(6):
@@ -427,6 +429,39 @@ def test_graphed_charlm_steps_are_the_eager_steps(cuda, cell, dropout):
             np.testing.assert_array_equal(a, b)
     for a, b in zip(want_state, have_state):
         np.testing.assert_array_equal(a, b)
+    for k, v in eager.state_dict().items():
+        np.testing.assert_array_equal(graphed.state_dict()[k], v)
+
+
+@pytest.mark.parametrize("cell,bi,loss", [("lstm", False, "mse"), ("gru", True, "ce")])
+def test_graphed_classifier_steps_are_the_eager_steps(cuda, cell, bi, loss):
+    """The adding task's model (``SequenceClassifier``) with ``cuda_graphs=True`` against the same
+    model without, over five Adam steps: losses, per-step norms, dL/dx, gradients, parameters
+    equal to the last bit; ``input_grad`` stays the graph's and is a device array."""
+    from rnnjit.models import SequenceClassifier
+    from rnnjit.train.optim import Adam, clip_gradients, gradients
+    T, B, I, O = 4, 3, 2, (1 if loss == "mse" else 3)
+    runs = []
+    for graphed in (False, True):
+        model = SequenceClassifier(I, O, 3, 2, cell, bidirectional=bi, loss=loss, seed=2, device="cuda",
+                                   cuda_graphs=graphed)
+        opt, grads = Adam(model.parameters(), lr=1e-2), gradients(model.parameters())
+        rng, seen = np.random.default_rng(0), []
+        for _ in range(5):
+            x = rng.standard_normal((T, B, I)).astype(np.float32)
+            y = rng.standard_normal((B, O)) if loss == "mse" else rng.integers(0, O, B)
+            value = model.forward_backward(x, y)
+            norm, _ = clip_gradients(grads, 0.5, "norm")
+            seen.append((value, norm, model.hidden_grad_norms.copy(), host(model.input_grad),
+                         [host(g) for _, _, g in model.parameters()]))
+            opt.step()
+        runs.append((model, seen))
+    (eager, want), (graphed, have) = runs
+    assert graphed._graphed.failed is None and len(graphed._graphed.graphs) == 1
+    for (l0, n0, h0, d0, g0), (l1, n1, h1, d1, g1) in zip(want, have):
+        assert l0 == l1 and n0 == n1
+        for a, b in zip([h0, d0] + g0, [h1, d1] + g1):
+            np.testing.assert_array_equal(a, b)
     for k, v in eager.state_dict().items():
         np.testing.assert_array_equal(graphed.state_dict()[k], v)
 

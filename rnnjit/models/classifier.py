@@ -20,6 +20,8 @@ copy of the final states, the head (``kernels/cuda/dense.py``'s tiled GEMM) and 
 ``mse_grad`` / ``softmax_cross_entropy``); parameters, gradients and ``input_grad`` are device
 arrays. A step sends x and y and brings back the loss. ``predict`` gives NumPy for NumPy x (a
 device array for a device x), and ``params``, ``grads`` and ``state_dict()`` read as NumPy.
+``cuda_graphs=True``: on the GPU, ``forward_backward`` of NumPy x and y replays its device work
+as one CUDA graph from the third step of a shape on (``graphed.py``), the same numbers.
 """
 
 from __future__ import annotations
@@ -34,9 +36,11 @@ class SequenceClassifier(Module):
 
     def __init__(self, input_size: int, output_size: int, hidden_size: int = 64, num_layers: int = 1,
                  cell: str = "lstm", bidirectional: bool = False, loss: str = "mse", dtype=np.float32,
-                 seed: int | None = None, device: str = "cpu"):
+                 seed: int | None = None, device: str = "cpu", cuda_graphs: bool = False):
         if loss not in ("mse", "ce"):
             raise ValueError(f"loss must be 'mse' (regression) or 'ce' (classification), got {loss!r}")
+        if cuda_graphs and device != "cuda":
+            raise ValueError("cuda_graphs=True needs device='cuda' (CUDA graphs replay GPU work)")
         self._setup(device)
         self.input_size, self.output_size = int(input_size), int(output_size)
         self.hidden_size, self.num_layers, self.loss_kind = int(hidden_size), int(num_layers), loss
@@ -50,6 +54,10 @@ class SequenceClassifier(Module):
         self._own({"head.weight": uniform(rng, (output_size, D * hidden_size), D * hidden_size, dtype),
                    "head.bias": np.zeros(output_size, dtype)})
         self.input_grad = None   # dL/dx after forward_backward (on the model's device)
+        self._graphed = None
+        if cuda_graphs:
+            from .graphed import GraphedStep
+            self._graphed = GraphedStep(self._step_on_device, [self.rnn], self.xp, keep=[(self, "input_grad")])
 
     @property
     def hidden_grad_norms(self):
@@ -72,22 +80,39 @@ class SequenceClassifier(Module):
         z = linear(self._params, "head", self._final(x), self.k, self.xp)
         return z if self.xp.on_device(x) else self.xp.to_host(z)
 
-    def _loss(self, z, y, grad):
-        """(loss, dL/dz or None); the loss a float on the CPU, a (1,) device array on the GPU."""
-        k, xp = self.k, self.xp
+    def _targets(self, y, B):
+        """y as the loss reads it, on the host: class ids (B,), or values (B, output_size)."""
         if self.loss_kind == "ce":
-            y = xp.to_device(np.ascontiguousarray(y, dtype=np.int64))
+            return np.ascontiguousarray(y, dtype=np.int64)
+        return np.ascontiguousarray(np.asarray(y, self.dtype).reshape(B, self.output_size))
+
+    def _loss(self, z, y, grad):
+        """(loss, dL/dz or None) against y on the model's device (``_targets``); the loss a float
+        on the CPU, a (1,) device array on the GPU."""
+        k = self.k
+        if self.loss_kind == "ce":
             return k.softmax_cross_entropy(z, y) if grad else (k.cross_entropy(z, y), None)
-        y = xp.to_device(np.ascontiguousarray(np.asarray(y, self.dtype).reshape(tuple(z.shape))))
         return k.mse_grad(z, y) if grad else (k.mse(z, y), None)
 
     def loss(self, x, y) -> float:
         """The loss without gradients (evaluation)."""
         z = linear(self._params, "head", self._final(x), self.k, self.xp)
+        y = self.xp.to_device(self._targets(y, int(z.shape[0])))
         return scalar(self._loss(z, y, grad=False)[0])
 
     def forward_backward(self, x, y) -> float:
         """One step's loss; gradients land in ``grads`` (and the layer's), dL/dx in ``input_grad``."""
+        xp = self.xp
+        y = self._targets(y, np.shape(x)[1])
+        if self._graphed is not None and self._graphed.graphable() and not xp.on_device(x):
+            return self._graphed([np.ascontiguousarray(x, dtype=self.dtype), y], None)[0]
+        return scalar(self._step_on_device([x, xp.to_device(y)], None)[0])
+
+    def _step_on_device(self, xy, state):
+        """forward_backward's work on the model's device: x (T, B, I) and the targets there
+        (``_targets``); ``state`` is unused (the layer starts from zeros). Returns (loss, None),
+        the loss as the kernels give it (on the GPU a (1,) device array)."""
+        x, y = xy
         xp = self.xp
         r = self._final(x)
         z = linear(self._params, "head", r, self.k, xp)
@@ -101,4 +126,4 @@ class SequenceClassifier(Module):
         dout = xp.zeros((T, B, D * H), self.dtype)
         dstate = (dh_n, xp.zeros(dh_n.shape, self.dtype)) if self.rnn.cell.has_cell_state else dh_n
         self.input_grad, _ = self.rnn.backward(dout, dstate)
-        return scalar(loss)
+        return loss, None

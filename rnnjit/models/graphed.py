@@ -1,10 +1,11 @@
 """A model's training step on the GPU replayed as a CUDA graph (``kernels/cuda/graphs.py``).
 
-``GraphedStep(fn, layers, xp)`` wraps ``fn(inputs, state, *static) -> (loss, new_state)``, the
+``GraphedStep(fn, layers, xp, keep)`` wraps ``fn(inputs, state, *static) -> (loss, new_state)``, the
 device work of a step (forward, loss, backward into the model's gradient buffers): ``inputs`` a
 list of device arrays, ``state`` None, a device array or a tuple of them, ``static`` values
 that fix the step's shape (the CharLM's T and B), ``loss`` a device array; ``layers`` the
-model's recurrent layers, ``xp`` its array namespace. Calling it with NumPy inputs, a device
+model's recurrent layers, ``xp`` its array namespace, ``keep`` (owner, attribute) pairs of
+other arrays fn leaves behind (a classifier's ``input_grad``). Calling it with NumPy inputs, a device
 state and the static values does, per shape of the inputs and the state and per static values:
 
 1. the first call: ``fn`` as it is (every kernel compiles, the memory pool fills);
@@ -16,7 +17,7 @@ state and the static values does, per shape of the inputs and the state and per 
 
 It returns the loss (a float) and a copy of the new state (so that the caller's arrays are never
 the graph's own buffers, which the next replay overwrites). After each replay it points every
-layer's ``hidden_grad_norms`` at the graph's buffer of them again.
+layer's ``hidden_grad_norms`` (and the ``keep`` attributes) at the graph's arrays again.
 
 Dropout between the layers is graphed too: a mask's seed, which the layer draws on the host,
 is a device slot in the graph that every replay fills with a fresh draw, in the order the steps
@@ -49,10 +50,12 @@ def _pack(template, arrays):
 
 
 class GraphedStep:
-    def __init__(self, fn, layers, xp):
+    def __init__(self, fn, layers, xp, keep=()):
         self.fn, self.layers, self.xp = fn, layers, xp
+        # what fn leaves in attributes, pointed back at the graph's arrays after each replay
+        self.keep = [(layer, "_norms") for layer in layers] + list(keep)
         self.graphs = {}        # shapes of inputs and state -> (graph, input buffers, state buffers, loss,
-                                # new state, norms)
+                                # new state, kept attributes)
         self.seen = set()       # shapes run once, eagerly
         self.failed = None      # why capturing failed (then every step runs eagerly)
 
@@ -75,14 +78,14 @@ class GraphedStep:
                 self.seen.add(key)
                 return self._eager(inputs, state, static)
             return self._capture(key, inputs, state, static)
-        graph, buffers, state_in, loss, new_state, norms = entry
+        graph, buffers, state_in, loss, new_state, kept = entry
         for buf, a in zip(buffers, inputs):
             xp.assign(buf, a)
         for buf, s in zip(state_in, _arrays(state)):
             if buf is not s:
                 graphs.copy(buf, s)
         graph.replay()
-        return self._finish(loss, new_state, norms)
+        return self._finish(loss, new_state, kept)
 
     def _eager(self, inputs, state, static):
         loss, new_state = self.fn([self.xp.to_device(a) for a in inputs], state, *static)
@@ -100,12 +103,13 @@ class GraphedStep:
             self.failed = str(e)
             warnings.warn(f"rnnjit: training steps run without CUDA graphs: {e}", RuntimeWarning, stacklevel=4)
             return self._eager(inputs, state, static)
-        norms = [layer._norms for layer in self.layers]
-        self.graphs[key] = (graph, buffers, state_in, loss, new_state, norms)
-        return self._finish(loss, new_state, norms)
+        kept = [getattr(owner, name) for owner, name in self.keep]
+        self.graphs[key] = (graph, buffers, state_in, loss, new_state, kept)
+        return self._finish(loss, new_state, kept)
 
-    def _finish(self, loss, new_state, norms):
-        """After a replay: the layers' norms point at the graph's again; the loss, a state copy."""
-        for layer, n in zip(self.layers, norms):
-            layer._norms = n
+    def _finish(self, loss, new_state, kept):
+        """After a replay: the kept attributes (the layers' norms) point at the graph's arrays
+        again; returns the loss and a copy of the state."""
+        for (owner, name), value in zip(self.keep, kept):
+            setattr(owner, name, value)
         return scalar(loss), _pack(new_state, [self._copy(s) for s in _arrays(new_state)])

@@ -11,6 +11,7 @@ from ..machine import physical_memory
 
 
 CELL_CHOICES = ("rnn", "rnn-relu", "lstm", "gru")  # rnn-relu: the Elman network with relu
+GRAPHED_TASKS = ("charlm", "adding", "copy")       # whose models replay their steps as CUDA graphs
 
 
 class ConfigError(ValueError):
@@ -47,7 +48,7 @@ class TrainConfig:
     checkpoint_every: int = 500   # save a checkpoint every N steps (and always at the end)
     threads: int = 0              # BLAS/Numba threads (0: leave as is)
     device: str = "cpu"           # cpu, or cuda (model and optimizer stay on the GPU; needs rnnjit[cuda])
-    cuda_graphs: bool = False     # cuda: replay each charlm step's forward and backward as one CUDA graph
+    cuda_graphs: bool = False     # cuda: replay each step's forward and backward as one CUDA graph
 
     def validate(self) -> "TrainConfig":
         positive = ("hidden", "layers", "seq_len", "batch", "steps", "length", "sample_length", "lr_decay_every")
@@ -82,8 +83,9 @@ class TrainConfig:
             raise ConfigError(f"--device must be cpu or cuda, got {self.device!r}")
         if self.cuda_graphs and self.device != "cuda":
             raise ConfigError("--cuda-graphs needs --device cuda")
-        if self.cuda_graphs and self.task != "charlm":
-            raise ConfigError("--cuda-graphs is for --task charlm: the synthetic tasks' models run without graphs")
+        if self.cuda_graphs and self.task not in GRAPHED_TASKS:
+            raise ConfigError(f"--cuda-graphs is for --task {', '.join(GRAPHED_TASKS)}: the {self.task} task's "
+                              "model runs without graphs")
         if not self.temperature > 0:
             raise ConfigError(f"--temperature must be > 0, got {self.temperature}")
         if not 0 < self.lr_decay <= 1:

@@ -73,7 +73,7 @@ class AddingTask(SyntheticTask):
             raise ConfigError(f"--length must be >= 2 for the adding problem, got {c.length}")
         self.tokens_per_step = c.batch * c.length
         return SequenceClassifier(2, 1, c.hidden, c.layers, c.cell, loss="mse", dtype=c.np_dtype, seed=c.seed,
-                                  device=c.device)
+                                  device=c.device, cuda_graphs=c.cuda_graphs)
 
     def batch(self, rng, size, split="train"):
         return syn.adding(rng, size, self.config.length, self.config.np_dtype)
@@ -102,7 +102,7 @@ class CopyTask(SyntheticTask):
         cell, nl = ("rnn", "relu") if c.cell == "rnn-relu" else (c.cell, "tanh")
         self.tokens_per_step = c.batch * (c.length + 2 * syn.COPY_N)
         return CharLM(syn.COPY_VOCAB, c.hidden, c.layers, cell, input="onehot", dtype=c.np_dtype,
-                      seed=c.seed, nonlinearity=nl, device=c.device)
+                      seed=c.seed, nonlinearity=nl, device=c.device, cuda_graphs=c.cuda_graphs)
 
     def batch(self, rng, size, split="train"):
         return syn.copy(rng, size, self.config.length)
