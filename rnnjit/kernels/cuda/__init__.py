@@ -17,7 +17,8 @@ compiler knows are not negative, so that indexing skips Numba's wrap-around), ``
 big matrix products: a tiled shared-memory GEMM, a transpose, column sums), ``launch.py`` (how the
 recurrent work is split over blocks and threads), then ``rnn.py``, ``lstm.py``, ``gru.py``
 (each: the input GEMM, one persistent kernel that runs the whole time loop, and its reverse
-for backward-through-time), and ``cells.py``.
+for backward-through-time), ``slabs.py`` and ``stepgemm.py`` (the large-batch variants of those
+persistent kernels: each step a register-tiled product), and ``cells.py``.
 
 Then what keeps a whole training step on the GPU (``device="cuda"`` on a layer or a model):
 ``elementwise.py`` (grid-stride kernels: fill, add, multiply, the column copies of a
