@@ -198,6 +198,16 @@ def test_a_classifier_step_moves_only_the_batch_and_the_loss(cuda, monkeypatch):
                                                     key=str)
 
 
+def _step_counts():
+    """benchmarks/step_counts.py as a module (it is a script, not a package's)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "step_counts", os.path.join(os.path.dirname(__file__), "..", "benchmarks", "step_counts.py"))
+    counts = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(counts)
+    return counts
+
+
 def test_a_charlm_step_copies_only_the_final_states(cuda):
     """What a 2-layer LSTM CharLM step asks of the host, counted by benchmarks/step_counts.py (in
     the simulator, whose host code is the GPU's): the only device-to-device copies are the final
@@ -207,11 +217,7 @@ def test_a_charlm_step_copies_only_the_final_states(cuda):
     finish the per-step norms themselves; the zero dh_n and dc_n are made once and stay zero."""
     if not SIM:
         pytest.skip("counts the simulator's launches")
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        "step_counts", os.path.join(os.path.dirname(__file__), "..", "benchmarks", "step_counts.py"))
-    counts = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(counts)
+    counts = _step_counts()
     from rnnjit.models import CharLM
     from rnnjit.train.optim import Adam, clip_gradients, gradients
     model = CharLM(5, 2, 2, "lstm", seed=0, device="cuda")   # H = 2: one tile of units, weights kept
@@ -473,11 +479,7 @@ def test_a_graphed_charlm_step_is_one_launch_from_the_host(cuda):
     state copied in and out, the loss and the norm back."""
     if not SIM:
         pytest.skip("counts the simulator's launches")
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        "step_counts", os.path.join(os.path.dirname(__file__), "..", "benchmarks", "step_counts.py"))
-    counts = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(counts)
+    counts = _step_counts()
     from rnnjit.models import CharLM
     from rnnjit.train.optim import Adam, clip_gradients, gradients
     model = CharLM(5, 2, 2, "lstm", seed=0, device="cuda", cuda_graphs=True)

@@ -51,7 +51,7 @@ import weakref
 import numpy as np
 from numba import config, cuda
 
-__all__ = ["CaptureError", "Graph", "capture", "copy", "queue", "stream", "capturing"]
+__all__ = ["CaptureError", "Graph", "capture", "capturing", "copy", "drawn", "from_cuda", "queue", "stream"]
 
 
 class CaptureError(RuntimeError):

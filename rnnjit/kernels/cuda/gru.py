@@ -43,9 +43,10 @@ from numba import cuda
 
 from .activations import sigmoid
 from .gemm import column_sums, gemm, transpose
+from .graphs import copy
 from .ids import nonneg
-from .launch import (block_sum, check, copy, keep_weights, launch_persistent, launch_step_gemm, norms_from_parts,
-                     own_weights, plan, slice_sum, step_gemm_plan, tile_origin, use_step_gemm)
+from .launch import (check, keep_weights, launch_persistent, launch_step_gemm, norms_from_parts,
+                     own_weights, plan, slice_sum, step_gemm_plan, store_tile_part, tile_origin, use_step_gemm)
 from .stepgemm import BACKWARD_UNITS
 from .stepgemm import gru_backward_gemm_kernel as _backward_gemm_kernel
 from .stepgemm import gru_forward_gemm_kernel as _forward_gemm_kernel
@@ -224,10 +225,7 @@ def _backward_kernel(JT, KS, BT, KN):
                             dhv = gate_gradients(gates, hns, hs, dout, dGx, dGh, dhz, t, nxt, b, j, H, dh)
                             sq += dhv * dhv
                 # 3. this tile's share of norms[t]
-                total = block_sum(sqs, tid, NT, sq)
-                if tid == 0 and s < T:
-                    part[t, tile] = total
-                cuda.syncthreads()
+                store_tile_part(sqs, tid, NT, sq, part, t, tile, s < T)
             if s < T:
                 grid.sync()
         if cuda.blockIdx.x == 0:                 # every tile's part was written before pass T

@@ -68,7 +68,6 @@ from dataclasses import dataclass
 import numpy as np
 from numba import config, cuda
 
-from .graphs import copy as _copy_on_stream
 from .graphs import queue
 from .ids import nonneg
 
@@ -329,11 +328,6 @@ def check(name, *arrays):
     return dtype
 
 
-def copy(dst, src):
-    """Device-to-device copy of a whole (contiguous) array (on ``graphs.stream()``)."""
-    _copy_on_stream(dst, src)
-
-
 @cuda.jit(device=True, inline="always")
 def tile_origin(tile, tiles_j, JT, BT):
     """(j0, b0): the first unit and the first batch row of tile number ``tile``, tiles of JT
@@ -400,3 +394,14 @@ def block_sum(sqs, tid, n, value):
         cuda.syncthreads()
         stride //= 2
     return sqs[0]
+
+
+@cuda.jit(device=True, inline="always")
+def store_tile_part(sqs, tid, n, sq, part, t, tile, keep):
+    """The end of a backward kernel's tile: part[t, tile] = the block's sum of ``sq`` (the tile's
+    share of norms[t]) when ``keep``, then a barrier, after which ``sqs`` (and the caller's other
+    shared arrays) may be reused by the next tile."""
+    total = block_sum(sqs, tid, n, sq)
+    if tid == 0 and keep:
+        part[t, tile] = total
+    cuda.syncthreads()

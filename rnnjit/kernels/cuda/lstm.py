@@ -67,9 +67,10 @@ from numba import cuda
 
 from .activations import sigmoid
 from .gemm import column_sums, gemm, transpose
+from .graphs import copy
 from .ids import nonneg
-from .launch import (block_sum, check, copy, keep_weights, launch_persistent, launch_step_gemm, norms_from_parts,
-                     own_weights, plan, slice_sum, step_gemm_plan, tile_origin, use_step_gemm)
+from .launch import (check, keep_weights, launch_persistent, launch_step_gemm, norms_from_parts,
+                     own_weights, plan, slice_sum, step_gemm_plan, store_tile_part, tile_origin, use_step_gemm)
 from .stepgemm import BACKWARD_UNITS
 from .stepgemm import lstm_backward_gemm_kernel as _backward_gemm_kernel
 from .stepgemm import lstm_forward_gemm_kernel as _forward_gemm_kernel
@@ -246,10 +247,7 @@ def _backward_kernel(JT, KS, BT, KN):
                             dhv = gate_gradients(gates, cs, dout, dc, dG, t, nxt, b, j, H, dh)
                             sq += dhv * dhv
                 # 3. this tile's share of norms[t]: a tree sum over the block
-                total = block_sum(sqs, tid, NT, sq)
-                if tid == 0 and s < T:
-                    part[t, tile] = total
-                cuda.syncthreads()               # ``red`` and ``sqs`` are reused by the next tile
+                store_tile_part(sqs, tid, NT, sq, part, t, tile, s < T)
             if s < T:
                 grid.sync()                      # the next pass reads all of dA_t
         if cuda.blockIdx.x == 0:                 # every tile's part was written before pass T

@@ -30,7 +30,7 @@ from numba import cuda
 
 from .activations import sigmoid
 from .ids import nonneg
-from .launch import block_sum, norms_from_parts, tile_origin
+from .launch import norms_from_parts, store_tile_part, tile_origin
 from .slabs import slab_product
 
 BACKWARD_UNITS = 2   # units per thread of the backward kernels: tiles of TU * 2 units
@@ -147,10 +147,7 @@ def lstm_backward_gemm_kernel(TU, TY, RB, BK, UB=BACKWARD_UNITS):
                                 dhv = gate_gradients(gates, cs, dout, dc, dG, t, nxt, b, j, H, dh)
                                 sq += dhv * dhv
                 # 3. this tile's share of norms[t]: a tree sum over the block
-                total = block_sum(sqs, tid, NT, sq)
-                if tid == 0 and s < T:
-                    part[t, tile] = total
-                cuda.syncthreads()               # ``sqs`` is reused by the next tile
+                store_tile_part(sqs, tid, NT, sq, part, t, tile, s < T)
             if s < T:
                 grid.sync()                      # the next pass reads all of dA_t
         if cuda.blockIdx.x == 0:                 # every tile's part was written before pass T
@@ -268,10 +265,7 @@ def gru_backward_gemm_kernel(TU, TY, RB, BK, UB=BACKWARD_UNITS):
                                 dhv = gate_gradients(gates, hns, hs, dout, dGx, dGh, dhz, t, nxt, b, j, H, dh)
                                 sq += dhv * dhv
                 # 3. this tile's share of norms[t]: a tree sum over the block
-                total = block_sum(sqs, tid, NT, sq)
-                if tid == 0 and s < T:
-                    part[t, tile] = total
-                cuda.syncthreads()               # ``sqs`` is reused by the next tile
+                store_tile_part(sqs, tid, NT, sq, part, t, tile, s < T)
             if s < T:
                 grid.sync()                      # the next pass reads all of dah_t
         if cuda.blockIdx.x == 0:                 # every tile's part was written before pass T
@@ -376,10 +370,7 @@ def rnn_backward_gemm_kernel(TU, TY, RB, BK, UB=BACKWARD_UNITS):
                                 dhv = gate_gradients(hs, dout, dG, t, nxt, b, j, dh, use_relu)
                                 sq += dhv * dhv
                 # 3. this tile's share of norms[t]: a tree sum over the block
-                total = block_sum(sqs, tid, NT, sq)
-                if tid == 0 and s < T:
-                    part[t, tile] = total
-                cuda.syncthreads()               # ``sqs`` is reused by the next tile
+                store_tile_part(sqs, tid, NT, sq, part, t, tile, s < T)
             if s < T:
                 grid.sync()                      # the next pass reads all of da_t
         if cuda.blockIdx.x == 0:                 # every tile's part was written before pass T
