@@ -68,8 +68,8 @@ def _train_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default=S, choices=["cpu", "cuda"],
                    help="where the model trains (default cpu; cuda needs a GPU and rnnjit[cuda])")
     g.add_argument("--cuda-graphs", action="store_true", default=S,
-                   help="with --device cuda (tasks charlm, adding, copy): replay each step's forward and "
-                        "backward as one CUDA graph (not yet timed on a GPU)")
+                   help="with --device cuda: replay each step's forward and backward as one CUDA graph "
+                        "(not yet timed on a GPU)")
     g = p.add_argument_group("the optimisation")
     g.add_argument("--seq-len", type=int, default=S, metavar="T",
                    help=f"characters per truncated-BPTT chunk (default {d.seq_len})")

@@ -73,6 +73,16 @@ def test_dense_kernels_match_cpu(cuda, dtype):
     np.testing.assert_allclose(host(gpu.tanh_backward(s, to_device(y))), cpu.tanh_backward(np.tanh(z), y), **tol)
     z[1] = [0.5, 2.0, 2.0, -1.0]                       # a tie: the first maximum, as np.argmax
     np.testing.assert_array_equal(host(gpu.argmax_rows(to_device(z))), np.argmax(z, axis=1))
+    zm, ym = rng.standard_normal((5, 4)).astype(dtype), np.array([3, 0, 1, 0, 2])  # 0: <pad>, skipped
+    loss, dz = gpu.masked_softmax_cross_entropy(to_device(zm), to_device(ym), 0)
+    want_loss, want_dz = cpu.masked_softmax_cross_entropy(zm, ym, 0)
+    np.testing.assert_allclose(host(loss)[0], want_loss, **tol)
+    np.testing.assert_allclose(host(dz), want_dz, **tol)
+    assert not host(dz)[[1, 3]].any() and host(dz)[[0, 2, 4]].all()
+    np.testing.assert_allclose(host(gpu.masked_cross_entropy(to_device(zm), to_device(ym), 0))[0], want_loss, **tol)
+    np.testing.assert_allclose(want_loss, cpu.masked_cross_entropy(zm, ym, 0), rtol=1e-12)
+    keep = [0, 2, 4]                                    # the mean over the three kept rows only
+    np.testing.assert_allclose(want_loss, float(cpu.softmax_cross_entropy(zm[keep], ym[keep])[0]), rtol=1e-12)
 
 
 # ---- the models, cpu against cuda from one seed -------------------------------------------------
@@ -310,6 +320,13 @@ def test_every_task_trains_on_cuda_as_on_cpu(cuda, task, cell):
     assert_same_run(run_task(task, "cuda", 2, cell=cell), run_task(task, "cpu", 2, cell=cell))
 
 
+@pytest.mark.parametrize("task", ["captions", "dates"])
+def test_decoder_tasks_train_with_cuda_graphs_as_without(cuda, task):
+    """``--cuda-graphs`` on the tasks whose loss skips <pad> targets: the same run, to the last bit."""
+    kw = dict(eval_every=3, sample_every=0, batch=3)
+    assert run_task(task, "cuda", 6, cuda_graphs=True, **kw) == run_task(task, "cuda", 6, **kw)
+
+
 def test_cuda_runs_save_and_resume(cuda, tmp_path):
     """A cuda run stopped at step 2 and resumed to 3 is the CPU's 3-step run; so is a CPU run's
     checkpoint resumed on cuda (checkpoints hold NumPy arrays, whatever the device)."""
@@ -361,9 +378,14 @@ def test_model_kernels_compile_for_a_gpu():
                 n += 1
                 if F == t.float32 and ".f64" in ptx:
                     f64_in_f32.append(kernel.py_func.__name__)
+            d = t.float64[::1]           # the cross-entropies sum in float64 on purpose, as on the CPU
+            for kernel, sig in [(dn._softmax_xent_rows, (m, i64, d, m, b)), (dn._not_pad, (i64, t.int64, d)),
+                                (dn._masked_softmax_xent_rows, (m, i64, t.int64, d, d, m, b)), (dn._divide, (d, d))]:
+                cuda.compile_ptx(kernel.py_func, sig, cc=(9, 0))
+                n += 1
         print("COMPILED", n, "F64", ",".join(f64_in_f32) or "none")
         """)
-    assert words == ["COMPILED", "8", "F64", "none"]
+    assert words == ["COMPILED", "16", "F64", "none"]
 
 
 def test_models_on_cuda_without_cuda_are_one_line():
@@ -467,6 +489,49 @@ def test_graphed_classifier_steps_are_the_eager_steps(cuda, cell, bi, loss):
     for (l0, n0, h0, d0, g0), (l1, n1, h1, d1, g1) in zip(want, have):
         assert l0 == l1 and n0 == n1
         for a, b in zip([h0, d0] + g0, [h1, d1] + g1):
+            np.testing.assert_array_equal(a, b)
+    for k, v in eager.state_dict().items():
+        np.testing.assert_array_equal(graphed.state_dict()[k], v)
+
+
+@pytest.mark.parametrize("model", ["generator", "seq2seq"])
+def test_graphed_decoder_steps_are_the_eager_steps(cuda, model):
+    """The captions task's model (``ConditionedGenerator``) and the dates task's (``Seq2Seq``)
+    with ``cuda_graphs=True`` against the same model without, over six Adam steps on batches of
+    two shapes in turn, each with its own <pad> rows: the loss over the non-<pad> targets is
+    counted on the device, so a batch's shape is all a graph depends on. One graph per shape;
+    losses, norms, per-step norms, gradients (and the generator's dL/dv) equal to the last bit."""
+    from rnnjit.models import ConditionedGenerator, Seq2Seq
+    from rnnjit.train.optim import Adam, clip_gradients, gradients
+    B, V, pad, eos = 2, 6, 0, 2
+    rng = np.random.default_rng(7)
+    batches = []
+    for step in range(6):
+        T = 3 if step % 2 else 4
+        y = rng.integers(3, V, (T, B))
+        for b, n in enumerate(rng.integers(1, T + 1, B)):   # n real targets, then <eos>, then <pad>
+            y[n - 1, b], y[n:, b] = eos, pad
+        first = rng.standard_normal((B, 4)).astype(np.float32) if model == "generator" else rng.integers(1, 7, (T + 1, B))
+        batches.append((first, y))
+    runs = []
+    for graphed in (False, True):
+        kw = dict(hidden_size=3, num_layers=2, cell="gru" if model == "generator" else "lstm", seed=8,
+                  device="cuda", cuda_graphs=graphed)
+        m = ConditionedGenerator(4, V, **kw) if model == "generator" else Seq2Seq(7, V, **kw)
+        opt, grads = Adam(m.parameters(), lr=1e-2), gradients(m.parameters())
+        seen = []
+        for first, y in batches:
+            value = m.forward_backward(first, y)
+            norm, _ = clip_gradients(grads, 0.5, "norm")
+            extra = [host(m.input_grad)] if model == "generator" else []
+            seen.append((value, norm, [m.hidden_grad_norms.copy()] + extra + [host(g) for _, _, g in m.parameters()]))
+            opt.step()
+        runs.append((m, seen))
+    (eager, want), (graphed, have) = runs
+    assert graphed._graphed.failed is None and len(graphed._graphed.graphs) == 2
+    for (l0, n0, a0), (l1, n1, a1) in zip(want, have):
+        assert l0 == l1 and n0 == n1
+        for a, b in zip(a0, a1):
             np.testing.assert_array_equal(a, b)
     for k, v in eager.state_dict().items():
         np.testing.assert_array_equal(graphed.state_dict()[k], v)

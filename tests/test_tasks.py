@@ -85,15 +85,17 @@ def test_bad_length_is_a_config_error():
         TASKS["adding"](TrainConfig(task="adding", length=1))
 
 
-def test_cuda_graphs_are_for_the_charlm_on_cuda():
-    """--cuda-graphs replays the CharLM's step on the GPU: asked for elsewhere, one line says so."""
-    from rnnjit.models import CharLM
+def test_cuda_graphs_are_for_cuda():
+    """--cuda-graphs replays a step's GPU work: asked for on the CPU, one line says so, for the
+    config and for every model."""
+    from rnnjit.models import CharLM, ConditionedGenerator, Seq2Seq, SequenceClassifier
     with pytest.raises(ConfigError, match="needs --device cuda"):
         TrainConfig(cuda_graphs=True).validate()
-    with pytest.raises(ConfigError, match="is for --task charlm, adding, copy"):
-        TrainConfig(task="dates", device="cuda", cuda_graphs=True).validate()
-    with pytest.raises(ValueError, match="needs device='cuda'"):
-        CharLM(5, 4, cuda_graphs=True)
+    TrainConfig(task="dates", device="cuda", cuda_graphs=True).validate()      # every task has graphs
+    for make in (lambda: CharLM(5, 4, cuda_graphs=True), lambda: SequenceClassifier(2, 1, 3, cuda_graphs=True),
+                 lambda: ConditionedGenerator(4, 6, 3, cuda_graphs=True), lambda: Seq2Seq(5, 6, 3, cuda_graphs=True)):
+        with pytest.raises(ValueError, match="needs device='cuda'"):
+            make()
 
 
 def test_absurd_thread_counts_are_one_line_errors(capsys):

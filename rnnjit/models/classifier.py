@@ -39,9 +39,7 @@ class SequenceClassifier(Module):
                  seed: int | None = None, device: str = "cpu", cuda_graphs: bool = False):
         if loss not in ("mse", "ce"):
             raise ValueError(f"loss must be 'mse' (regression) or 'ce' (classification), got {loss!r}")
-        if cuda_graphs and device != "cuda":
-            raise ValueError("cuda_graphs=True needs device='cuda' (CUDA graphs replay GPU work)")
-        self._setup(device)
+        self._setup(device, cuda_graphs)
         self.input_size, self.output_size = int(input_size), int(output_size)
         self.hidden_size, self.num_layers, self.loss_kind = int(hidden_size), int(num_layers), loss
         self.cell = cell
@@ -54,10 +52,7 @@ class SequenceClassifier(Module):
         self._own({"head.weight": uniform(rng, (output_size, D * hidden_size), D * hidden_size, dtype),
                    "head.bias": np.zeros(output_size, dtype)})
         self.input_grad = None   # dL/dx after forward_backward (on the model's device)
-        self._graphed = None
-        if cuda_graphs:
-            from .graphed import GraphedStep
-            self._graphed = GraphedStep(self._step_on_device, [self.rnn], self.xp, keep=[(self, "input_grad")])
+        self._graph_step([self.rnn], keep=[(self, "input_grad")])
 
     @property
     def hidden_grad_norms(self):

@@ -20,14 +20,16 @@ whole caption in one call. Backward: the gradient of h_0 leaves the layer, goes 
 ``device="cuda"``: the same equations on the GPU (``tanh`` and its backward, the head, the
 embedding and the masked cross-entropy are ``kernels/cuda/dense.py`` kernels); parameters,
 gradients and ``input_grad`` are device arrays, ``params``/``grads``/``state_dict()`` NumPy.
+``cuda_graphs=True`` replays each training step's device work as a CUDA graph, one per shape
+of the batch (``graphed.py``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .module import (Module, decode, decode_backward, greedy, linear, linear_grad, make_layer,
-                     masked_cross_entropy, seeds, shift_right, strip, uniform)
+from .module import (Module, decode, decode_backward, decode_ids, flat_ids, greedy, linear, linear_grad,
+                     make_layer, masked_cross_entropy, scalar, seeds, shift_right, strip, uniform)
 
 _EMB, _HEAD = "embedding", "head"
 
@@ -37,8 +39,9 @@ class ConditionedGenerator(Module):
 
     def __init__(self, condition_size: int, vocab_size: int, hidden_size: int = 64, num_layers: int = 1,
                  cell: str = "lstm", embedding_size: int | None = None, pad: int = 0, bos: int = 1,
-                 eos: int = 2, dtype=np.float32, seed: int | None = None, device: str = "cpu"):
-        self._setup(device)
+                 eos: int = 2, dtype=np.float32, seed: int | None = None, device: str = "cpu",
+                 cuda_graphs: bool = False):
+        self._setup(device, cuda_graphs)
         self.condition_size, self.vocab_size = int(condition_size), int(vocab_size)
         self.hidden_size, self.num_layers = int(hidden_size), int(num_layers)
         self.pad, self.bos, self.eos = pad, bos, eos
@@ -54,6 +57,7 @@ class ConditionedGenerator(Module):
             "head.weight": uniform(rng, (V, H), H, dtype), "head.bias": np.zeros(V, dtype),
         })
         self.input_grad = None   # dL/dv after forward_backward (on the model's device)
+        self._graph_step([self.rnn], keep=[(self, "input_grad")])
 
     @property
     def hidden_grad_norms(self):
@@ -75,20 +79,33 @@ class ConditionedGenerator(Module):
         """Teacher-forced loss of targets y (T, B) without gradients."""
         state, _ = self.initial_state(v)
         z, _, _ = self._decode(state, y)
-        return masked_cross_entropy(z, y, self.pad, False, self.k, self.xp)[0]
+        return masked_cross_entropy(z, y, self.pad, self.k, self.xp)
 
     def forward_backward(self, v, y) -> float:
-        """v (B, F) conditions, y (T, B) target ids ending in <eos>, then <pad>. Returns the loss."""
+        """v (B, F) conditions, y (T, B) target ids ending in <eos>, then <pad>. Returns the loss.
+
+        With ``cuda_graphs=True`` on the GPU (and v on the host), from the third batch of a
+        shape on, the device work is one CUDA graph replay (``graphed.py``)."""
+        T, B = np.shape(y)
+        ids = [flat_ids(shift_right(np.asarray(y), self.bos)), flat_ids(y)]      # decoder inputs, targets
+        if self._graphed is not None and self._graphed.graphable() and not self.xp.on_device(v):
+            return self._graphed([np.ascontiguousarray(v, dtype=self.dtype), *ids], None, T, B)[0]
+        return scalar(self._step_on_device([self._floats(v), *(self.xp.to_device(a) for a in ids)], None, T, B)[0])
+
+    def _step_on_device(self, inputs, state, T, B):
+        """forward_backward's work on the model's device: inputs = [v (B, F), the decoder's input
+        ids and the targets, flat (T*B,)], all there; ``state`` is unused (v makes it). Returns
+        (loss, None), the loss as the kernels give it (on the GPU a (1,) device array)."""
         k, xp = self.k, self.xp
-        v = self._floats(v)
+        v, ids, targets = inputs
         state, s = self.initial_state(v)
-        z, _, cache = self._decode(state, y)
-        loss, dz = masked_cross_entropy(z, y, self.pad, True, k, xp)
+        z, _, cache = decode_ids(self._params, self.rnn, _EMB, _HEAD, ids, T, B, state, k, xp)
+        loss, dz = k.masked_softmax_cross_entropy(z, targets, self.pad)
         dstate = decode_backward(self._params, self._grads, self.rnn, _EMB, _HEAD, cache, dz, k, xp)
         dh0 = dstate[0] if isinstance(dstate, tuple) else dstate     # c_0 is constant: no gradient
         ds = xp.contiguous(xp.swap01(dh0)).reshape(s.shape[0], s.shape[1])
         self.input_grad = linear_grad(self._params, self._grads, "init", v, k.tanh_backward(s, ds), k, xp)
-        return loss
+        return loss, None
 
     def generate(self, v, max_len: int = 20) -> list[list[int]]:
         """Greedy decoding: one list of word ids (without <eos>) per condition row."""

@@ -6,7 +6,8 @@ submodules, so a layer's ``weight_hh_l0`` reads ``encoder.weight_hh_l0`` in ``st
 
 Also here, shared by the generator and the encoder-decoder: the linear head, the word-by-word
 decoder (teacher-forced pass, its backward, greedy decoding) and the cross-entropy that skips
-<pad> targets.
+<pad> targets (``k.masked_softmax_cross_entropy``: on the GPU the rows that count are counted
+there, so a step's device work has one shape per batch shape and a CUDA graph can hold it).
 
 Devices: a model is written once for both, as ``CharLM`` is. ``device_kernels(device)`` gives
 the pair it calls through: ``k``, the dense kernels (``CpuKernels`` here, which is
@@ -61,16 +62,19 @@ class CpuKernels:
         return np.argmax(z, axis=1)
 
     @staticmethod
-    def take_rows(z, rows):
-        """z[rows], contiguous."""
-        return np.ascontiguousarray(z[rows])
+    def masked_softmax_cross_entropy(z, y, pad):
+        """``softmax_cross_entropy`` over the rows whose target is not ``pad``, and dz (N, V)
+        with zeros in the other rows: the kept rows gathered, the kernel, a scatter back."""
+        keep = np.flatnonzero(y != pad)
+        loss, dzk = dense.softmax_cross_entropy(np.ascontiguousarray(z[keep]), np.ascontiguousarray(y[keep]))
+        dz = np.zeros_like(z)
+        dz[keep] = dzk
+        return loss, dz
 
     @staticmethod
-    def put_rows(shape, rows, src):
-        """Zeros of ``shape`` with out[rows] = src."""
-        out = np.zeros(shape, src.dtype)
-        out[rows] = src
-        return out
+    def masked_cross_entropy(z, y, pad):
+        keep = np.flatnonzero(y != pad)
+        return dense.cross_entropy(np.ascontiguousarray(z[keep]), np.ascontiguousarray(y[keep]))
 
 
 def device_kernels(device: str):
@@ -139,10 +143,21 @@ class Module:
     layer_names: tuple[str, ...] = ()
     device, k, xp = "cpu", CpuKernels, NumpyArrays
     _flat = None
+    _graphed = None
 
-    def _setup(self, device):
+    def _setup(self, device, cuda_graphs=False):
+        if cuda_graphs and device != "cuda":
+            raise ValueError("cuda_graphs=True needs device='cuda' (CUDA graphs replay GPU work)")
         self.k, self.xp = device_kernels(device)
-        self.device = device
+        self.device, self._cuda_graphs = device, bool(cuda_graphs)
+
+    def _graph_step(self, layers, keep=()):
+        """With ``cuda_graphs=True``: ``forward_backward`` replays ``self._step_on_device`` as a
+        CUDA graph (``graphed.py``), which restores the layers' norms and the ``keep`` attributes
+        after each replay."""
+        if self._cuda_graphs:
+            from .graphed import GraphedStep
+            self._graphed = GraphedStep(self._step_on_device, layers, self.xp, keep=keep)
 
     def _own(self, params):
         """The model's own parameters, sent to its device once, and zero gradients beside them."""
@@ -219,11 +234,15 @@ def shift_right(y, bos):
 def decode(params, layer, emb, head, ids, state, k=CpuKernels, xp=NumpyArrays):
     """Teacher-forced decoder pass: ids (T, B) from ``state`` -> logits (T*B, V), final state, cache."""
     T, B = ids.shape
-    flat = xp.to_device(np.ascontiguousarray(ids.reshape(-1), dtype=np.int64))
-    e = k.embedding_forward(params[emb + ".weight"], flat)
+    return decode_ids(params, layer, emb, head, xp.to_device(flat_ids(ids)), T, B, state, k, xp)
+
+
+def decode_ids(params, layer, emb, head, ids, T, B, state, k=CpuKernels, xp=NumpyArrays):
+    """:func:`decode` of ids already flat (T*B,) on the model's device."""
+    e = k.embedding_forward(params[emb + ".weight"], ids)
     out, new_state = layer(e.reshape(T, B, e.shape[1]), state)
     h = out.reshape(T * B, out.shape[2])
-    return linear(params, head, h, k, xp), new_state, (flat, h, T, B)
+    return linear(params, head, h, k, xp), new_state, (ids, h, T, B)
 
 
 def decode_backward(params, grads, layer, emb, head, cache, dz, k=CpuKernels, xp=NumpyArrays):
@@ -260,16 +279,12 @@ def strip(ids, eos):
     return rows
 
 
-def masked_cross_entropy(z, y, pad, grad=True, k=CpuKernels, xp=NumpyArrays):
-    """Mean cross-entropy over the rows whose target is not ``pad``; dz is zero on pad rows.
+def flat_ids(ids):
+    """Integer ids of any shape as a flat, contiguous int64 NumPy array (what the kernels read)."""
+    return np.ascontiguousarray(np.asarray(ids).reshape(-1), dtype=np.int64)
 
-    y is host data, so ``keep`` is found on the host (and sent with the targets on the GPU,
-    where the row gather and scatter are the embedding's two kernels)."""
-    y = np.asarray(y, np.int64).reshape(-1)
-    keep = np.flatnonzero(y != pad).astype(np.int64)
-    rows, yk = xp.to_device(keep), xp.to_device(np.ascontiguousarray(y[keep]))
-    zk = k.take_rows(z, rows)                               # z[keep]
-    if not grad:
-        return scalar(k.cross_entropy(zk, yk)), None
-    loss, dzk = k.softmax_cross_entropy(zk, yk)
-    return scalar(loss), k.put_rows(z.shape, rows, dzk)     # dz[keep] = dzk, 0 on the other rows
+
+def masked_cross_entropy(z, y, pad, k=CpuKernels, xp=NumpyArrays) -> float:
+    """Mean cross-entropy over the rows whose target (y, host ids) is not ``pad``, without
+    gradients (evaluation). Training calls ``k.masked_softmax_cross_entropy`` itself."""
+    return scalar(k.masked_cross_entropy(z, xp.to_device(flat_ids(y)), pad))

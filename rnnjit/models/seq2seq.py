@@ -19,15 +19,16 @@ side by side, (layers, S + U): the gradient's whole path back to the first input
 
 ``device="cuda"``: both layers, the embeddings, the head and the masked cross-entropy run on
 the GPU (``kernels/cuda/dense.py``); parameters and gradients are device arrays, and
-``params``/``grads``/``state_dict()`` read as NumPy.
+``params``/``grads``/``state_dict()`` read as NumPy. ``cuda_graphs=True`` replays each training
+step's device work as a CUDA graph, one per shape of the batch (``graphed.py``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .module import (Module, decode, decode_backward, greedy, make_layer, masked_cross_entropy, seeds,
-                     shift_right, strip, uniform)
+from .module import (Module, decode, decode_backward, decode_ids, flat_ids, greedy, make_layer,
+                     masked_cross_entropy, scalar, seeds, shift_right, strip, uniform)
 
 
 class Seq2Seq(Module):
@@ -35,8 +36,9 @@ class Seq2Seq(Module):
 
     def __init__(self, src_vocab: int, tgt_vocab: int, hidden_size: int = 64, num_layers: int = 1,
                  cell: str = "lstm", embedding_size: int | None = None, pad: int = 0, bos: int = 1,
-                 eos: int = 2, dtype=np.float32, seed: int | None = None, device: str = "cpu"):
-        self._setup(device)
+                 eos: int = 2, dtype=np.float32, seed: int | None = None, device: str = "cpu",
+                 cuda_graphs: bool = False):
+        self._setup(device, cuda_graphs)
         self.src_vocab, self.tgt_vocab = int(src_vocab), int(tgt_vocab)
         self.hidden_size, self.num_layers = int(hidden_size), int(num_layers)
         self.pad, self.bos, self.eos = pad, bos, eos
@@ -52,6 +54,7 @@ class Seq2Seq(Module):
             "head.weight": uniform(rng, (tgt_vocab, hidden_size), hidden_size, dtype),
             "head.bias": np.zeros(tgt_vocab, dtype),
         })
+        self._graph_step([self.encoder, self.decoder])
 
     @property
     def hidden_grad_norms(self):
@@ -60,11 +63,14 @@ class Seq2Seq(Module):
 
     def encode(self, x):
         """x (S, B) source ids -> the encoder's final state (the decoder's initial state)."""
-        S, B = x.shape
-        flat = self.xp.to_device(np.ascontiguousarray(x.reshape(-1), dtype=np.int64))
-        e = self.k.embedding_forward(self._params["src_embedding.weight"], flat)
+        S, B = np.shape(x)
+        return self._encode(self.xp.to_device(flat_ids(x)), S, B)
+
+    def _encode(self, ids, S, B):
+        """``encode`` of ids already flat (S*B,) on the model's device."""
+        e = self.k.embedding_forward(self._params["src_embedding.weight"], ids)
         _, state = self.encoder(e.reshape(S, B, self.embedding_size))
-        return state, flat
+        return state
 
     def _decode(self, state, y):
         return decode(self._params, self.decoder, "tgt_embedding", "head", shift_right(y, self.bos), state,
@@ -72,29 +78,41 @@ class Seq2Seq(Module):
 
     def loss(self, x, y) -> float:
         """Teacher-forced loss of targets y (U, B) given sources x (S, B), without gradients."""
-        state, _ = self.encode(x)
-        z, _, _ = self._decode(state, y)
-        return masked_cross_entropy(z, y, self.pad, False, self.k, self.xp)[0]
+        z, _, _ = self._decode(self.encode(x), y)
+        return masked_cross_entropy(z, y, self.pad, self.k, self.xp)
 
     def forward_backward(self, x, y) -> float:
-        """Sources x (S, B), targets y (U, B) ending in <eos> (then <pad>). Returns the loss."""
+        """Sources x (S, B), targets y (U, B) ending in <eos> (then <pad>). Returns the loss.
+
+        With ``cuda_graphs=True`` on the GPU, from the third batch of a shape on, the device
+        work is one CUDA graph replay (``graphed.py``)."""
+        (S, B), U = np.shape(x), np.shape(y)[0]
+        ids = [flat_ids(x), flat_ids(shift_right(np.asarray(y), self.bos)), flat_ids(y)]
+        if self._graphed is not None and self._graphed.graphable():
+            return self._graphed(ids, None, S, U, B)[0]
+        return scalar(self._step_on_device([self.xp.to_device(a) for a in ids], None, S, U, B)[0])
+
+    def _step_on_device(self, ids, state, S, U, B):
+        """forward_backward's work on the model's device: ids = [sources (S*B,), the decoder's
+        input ids and the targets (U*B,)], flat int64 arrays there; ``state`` is unused (the
+        encoder starts from zeros). Returns (loss, None), the loss as the kernels give it."""
         k, xp = self.k, self.xp
-        S, B = x.shape
-        state, flat = self.encode(x)
-        z, _, cache = self._decode(state, y)
-        loss, dz = masked_cross_entropy(z, y, self.pad, True, k, xp)
+        src, dec_in, targets = ids
+        state = self._encode(src, S, B)
+        z, _, cache = decode_ids(self._params, self.decoder, "tgt_embedding", "head", dec_in, U, B, state, k, xp)
+        loss, dz = k.masked_softmax_cross_entropy(z, targets, self.pad)
         dstate = decode_backward(self._params, self._grads, self.decoder, "tgt_embedding", "head", cache, dz, k, xp)
         dout = xp.zeros((S, B, self.hidden_size), self.dtype)         # only the final state is used
         de, _ = self.encoder.backward(dout, dstate)
-        k.embedding_backward(self._grads["src_embedding.weight"], flat,
+        k.embedding_backward(self._grads["src_embedding.weight"], src,
                              xp.contiguous(de.reshape(S * B, self.embedding_size)))
-        return loss
+        return loss, None
 
     def translate(self, x, max_len: int = 20) -> list[list[int]]:
         """Greedy decoding: one list of target ids (without <eos>) per source column of x (S, B)."""
         was = self.encoder.training
         self.eval()
-        state, _ = self.encode(x)
+        state = self.encode(x)
         ids = greedy(self._params, self.decoder, "tgt_embedding", "head", state, self.bos, self.eos, max_len,
                      self.k, self.xp)
         self.train(was)

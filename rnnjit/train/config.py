@@ -11,7 +11,6 @@ from ..machine import physical_memory
 
 
 CELL_CHOICES = ("rnn", "rnn-relu", "lstm", "gru")  # rnn-relu: the Elman network with relu
-GRAPHED_TASKS = ("charlm", "adding", "copy")       # whose models replay their steps as CUDA graphs
 
 
 class ConfigError(ValueError):
@@ -83,9 +82,6 @@ class TrainConfig:
             raise ConfigError(f"--device must be cpu or cuda, got {self.device!r}")
         if self.cuda_graphs and self.device != "cuda":
             raise ConfigError("--cuda-graphs needs --device cuda")
-        if self.cuda_graphs and self.task not in GRAPHED_TASKS:
-            raise ConfigError(f"--cuda-graphs is for --task {', '.join(GRAPHED_TASKS)}: the {self.task} task's "
-                              "model runs without graphs")
         if not self.temperature > 0:
             raise ConfigError(f"--temperature must be > 0, got {self.temperature}")
         if not 0 < self.lr_decay <= 1:

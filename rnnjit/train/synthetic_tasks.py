@@ -146,7 +146,8 @@ class CaptionsTask(SyntheticTask):
         c = self.config
         self.tokens_per_step = c.batch * 5
         return ConditionedGenerator(syn.IMAGE_SIZE ** 2 * 3, self.words.size, c.hidden, c.layers, c.cell,
-                                    c.embedding or None, dtype=c.np_dtype, seed=c.seed, device=c.device)
+                                    c.embedding or None, dtype=c.np_dtype, seed=c.seed, device=c.device,
+                                    cuda_graphs=c.cuda_graphs)
 
     def batch(self, rng, size, split="train"):
         images, texts = syn.captions(rng, size)
@@ -183,7 +184,7 @@ class DatesTask(SyntheticTask):
         c = self.config
         self.tokens_per_step = c.batch * 30
         return Seq2Seq(self.src.size, self.tgt.size, c.hidden, c.layers, c.cell, c.embedding or None,
-                       dtype=c.np_dtype, seed=c.seed, device=c.device)
+                       dtype=c.np_dtype, seed=c.seed, device=c.device, cuda_graphs=c.cuda_graphs)
 
     def batch(self, rng, size, split="train"):
         pairs = syn.dates(rng, size, split)

@@ -14,8 +14,8 @@ each, in ``rnnjit.models.module.CpuKernels``):
     mse           L = (1/n) Σ_i (z_i - y_i)^2                dz = (2/n) (z - y)      (n elements)
     tanh          s = tanh(a)                               da = ds ⊙ (1 - s²)
     argmax        w_n = argmax_v z[n, v]                    (the first of equal maxima, as NumPy)
-    rows          z[rows] (a gather), and zeros with out[rows] = src (a scatter): the embedding's
-                  kernels, for a loss over some rows only (targets that are not <pad>)
+    masked        the cross-entropy over the rows whose target is not <pad>: L = (1/K) Σ_{n kept}
+                  -log p_n[y_n], dz = 0 on the other rows (K, the count, found on the device)
 
 How the work is split:
 
@@ -32,6 +32,10 @@ How the work is split:
   exponentials in float64, writes the row's loss and, for training, its row of dz. The row
   losses are then averaged by ``reduce.sums`` (deterministic), and the mean is the only number
   that goes back to the host.
+* ``masked_softmax_cross_entropy`` / ``masked_cross_entropy``: the same one thread per row,
+  with three small launches around it: one marks the rows that count (``_not_pad``), a
+  ``reduce.sums`` counts them, and after the row losses are summed ``_divide`` takes the mean
+  on the device. Nothing depends on how many rows count, so a CUDA graph holds it all.
 * ``mse`` / ``mse_grad``: a grid-stride loop over the flat (N, K) arrays writes d = z - y (and,
   for training, dz = (2/n) d, with 2/n in z's precision as on the CPU); ``reduce.sums`` then adds
   up d² in float64, deterministically, and scales by 1/n.
@@ -96,29 +100,64 @@ def _add_bias_rows(z, b):
         z[e // V, e % V] += b[e % V]
 
 
+@cuda.jit(device=True, inline=True)
+def _xent_row(z, n, target, row_loss, dz, grad, N):
+    """Row n: row_loss[n] = log Σ_v exp(z_v - m) - (z_target - m), m = max_v z_v; with ``grad``,
+    dz[n] = (softmax(z_n) - onehot(target)) / N. The same expressions, in the same precisions,
+    as the CPU kernel (``math.exp`` of a float32 is a float32 exp, as ``np.exp`` is there;
+    NumPy's ufuncs do not compile for CUDA)."""
+    V = z.shape[1]
+    m = z[n, 0]
+    for v in range(1, V):
+        m = max(m, z[n, v])
+    s = 0.0
+    for v in range(V):
+        e = math.exp(z[n, v] - m)
+        if grad:
+            dz[n, v] = e
+        s += e
+    row_loss[n] = math.log(s) - (z[n, target] - m)
+    if grad:
+        inv = 1.0 / (s * N)
+        for v in range(V):
+            dz[n, v] *= inv
+        dz[n, target] -= 1.0 / N
+
+
 @cuda.jit(cache=True)
 def _softmax_xent_rows(z, y, row_loss, dz, grad):
-    """Row n (one thread per row, grid-stride): row_loss[n] = log Σ_v exp(z_v - m) - (z_y - m),
-    m = max_v z_v; with ``grad``, dz[n] = (softmax(z_n) - onehot(y_n)) / N. The same
-    expressions, in the same precisions, as the CPU kernel (``math.exp`` of a float32 is a
-    float32 exp, as ``np.exp`` is there; NumPy's ufuncs do not compile for CUDA)."""
-    N, V = z.shape
+    """``_xent_row`` for every row n (one thread per row, grid-stride), the mean over all N rows."""
+    N = z.shape[0]
     for n in range(cuda.grid(1), N, cuda.gridsize(1)):
-        m = z[n, 0]
-        for v in range(1, V):
-            m = max(m, z[n, v])
-        s = 0.0
-        for v in range(V):
-            e = math.exp(z[n, v] - m)
+        _xent_row(z, n, y[n], row_loss, dz, grad, N)
+
+
+@cuda.jit(cache=True)
+def _not_pad(y, pad, keep):
+    """keep[n] = 1 where y[n] is not ``pad``, else 0 (summed, how many targets count)."""
+    for n in range(cuda.grid(1), y.shape[0], cuda.gridsize(1)):
+        keep[n] = 1.0 if y[n] != pad else 0.0
+
+
+@cuda.jit(cache=True)
+def _masked_softmax_xent_rows(z, y, pad, kept, row_loss, dz, grad):
+    """``_xent_row`` for the rows whose target is not ``pad``, the mean over the kept[0] such
+    rows; a <pad> row's loss and dz are 0. One thread per row, grid-stride."""
+    for n in range(cuda.grid(1), z.shape[0], cuda.gridsize(1)):
+        if y[n] != pad:
+            _xent_row(z, n, y[n], row_loss, dz, grad, kept[0])
+        else:
+            row_loss[n] = 0.0
             if grad:
-                dz[n, v] = e
-            s += e
-        row_loss[n] = math.log(s) - (z[n, y[n]] - m)
-        if grad:
-            inv = 1.0 / (s * N)
-            for v in range(V):
-                dz[n, v] *= inv
-            dz[n, y[n]] -= 1.0 / N
+                for v in range(z.shape[1]):
+                    dz[n, v] = 0
+
+
+@cuda.jit(cache=True)
+def _divide(total, count):
+    """total[0] /= count[0] (a mean over the kept rows; nothing when none is kept). One thread."""
+    if cuda.grid(1) == 0 and count[0] > 0:
+        total[0] = total[0] / count[0]
 
 
 @cuda.jit(cache=True)
@@ -215,6 +254,32 @@ def cross_entropy(z, y):
     return _xent(z, y, False)[0]
 
 
+def _masked_xent(z, y, pad, grad):
+    N = z.shape[0]
+    keep = cuda.device_array(N, np.float64)
+    launch1d(_not_pad, N, y, int(pad), keep)
+    kept = sums([keep])
+    row_loss = cuda.device_array(N, np.float64)
+    dz = cuda.device_array(z.shape, z.dtype) if grad else z   # z itself: never written
+    launch1d(_masked_softmax_xent_rows, N, z, y, int(pad), kept, row_loss, dz, bool(grad))
+    loss = sums([row_loss])[:1]
+    launch1d(_divide, 1, loss, kept)
+    return loss, dz
+
+
+def masked_softmax_cross_entropy(z, y, pad):
+    """``softmax_cross_entropy`` over the rows whose target is not ``pad`` only: the mean over
+    those rows, and dz (N, V) with zeros in the <pad> rows. The count of such rows is found on
+    the device, so the work has the same shape for every batch of a given (N, V): a CUDA graph
+    can hold it (the CPU twin gathers the kept rows instead, the same numbers)."""
+    return _masked_xent(z, y, pad, True)
+
+
+def masked_cross_entropy(z, y, pad):
+    """The mean cross-entropy over the non-``pad`` targets only (evaluation), a (1,) device array."""
+    return _masked_xent(z, y, pad, False)[0]
+
+
 def _mse(z, y, grad):
     n = z.size
     d = cuda.device_array(n, z.dtype)
@@ -256,19 +321,6 @@ def argmax_rows(z):
     return out
 
 
-def take_rows(z, rows):
-    """z[rows] for rows (N,) int64 on the device, as a new (N, V) array (the embedding's gather)."""
-    return embedding_forward(z, rows)
-
-
-def put_rows(shape, rows, src):
-    """A new device array of ``shape``: out[rows] = src, zeros elsewhere (distinct rows; the
-    embedding's scatter-add, which writes every element)."""
-    out = cuda.device_array(shape, src.dtype)
-    embedding_backward(out, rows, src)
-    return out
-
-
 __all__ = ["embedding_forward", "embedding_backward", "one_hot", "linear_forward", "linear_backward",
-           "softmax_cross_entropy", "cross_entropy", "mse_grad", "mse", "tanh", "tanh_backward", "argmax_rows",
-           "take_rows", "put_rows"]
+           "softmax_cross_entropy", "cross_entropy", "masked_softmax_cross_entropy", "masked_cross_entropy",
+           "mse_grad", "mse", "tanh", "tanh_backward", "argmax_rows"]
