@@ -31,14 +31,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..nn.recurrent import LAYERS
-from .module import CpuKernels, Module, scalar
-
-
-def _one_hot(ids, V, dtype):
-    """ids (N,) -> (N, V) rows of the identity (the CPU twin of ``kernels.cuda.dense.one_hot``)."""
-    e = np.zeros((ids.shape[0], V), dtype)
-    e[np.arange(ids.shape[0]), ids] = 1
-    return e
+from .module import Module, scalar
 
 
 class CharLM(Module):
@@ -50,8 +43,7 @@ class CharLM(Module):
                  device: str = "cpu", cuda_graphs: bool = False):
         if cell not in LAYERS:
             raise ValueError(f"unknown cell {cell!r}: choose one of {', '.join(LAYERS)}")
-        if cuda_graphs and device != "cuda":
-            raise ValueError("cuda_graphs=True needs device='cuda' (CUDA graphs replay GPU work)")
+        self._setup(device, cuda_graphs)
         if input not in ("embedding", "onehot"):
             raise ValueError(f"input must be 'embedding' or 'onehot', got {input!r}")
         for name, value in (("vocab_size", vocab_size), ("hidden_size", hidden_size),
@@ -66,12 +58,6 @@ class CharLM(Module):
         extra = {"nonlinearity": nonlinearity} if cell == "rnn" else {}
         self.rnn = LAYERS[cell](E, hidden_size, num_layers=num_layers, dropout=dropout, dtype=dtype,
                                 seed=int(rnn_seed.generate_state(1)[0]), device=device, **extra)
-        self.device, self.xp = device, self.rnn.xp
-        if device == "cuda":
-            from ..kernels.cuda import dense as cuda_dense
-            self.k, self.one_hot = cuda_dense, cuda_dense.one_hot
-        else:
-            self.k, self.one_hot = CpuKernels, _one_hot
         rng = np.random.default_rng(own_seed)
         bound = 1.0 / np.sqrt(hidden_size)
         params = {
@@ -81,11 +67,7 @@ class CharLM(Module):
         if input == "embedding":
             params["embedding.weight"] = rng.standard_normal((self.vocab_size, E)).astype(dtype)
         self._own(params)   # sent to the device once; one buffer with the layer's (nn/flat.py)
-        self._cache = None
-        self._graphed = None
-        if cuda_graphs and device == "cuda":
-            from .graphed import GraphedStep
-            self._graphed = GraphedStep(self._step_on_device, [self.rnn], self.xp)
+        self._graph_step([self.rnn])
 
     # ---- parameters: Module's (params, grads, parameters, state_dict, num_parameters, train) --
 
@@ -132,8 +114,8 @@ class CharLM(Module):
             # W_ih e_c is column c of W_ih: the first layer gathers columns instead of a GEMM
             out, new_state = self.rnn.forward_onehot(ids.reshape(T, B), state)
         else:
-            if self.input == "onehot":
-                e = self.one_hot(ids, self.vocab_size, self.dtype)
+            if self.input == "onehot":     # on the GPU: the one-hot rows, then the layer's GEMM
+                e = self.k.one_hot(ids, self.vocab_size, self.dtype)
             else:
                 e = self.k.embedding_forward(self._params["embedding.weight"], ids)
             out, new_state = self.rnn(e.reshape(T, B, self.embedding_size), state)
