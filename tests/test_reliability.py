@@ -52,6 +52,29 @@ def test_torn_last_line_is_skipped_with_a_warning(tmp_path):
         assert len(read_metrics(str(path))) == 1
 
 
+def test_one_writer_per_run_directory(corpus, tmp_path, capsys):  # noqa: F811
+    """While a trainer holds a run directory, a second one (here, or another process: the same
+    lock) is refused in one line before it touches anything; when the first run ends, the
+    directory is free again and resumes."""
+    from rnnjit.train.files import RunBusyError
+    out = str(tmp_path / "run")
+    first = Trainer(tiny(corpus, steps=4, checkpoint_every=2), out_dir=out)
+    events = first.run()
+    while next(events).kind != "checkpoint":       # the first run is mid-way, its checkpoint written
+        pass
+    with pytest.raises(RunBusyError, match="being written by another rnnjit process"):
+        Trainer(tiny(corpus, steps=6), out_dir=out, resume=True)
+    assert main(["train", "--resume", out, "--steps", "6"]) == 2
+    err = capsys.readouterr().err
+    assert "being written by another rnnjit process" in err and len(err.strip().splitlines()) == 1
+    code = ("import fcntl, os, sys\nfd = os.open(sys.argv[1], os.O_RDONLY)\n"
+            "try:\n    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\nexcept OSError:\n    print('busy')")
+    assert subprocess.run([sys.executable, "-c", code, out], capture_output=True, text=True).stdout == "busy\n"
+    assert list(events)[-1].reason == "done"
+    resumed = Trainer(tiny(corpus, steps=6), out_dir=out, resume=True)
+    assert resumed.step == 4 and list(resumed.run())[-1].reason == "done"
+
+
 def test_resumed_log_is_mended_to_the_checkpoint(tmp_path):
     path = tmp_path / "metrics.jsonl"
     lines = [{"event": "start", "step": 0}] + [{"event": "step", "step": i} for i in range(1, 8)]

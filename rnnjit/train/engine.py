@@ -21,7 +21,9 @@ checkpoint:
 Without clipping, a gradient norm that jumps far above its recent median is reported as a
 ``Warning`` event that suggests ``--clip``.
 
-Resuming (``Trainer(config, out_dir, resume=True)``) loads the checkpoint, deletes temporary
+A Trainer with a run directory holds its lock (``files.RunLock``) until ``run`` ends: a second
+process that tries to write the same directory gets a one-line error. Resuming
+(``Trainer(config, out_dir, resume=True)``) loads the checkpoint, deletes temporary
 files a killed writer left behind, and cuts ``metrics.jsonl`` back to the checkpoint's step
 (see ``files.py``). A run killed before its first checkpoint starts again from step 0.
 
@@ -46,7 +48,7 @@ import numpy as np
 from . import events as ev
 from .checkpoint import CheckpointError, load_checkpoint, check_values, save_checkpoint
 from .config import ConfigError, TrainConfig
-from .files import CONFIG, METRICS, MetricsLog, remove_temporaries, write_json
+from .files import CONFIG, METRICS, MetricsLog, RunLock, remove_temporaries, write_json
 from .optim import OPTIMIZERS, clip_gradients, gradients
 
 CHECKPOINT = "checkpoint.npz"
@@ -110,6 +112,15 @@ class Trainer:
         self.last_saved = -1            # the step of the checkpoint on disk (-1: none yet)
         self.notes: list[str] = []      # said once, in the Start event
         self._resume_dir = out_dir if resume else None
+        self._lock = RunLock(out_dir) if out_dir else None     # one writer per run directory
+        try:
+            self._start(config, out_dir, resume)
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self, config, out_dir, resume):
+        """The model, the optimizer and, resuming, the checkpoint's state."""
         if resume and out_dir:
             gone = remove_temporaries(out_dir)
             if gone:
@@ -132,6 +143,11 @@ class Trainer:
             opt_cls = OPTIMIZERS[config.optimizer]
             kw = {"momentum": config.momentum} if config.optimizer == "sgd" else {}
             self.optimizer = opt_cls(self.model.parameters(), config.lr, **kw)
+
+    def close(self):
+        """Give up the run directory (``run`` does when it ends): another process may write it."""
+        if self._lock is not None:
+            self._lock.release()
 
     # ---- run directory ----------------------------------------------------------------------
 
@@ -270,6 +286,7 @@ class Trainer:
         finally:
             if self._metrics is not None:
                 self._metrics.close()
+            self.close()
 
     def _loop(self):
         c, log = self.config, self._log

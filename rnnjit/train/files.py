@@ -6,6 +6,9 @@ A run directory holds three files::
     checkpoint.npz   the latest checkpoint (replaced atomically: see checkpoint.py)
     metrics.jsonl    every event, one JSON object per line, appended
 
+and one process at a time writes them (``RunLock``): two trainers in one directory would each
+write their own checkpoints and lines, and the files would stop agreeing with each other.
+
 **Whole files** (``atomic_write``): write a temporary file in the same directory, flush, fsync,
 rename it over the destination, fsync the directory. A rename within one file system is atomic,
 so a reader, or a process started after a SIGKILL or a power cut, sees the old file or the new
@@ -27,9 +30,49 @@ import os
 import tempfile
 import warnings
 
+try:
+    import fcntl
+except ImportError:        # Windows: no advisory locks, so no guard against a second writer
+    fcntl = None
+
 METRICS = "metrics.jsonl"
 CONFIG = "config.json"
 TEMP_PREFIX = ".rnnjit-"
+
+
+_UMASK = os.umask(0o022)       # read once (setting is the only way to read it), then put back
+os.umask(_UMASK)
+
+
+class RunBusyError(RuntimeError):
+    """Another process is writing the run directory."""
+
+
+class RunLock:
+    """The right to write a run directory: an exclusive ``flock`` on the directory itself (no
+    file of its own, so nothing is left behind). The operating system drops the lock when the
+    process ends, however it ends (a SIGKILL included), so a killed run can always be resumed;
+    a second writer while the first lives is refused with ``RunBusyError``."""
+
+    def __init__(self, directory: str):
+        os.makedirs(directory, exist_ok=True)
+        self._fd = os.open(directory, os.O_RDONLY)
+        if fcntl is None:
+            return
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.release()
+            raise RunBusyError(f"{directory} is being written by another rnnjit process: wait for it to "
+                               "finish or stop it, or train into another --out") from None
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)        # closing the file drops the lock
+            self._fd = -1
+
+    def __del__(self):
+        self.release()
 
 
 class RunFileWarning(UserWarning):
@@ -57,6 +100,7 @@ def atomic_write(path: str, write) -> str:
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".tmp", dir=directory)
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)     # as open() would make it (mkstemp's are private: 0600)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -139,7 +183,7 @@ class MetricsLog:
         self.mended = ""
         if keep_through is not None and os.path.exists(path):
             self.mended = self._mend(keep_through)
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
 
     def _mend(self, step: int) -> str:
         with open(self.path, "rb") as f:
