@@ -377,6 +377,18 @@ def cmd_bench(args) -> int:
         if any(v < 1 for v in (getattr(args, key) or [1])):
             print(f"rnnjit bench: error: --{key.replace('_', '-')} values must be >= 1", file=sys.stderr)
             return 2
+    if args.json not in (None, "-"):      # before the timings: a bad path must not waste them
+        where = os.path.dirname(os.path.abspath(args.json))
+        if os.path.isdir(args.json) or not os.path.isdir(where) or not os.access(where, os.W_OK):
+            print(f"rnnjit bench: error: --json {args.json}: cannot write a file there: give a path in a "
+                  "writable directory, or - for stdout", file=sys.stderr)
+            return 2
+    if args.impls == ["torch"] and _torch() is None:
+        print("rnnjit bench: error: --impls torch, but torch is not installed: pip install torch, or add "
+              "rnnjit or numpy to --impls", file=sys.stderr)
+        return 2
+    if "torch" in args.impls and _torch() is None and args.impls != list(IMPLS):
+        print("rnnjit bench: note: torch is not installed: its column is left out", file=sys.stderr)
     if args.device == "cuda":
         from .kernels import cuda as kcuda
         try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import sys
@@ -113,7 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sample", help="make a trained language model write",
                        description="Generate text from the checkpoint in a run directory.")
-    s.add_argument("run", metavar="DIR", help="a run directory written by `rnnjit train`")
+    s.add_argument("run", metavar="DIR", nargs="+",
+                   help="a run directory written by `rnnjit train` (given several, as a pattern like "
+                        "runs/shakespeare-lstm-* gives them, the most recently saved one)")
     s.add_argument("--prime", default="", metavar="TEXT", help="text to read before writing")
     s.add_argument("--length", type=int, default=500, metavar="N", help="characters to write (default 500)")
     s.add_argument("--temperature", type=float, default=0.8, metavar="F",
@@ -164,11 +167,17 @@ def config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, str, bool]:
                 saved = json.load(f)
         except (OSError, ValueError):
             raise CLIError(f"--resume {resume_dir}: config.json is unreadable") from None
+        if not isinstance(saved, dict):
+            raise CLIError(f"--resume {resume_dir}: config.json does not hold a run's configuration "
+                           "(a JSON object): restore it from a copy or start a new run")
+        if isinstance(given.get("corpus"), str) and isinstance(saved.get("corpus"), str) \
+                and _same_file(given["corpus"], saved["corpus"]):
+            given = {k: v for k, v in given.items() if k != "corpus"}   # the same file by another path
         config = TrainConfig.from_dict({**saved, **given})
         if getattr(args, "out", None) and os.path.abspath(args.out) != os.path.abspath(resume_dir):
             raise CLIError("--out and --resume name different directories: a resumed run stays in its directory")
         return config.validate(), resume_dir, True
-    config = TrainConfig.from_dict(given).validate()
+    config = TrainConfig.from_dict(_corpus_as_absolute_path(given)).validate()
     out = getattr(args, "out", None)
     if out is None:
         base = os.path.basename(str(config.corpus)).split(".")[0] if config.task == "charlm" else config.task
@@ -178,6 +187,23 @@ def config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, str, bool]:
     elif os.path.exists(os.path.join(out, "checkpoint.npz")) or os.path.exists(os.path.join(out, "metrics.jsonl")):
         raise CLIError(f"--out {out} already holds a run: continue it with --resume {out}, or choose another --out")
     return config, out, False
+
+
+def _corpus_as_absolute_path(given: dict) -> dict:
+    """A corpus file is recorded by its absolute path, so that the run resumes from any working
+    directory (a corpus's name, such as shakespeare, stays a name)."""
+    from .data.corpora import CORPORA
+    corpus = given.get("corpus")
+    if isinstance(corpus, str) and corpus not in CORPORA and os.path.isfile(os.path.expanduser(corpus)):
+        return {**given, "corpus": os.path.abspath(os.path.expanduser(corpus))}
+    return given
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(os.path.expanduser(a), os.path.expanduser(b))
+    except OSError:
+        return False
 
 
 def _too_big(config) -> str:
@@ -191,7 +217,12 @@ def make_trainer(args):
     from .train.engine import Trainer
     config, out, resume = config_from_args(args)
     try:
-        return Trainer(config, out_dir=out, resume=resume)
+        trainer = Trainer(config, out_dir=out, resume=resume)
+        if resume and trainer.step >= config.steps:
+            trainer.close()
+            raise CLIError(f"{out} has trained {trainer.step} steps already, --steps is {config.steps}: "
+                           f"to train on, resume it with --steps above {trainer.step}")
+        return trainer
     except (ConfigError, CorpusError, CheckpointError, RuntimeError) as e:  # RuntimeError: no CUDA here
         raise CLIError(str(e)) from None
     except ValueError as e:  # data too short for the batch, etc.: still the user's input
@@ -285,6 +316,22 @@ def _print_json(event) -> None:
 
 # ---- sample -----------------------------------------------------------------------------------
 
+def newest_run(dirs: list[str]) -> str:
+    """The run to sample from: the one given, or of several the one whose checkpoint is the most
+    recent (said on stderr)."""
+    if len(dirs) == 1:
+        return dirs[0]
+
+    def saved(d):
+        try:
+            return os.path.getmtime(os.path.join(d, "checkpoint.npz"))
+        except OSError:
+            return -math.inf
+    run = max(dirs, key=saved)
+    print(f"rnnjit sample: {len(dirs)} runs given: sampling from the most recently saved, {run}", file=sys.stderr)
+    return run
+
+
 def load_model(run_dir: str, device: str = "cpu"):
     """-> (model, vocab, config) from the checkpoint in a run directory."""
     from .data import Vocab
@@ -303,7 +350,8 @@ def load_model(run_dir: str, device: str = "cpu"):
         raise CLIError(f"checkpoint {path} does not describe a model ({type(e).__name__}: "
                        f"{str(e).splitlines()[0][:120] if str(e) else ''}): restore it from a copy") from None
     if config.task != "charlm" or "vocab" not in arrays:
-        raise CLIError(f"{run_dir} is a {config.task!r} run: `rnnjit sample` writes text from language-model runs")
+        raise CLIError(f"{run_dir} is a run of the {config.task} task: `rnnjit sample` writes text from "
+                       "language-model runs (--task charlm)")
     try:
         vocab = Vocab.from_array(arrays["vocab"])
         cell, nl = ("rnn", "relu") if config.cell == "rnn-relu" else (config.cell, "tanh")
@@ -317,14 +365,21 @@ def load_model(run_dir: str, device: str = "cpu"):
 
 def cmd_sample(args) -> int:
     from .models import sample
+    run = newest_run(args.run)
     try:
-        model, vocab, _ = load_model(args.run, args.device)
+        model, vocab, _ = load_model(run, args.device)
     except RuntimeError as e:  # no CUDA here
         raise CLIError(str(e)) from None
     if args.length < 0:
         raise CLIError(f"--length must be >= 0, got {args.length}")
     if args.stop is not None and len(args.stop) != 1:
         raise CLIError(f"--stop takes one character, got {args.stop!r}")
+    if not args.temperature > 0:
+        raise CLIError(f"--temperature must be > 0, got {args.temperature}")
+    if args.top_k is not None and args.top_k < 1:
+        raise CLIError(f"--top-k must be >= 1, got {args.top_k}")
+    if args.seed is not None and args.seed < 0:
+        raise CLIError(f"--seed must be >= 0, got {args.seed}")
     try:
         text = sample(model, vocab, args.length, prime=args.prime, temperature=args.temperature,
                       top_k=args.top_k, argmax=args.argmax, stop=args.stop, seed=args.seed)

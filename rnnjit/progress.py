@@ -7,6 +7,8 @@ engine's events (``--json`` prints them instead).
 
 import math
 
+LENGTH_TASKS = ("adding", "copy")     # the synthetic tasks whose sequences are --length long
+
 
 def progress_printer(trainer):
     """-> show(event), with a ``close()``: rich progress on the terminal."""
@@ -14,13 +16,18 @@ def progress_printer(trainer):
     from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    console = Console(stderr=False)
+    console = Console(stderr=False, soft_wrap=True)    # piped into a log, a line stays one line
     c = trainer.config
-    what = f"corpus {c.corpus}" if c.task == "charlm" else f"task {c.task} (T={c.length})"
+    lm = c.task == "charlm"     # bits per character, temperature, `rnnjit sample`: a language model's
+    if lm:
+        what, shape = f"corpus {c.corpus}", f"batch {c.batch} x seq-len {c.seq_len}"
+    else:
+        what = f"task {c.task}" + (f" (T={c.length})" if c.task in LENGTH_TASKS else "")
+        shape = f"batch {c.batch}"
     console.print(f"[bold]rnnjit train[/]: {c.cell} {c.layers}x{c.hidden} on {escape(what)}, "
-                  f"batch {c.batch} x seq-len {c.seq_len}, {c.optimizer} lr {c.lr}, {c.dtype} -> {escape(trainer.out_dir)}")
-    progress = Progress(TextColumn("step"), MofNCompleteColumn(), BarColumn(),
-                        TextColumn("loss [bold]{task.fields[loss]}[/] ({task.fields[bpc]} bpc)"),
+                  f"{shape}, {c.optimizer} lr {c.lr}, {c.dtype} -> {escape(trainer.out_dir)}")
+    loss_column = "loss [bold]{task.fields[loss]}[/]" + (" ({task.fields[bpc]} bpc)" if lm else "")
+    progress = Progress(TextColumn("step"), MofNCompleteColumn(), BarColumn(), TextColumn(loss_column),
                         TextColumn("{task.fields[tps]} tok/s"), TimeRemainingColumn(), console=console)
     progress.start()
     bar = progress.add_task("train", total=c.steps, completed=trainer.step, loss="-", bpc="-", tps="-")
@@ -42,17 +49,18 @@ def progress_printer(trainer):
                             tps=f"{event.tokens_per_s:,.0f}")
         elif kind == "eval":
             extra = "".join(f", {k} {v:.4g}" if isinstance(v, float) else f", {k} {v}" for k, v in event.metrics.items())
-            bpc = f" ({event.val_bpc:.3f} bpc)" if c.task == "charlm" else ""
+            bpc = f" ({event.val_bpc:.3f} bpc)" if lm else ""
             out(f"step {event.step}: validation loss [bold]{event.val_loss:.4f}[/]{bpc}{escape(extra)}")
         elif kind == "sample":
-            out(f"[dim]sample at step {event.step}, temperature {event.temperature}:[/]")
+            out(f"[dim]sample at step {event.step}" + (f", temperature {event.temperature}:[/]" if lm else ":[/]"))
             out(event.text, markup=False, highlight=False)
         elif kind == "checkpoint":
             out(f"[dim]checkpoint: {escape(event.path)}[/]")
         elif kind == "warning":
             out(f"[yellow]warning:[/] {escape(event.message)}")
         elif kind == "end" and event.reason == "done":
-            out(f"done: {event.step} steps. Sample from it with: rnnjit sample {escape(trainer.out_dir)}")
+            out(f"done: {event.step} steps. " + (f"Sample from it with: rnnjit sample {escape(trainer.out_dir)}"
+                                                  if lm else f"The run is in {escape(trainer.out_dir)}"))
 
     def close():
         try:

@@ -91,3 +91,19 @@ def test_bench_device_cuda_without_cuda_is_one_line(capsys):
     assert main(["bench", "--device", "cuda", "--quick"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "NUMBA_ENABLE_CUDASIM" in err[0]
+
+
+def test_bench_refuses_what_it_cannot_do_before_timing(tmp_path, monkeypatch, capsys):
+    """An unwritable --json path, or only torch without torch: one line, exit 2, before any timing."""
+    import rnnjit.bench as bench
+    from rnnjit.cli import main
+    timed = []
+    monkeypatch.setattr(bench, "run_bench", lambda *a, **k: timed.append(1))
+    assert main(["bench", "--quick", "--json", str(tmp_path / "no" / "such" / "dir.json")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--json" in err[0] and "cannot write" in err[0]
+    monkeypatch.setattr(bench, "_torch", lambda: None)
+    assert main(["bench", "--quick", "--impls", "torch"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "torch is not installed" in err[0]
+    assert timed == []

@@ -42,6 +42,9 @@ def test_train_json_then_sample_then_resume(corpus, tmp_path, capsys):
     rc, again, _ = run_cli(["sample", out, "--prime", "ROMEO", "--length", "40", "--seed", "1"], capsys)
     assert again == stdout
 
+    rc, _, err = run_cli(["train", "--resume", out], capsys)        # a finished run: say how to go on
+    assert rc == 2 and "has trained 3 steps already, --steps is 3" in err and "--steps above 3" in err
+
     rc, stdout, _ = run_cli(["train", "--resume", out, "--steps", "5", "--json"], capsys)
     steps = [json.loads(line)["step"] for line in stdout.splitlines() if '"event": "step"' in line]
     assert rc == 0 and steps == [4, 5]
@@ -49,9 +52,62 @@ def test_train_json_then_sample_then_resume(corpus, tmp_path, capsys):
         assert json.load(f)["steps"] == 5
 
 
+def test_sample_from_several_runs_takes_the_newest(corpus, tmp_path, capsys):
+    """`rnnjit sample runs/shakespeare-lstm-*/` (README's quick start) after two runs: the most
+    recently saved one, said on stderr; the run files are readable by others, as open() makes them."""
+    old, new = str(tmp_path / "a"), str(tmp_path / "b")
+    for out, hidden in ((old, "8"), (new, "6")):
+        assert run_cli(["train", "--corpus", corpus, "--steps", "1", "--out", out] + SMALL[2:] + ["--hidden", hidden],
+                       capsys)[0] == 0
+    os.utime(os.path.join(old, "checkpoint.npz"), (1, 1))
+    rc, stdout, err = run_cli(["sample", new, old, "--length", "5", "--seed", "0"], capsys)
+    assert rc == 0 and f"sampling from the most recently saved, {new}" in err
+    assert stdout == run_cli(["sample", new, "--length", "5", "--seed", "0"], capsys)[1]
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("checkpoint.npz", "config.json", "metrics.jsonl"):
+        assert os.stat(os.path.join(new, name)).st_mode & 0o777 == 0o666 & ~umask, name
+
+
 def test_progress_output(corpus, tmp_path, capsys):
     rc, stdout, _ = run_cli(["train", "--corpus", corpus, "--steps", "2", "--out", str(tmp_path / "r")] + SMALL, capsys)
     assert rc == 0 and "rnnjit sample" in stdout
+
+
+def test_progress_of_a_synthetic_task_speaks_of_its_task(tmp_path, capsys):
+    """No bits per character, seq-len or `rnnjit sample` hint for a task that is not a language model."""
+    rc, stdout, _ = run_cli(["train", "--task", "adding", "--length", "5", "--steps", "2", "--out",
+                             str(tmp_path / "a")] + SMALL, capsys)
+    assert rc == 0 and "task adding (T=5), batch 2," in stdout
+    assert "bpc" not in stdout and "seq-len" not in stdout and "rnnjit sample" not in stdout
+    assert f"done: 2 steps. The run is in {tmp_path / 'a'}" in stdout.replace("\n", "")
+
+
+def test_a_corpus_file_resumes_from_any_directory(tmp_path, monkeypatch, capsys):
+    """A corpus given by a relative path is recorded by its absolute path; resuming from elsewhere,
+    or naming the same file by another path, works."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "c.txt").write_text(TEXT, encoding="utf-8")
+    monkeypatch.chdir(tmp_path / "data")
+    out = str(tmp_path / "run")
+    assert run_cli(["train", "--corpus", "c.txt", "--steps", "2", "--out", out] + SMALL, capsys)[0] == 0
+    with open(os.path.join(out, "config.json")) as f:
+        assert json.load(f)["corpus"] == str(tmp_path / "data" / "c.txt")
+    monkeypatch.chdir(tmp_path)
+    assert run_cli(["train", "--resume", out, "--steps", "3"], capsys)[0] == 0
+    rc, _, err = run_cli(["train", "--resume", out, "--steps", "4", "--corpus", "data/c.txt"], capsys)
+    assert rc == 0, err
+    (tmp_path / "other.txt").write_text(TEXT, encoding="utf-8")
+    rc, _, err = run_cli(["train", "--resume", out, "--steps", "5", "--corpus", "other.txt"], capsys)
+    assert rc == 2 and "checkpoint was made with --corpus" in err
+
+
+def test_a_config_that_is_not_an_object_is_one_line(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("[1, 2]\n")
+    rc, _, err = run_cli(["train", "--resume", str(run)], capsys)
+    assert rc == 2 and "does not hold a run's configuration" in err and len(err.strip().splitlines()) == 1
 
 
 BAD = [

@@ -55,7 +55,7 @@ class TrainConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer, got {v}")
-        for name in ("eval_every", "eval_batches", "sample_every", "checkpoint_every", "embedding", "threads"):
+        for name in ("eval_every", "eval_batches", "sample_every", "checkpoint_every", "embedding", "threads", "seed"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         if self.cell not in CELL_CHOICES:

@@ -117,7 +117,10 @@ class Optimizer:
         """One update of every parameter: a single call over the flat buffers when the
         parameters came as a ``ParameterList`` with ``flat`` (``nn/flat.py``), else one per array."""
         self.t += 1
-        scalars = self._scalars()
+        with np.errstate(over="ignore"):      # an lr past float32's range becomes inf: the engine's
+            self._step(self._scalars())      # divergence guard then says so in one line
+
+    def _step(self, scalars):
         if self.flat is not None:
             f = self.flat
             self._update(f.params, f.grads, self._flat_state, tuple(f.params.dtype.type(v) for v in scalars))

@@ -98,7 +98,7 @@ def _has_numba_cuda() -> bool:
 def _why_unavailable():
     """None if CUDA kernels can run here, else a one-line reason."""
     if not _has_numba_cuda():
-        how = "" if simulator_enabled() else f' (or use device="cpu"; {_HOW_TO_SIMULATE})'
+        how = "" if simulator_enabled() else f' (or use the CPU: --device cpu, device="cpu" in Python; {_HOW_TO_SIMULATE})'
         return f'CUDA kernels need numba-cuda, which is not installed: pip install "rnnjit[cuda]"{how}'
     try:
         from numba import cuda
@@ -111,7 +111,7 @@ def _why_unavailable():
     except Exception:  # a broken driver install raises instead of answering False
         ok = False
     if not ok:
-        return f'no CUDA GPU found (numba.cuda.is_available() is False): use device="cpu", or {_HOW_TO_SIMULATE}'
+        return f'no CUDA GPU found (numba.cuda.is_available() is False): use the CPU (--device cpu, device="cpu" in Python), or {_HOW_TO_SIMULATE}'
     return None
 
 
