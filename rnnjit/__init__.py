@@ -21,3 +21,8 @@ def __getattr__(name):
         from .finite_differences import gradcheck
         return gradcheck
     raise AttributeError(f"module 'rnnjit' has no attribute {name!r}")
+
+
+def __dir__():
+    """The public names (for tab completion), without importing what they load lazily."""
+    return sorted(set(globals()) | set(__all__))

@@ -19,6 +19,7 @@ import sys
 import time
 
 from .machine import reuse_freed_memory
+from .progress import LENGTH_TASKS
 from .train.config import CELL_CHOICES, ConfigError, TrainConfig
 
 EXIT_USAGE = 2
@@ -178,6 +179,9 @@ def config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, str, bool]:
             raise CLIError("--out and --resume name different directories: a resumed run stays in its directory")
         return config.validate(), resume_dir, True
     config = TrainConfig.from_dict(_corpus_as_absolute_path(given)).validate()
+    if "length" in given and config.task not in LENGTH_TASKS:
+        raise CLIError(f"--length sets the sequences of --task {' and '.join(LENGTH_TASKS)}; the {config.task} task's "
+                       + ("chunks are --seq-len long" if config.task == "charlm" else "sequences have lengths of their own"))
     out = getattr(args, "out", None)
     if out is None:
         base = os.path.basename(str(config.corpus)).split(".")[0] if config.task == "charlm" else config.task

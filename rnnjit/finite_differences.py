@@ -37,6 +37,9 @@ def gradcheck(layer: Recurrent, seq_len: int = 4, batch: int = 2, eps: float = 1
     The layer is copied to float64 without dropout; at most ``max_entries`` entries of each
     array are perturbed (chosen at random, seeded), so the check stays quick for big layers.
     """
+    if not isinstance(layer, Recurrent):
+        raise TypeError(f"gradcheck takes a recurrent layer (rnnjit.RNN, LSTM or GRU; for a model, "
+                        f"its layer, e.g. model.rnn), got {type(layer).__name__}")
     net = _float64_twin(layer).eval()
     rng = np.random.default_rng(seed)
     T, B, H = seq_len, batch, net.hidden_size

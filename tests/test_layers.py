@@ -233,3 +233,32 @@ def test_batches_of_four_and_more_by_finite_differences(cell):
     layer = LAYERS[cell](3, 33, num_layers=1, bidirectional=True, dtype=np.float64, seed=0)
     errors = rnnjit.gradcheck(layer, seq_len=3, batch=9, max_entries=8)
     assert max(errors.values()) < 1e-6, errors
+
+
+@pytest.mark.parametrize("dtype,also", [(np.int64, False), (np.float16, False), (np.float64, True)])
+def test_wrong_dtype_suggests_only_what_works(dtype, also):
+    """The cast always works; a layer of x's dtype only exists for float32 and float64."""
+    with pytest.raises(TypeError) as e:
+        rnnjit.LSTM(8, 16)(np.zeros((5, 3, 8), dtype))
+    msg = str(e.value)
+    assert "\n" not in msg and "x.astype(np.float32)" in msg
+    assert ("build the layer" in msg) == also
+    assert "dtype=np.float64" in msg if also else "dtype=" not in msg
+    rnnjit.LSTM(8, 16)(np.zeros((5, 3, 8), dtype).astype(np.float32))   # the advice works
+
+
+@pytest.mark.parametrize("bad", [42, None, "lstm", np.zeros(3)])
+def test_gradcheck_takes_a_layer(bad):
+    with pytest.raises(TypeError, match=r"^gradcheck takes a recurrent layer .*got \w+$"):
+        rnnjit.gradcheck(bad)
+
+
+def test_dir_lists_the_lazy_names_without_importing_them():
+    import subprocess
+    import sys
+    code = ("import sys, rnnjit; names = dir(rnnjit); "
+            "print(sorted(set(names) & {'RNN', 'LSTM', 'GRU', 'gradcheck', '__version__'}), "
+            "'rnnjit.nn' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split("\n")[0] == "['GRU', 'LSTM', 'RNN', '__version__', 'gradcheck'] False"
+    assert {"RNN", "LSTM", "GRU", "gradcheck"} <= set(dir(rnnjit))

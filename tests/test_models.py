@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from rnnjit.finite_differences import compare_with_finite_differences
-from rnnjit.models import ConditionedGenerator, Seq2Seq, SequenceClassifier
+from rnnjit.data import Vocab
+from rnnjit.models import CharLM, ConditionedGenerator, Seq2Seq, SequenceClassifier, sample
 
 CELLS = ["rnn", "lstm", "gru"]
 EPS = 1e-6
@@ -98,3 +99,135 @@ def test_greedy_decoding_shapes_and_state_dict_round_trip():
     g = ConditionedGenerator(4, 6, hidden_size=5, num_layers=2, cell="lstm", seed=0)
     caps = g.generate(np.ones((2, 4), np.float32), max_len=4)
     assert len(caps) == 2 and all(len(c) <= 4 for c in caps)
+
+
+# ---- ids out of range: a one-line ValueError at the host boundary, never a read out of bounds -----
+
+T, B = 5, 3
+
+
+def char_lm(**kw):
+    return CharLM(10, 8, 1, cell="gru", seed=0, **kw)
+
+
+def classifier():
+    return SequenceClassifier(2, 3, hidden_size=4, loss="ce", seed=0)
+
+
+def generator():
+    return ConditionedGenerator(3, 6, hidden_size=4, seed=0)
+
+
+def seq2seq():
+    return Seq2Seq(9, 6, hidden_size=4, seed=0)
+
+
+def zeros():
+    return np.zeros((T, B), np.int64)
+
+
+def eos():
+    """Targets that are all <eos> (2): not padding, so the decoders' loss has rows to average."""
+    return np.full((T, B), 2, np.int64)
+
+
+# name -> (model, shape of the ids under test, call(model, ids) -> a loss, what, its bound's name, bound)
+ID_CALLS = {
+    "charlm-fb-inputs": (char_lm, (T, B), lambda m, a: m.forward_backward(a, zeros(), m.initial_state(B))[0],
+                         "inputs", "vocab_size", 10),
+    "charlm-fb-targets": (char_lm, (T, B), lambda m, a: m.forward_backward(zeros(), a, m.initial_state(B))[0],
+                          "targets", "vocab_size", 10),
+    "charlm-onehot-fb-inputs": (lambda: char_lm(input="onehot"), (T, B),
+                                lambda m, a: m.forward_backward(a, zeros(), m.initial_state(B))[0],
+                                "inputs", "vocab_size", 10),
+    "charlm-loss-inputs": (char_lm, (T, B), lambda m, a: m.loss(a, zeros(), m.initial_state(B))[0],
+                           "inputs", "vocab_size", 10),
+    "charlm-loss-targets": (char_lm, (T, B), lambda m, a: m.loss(zeros(), a, m.initial_state(B))[0],
+                            "targets", "vocab_size", 10),
+    "charlm-logits": (char_lm, (T, B), lambda m, a: float(m.logits(a, m.initial_state(B))[0].sum()),
+                      "inputs", "vocab_size", 10),
+    "classifier-fb": (classifier, (4,), lambda m, a: m.forward_backward(np.ones((T, 4, 2), np.float32), a),
+                      "labels", "output_size", 3),
+    "classifier-loss": (classifier, (4,), lambda m, a: m.loss(np.ones((T, 4, 2), np.float32), a),
+                        "labels", "output_size", 3),
+    "generator-fb": (generator, (T, B), lambda m, a: m.forward_backward(np.ones((B, 3)), a),
+                     "targets", "vocab_size", 6),
+    "generator-loss": (generator, (T, B), lambda m, a: m.loss(np.ones((B, 3)), a), "targets", "vocab_size", 6),
+    "seq2seq-fb-sources": (seq2seq, (T, B), lambda m, a: m.forward_backward(a, eos()),
+                           "sources", "src_vocab", 9),
+    "seq2seq-fb-targets": (seq2seq, (T, B), lambda m, a: m.forward_backward(zeros(), a),
+                           "targets", "tgt_vocab", 6),
+    "seq2seq-loss-sources": (seq2seq, (T, B), lambda m, a: m.loss(a, eos()), "sources", "src_vocab", 9),
+    "seq2seq-loss-targets": (seq2seq, (T, B), lambda m, a: m.loss(zeros(), a), "targets", "tgt_vocab", 6),
+    "seq2seq-translate": (seq2seq, (T, B), lambda m, a: float(len(m.translate(a, max_len=3))),
+                          "sources", "src_vocab", 9),
+}
+
+
+def one_bad(shape, value, dtype=np.int64):
+    """Zeros of ``shape`` with ``value`` in the last entry."""
+    a = np.zeros(shape, dtype)
+    a.reshape(-1)[-1] = value
+    return a
+
+
+@pytest.mark.parametrize("bad,dtype,reads", [
+    ("V", np.int64, "[0, V]"),                    # the first id past the end
+    (10 ** 6, np.int64, "[0, 1000000]"),          # far past: used to segfault
+    (-1, np.int64, "[-1, 0]"),
+    (-1, np.int32, "[-1, 0]"),
+    ("V", np.float64, "[0, V]"),                  # whole floats pass the dtype, not the range
+], ids=["V", "1e6", "neg", "neg-int32", "V-float"])
+@pytest.mark.parametrize("case", list(ID_CALLS))
+def test_ids_out_of_range_raise_one_line(case, bad, dtype, reads):
+    make, shape, call, what, size_name, size = ID_CALLS[case]
+    bad = size if bad == "V" else bad
+    m = make()
+    with pytest.raises(ValueError) as e:
+        call(m, one_bad(shape, bad, dtype))
+    expected = f"{what} must be in [0, {size_name}={size}), got values in {reads.replace('V', str(size))}"
+    assert str(e.value) == expected
+
+
+@pytest.mark.parametrize("bad,dtype,message", [
+    (1.7, np.float64, "must be whole numbers (integer ids), got 1.7"),
+    (np.nan, np.float32, "must be whole numbers (integer ids), got nan"),
+    (1, bool, "must be integer ids, got dtype bool"),
+], ids=["1.7", "nan", "bool"])
+@pytest.mark.parametrize("case", list(ID_CALLS))
+def test_ids_that_are_not_whole_numbers_raise_one_line(case, bad, dtype, message):
+    make, shape, call, what, _, _ = ID_CALLS[case]
+    with pytest.raises(ValueError) as e:
+        call(make(), one_bad(shape, bad, dtype))
+    assert str(e.value).startswith(f"{what} {message}") and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("case", list(ID_CALLS))
+def test_edge_ids_zero_and_last_still_work(case):
+    """0 and size - 1 are valid; whole floats read as the same ids (the same loss)."""
+    make, shape, call, _, _, size = ID_CALLS[case]
+    ids = np.zeros(shape, np.int64)
+    ids.reshape(-1)[::2] = size - 1
+    m = make()
+    loss = call(m, ids)
+    assert np.isfinite(loss)
+    assert call(m, ids.astype(np.float64)) == loss
+
+
+def test_special_ids_and_label_counts_are_checked():
+    with pytest.raises(ValueError, match=r"^pad, bos and eos must be in \[0, vocab_size=2\), got values in \[0, 2\]$"):
+        ConditionedGenerator(3, 2)
+    with pytest.raises(ValueError, match=r"^pad, bos and eos must be in \[0, tgt_vocab=6\), got values in \[0, 7\]$"):
+        Seq2Seq(9, 6, eos=7)
+    with pytest.raises(ValueError, match=r"^labels must hold one class id per sequence, B=4, got shape \(3,\)$"):
+        classifier().forward_backward(np.ones((T, 4, 2), np.float32), np.array([0, 1, 2]))
+    m = char_lm()
+    with pytest.raises(ValueError, match="one shape"):
+        m.loss(zeros(), np.zeros((T, 2), np.int64), m.initial_state(B))
+
+
+def test_sampling_needs_the_models_vocabulary():
+    vocab = Vocab.from_text("abcdefghijkl")                           # 12 characters, the model has 10
+    with pytest.raises(ValueError, match=r"vocabulary has 12 characters but the model has vocab_size=10"):
+        sample(char_lm(), vocab, 5, prime="l")
+    assert len(sample(char_lm(), Vocab.from_text("abcdefghij"), 5, prime="j", seed=0)) == 5

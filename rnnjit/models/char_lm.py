@@ -31,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..nn.recurrent import LAYERS
-from .module import Module, scalar
+from .module import Module, checked_ids, flat_ids, scalar
 
 
 class CharLM(Module):
@@ -99,9 +99,21 @@ class CharLM(Module):
 
     # ---- forward and backward ---------------------------------------------------------------
 
-    def _ids(self, x):
-        """Character ids (any integer array) as a flat int64 array on the model's device."""
-        return self.xp.to_device(np.ascontiguousarray(np.asarray(x).reshape(-1), dtype=np.int64))
+    def _host_ids(self, x, what="inputs"):
+        """Character ids (T, B) as a flat int64 NumPy array, checked to be in [0, vocab_size)
+        (``checked_ids``: one line of ValueError, never an out-of-bounds read in a kernel)."""
+        return flat_ids(checked_ids(x, what, "vocab_size", self.vocab_size))
+
+    def _ids(self, x, what="inputs"):
+        """``_host_ids`` sent to the model's device."""
+        return self.xp.to_device(self._host_ids(x, what))
+
+    @staticmethod
+    def _check_pair(x, y):
+        """x and y: (T, B) arrays of ids, one shape (the loss reads one target per input)."""
+        if np.ndim(x) != 2 or np.shape(x) != np.shape(y):
+            raise ValueError(f"x and y must be (T, B) arrays of ids of one shape, "
+                             f"got {np.shape(x)} and {np.shape(y)}")
 
     def logits(self, x, state):
         """x (T, B) ids -> logits (T*B, V), next state (device arrays on the GPU)."""
@@ -124,19 +136,19 @@ class CharLM(Module):
 
     def loss(self, x, y, state):
         """Mean cross-entropy (nats per character) without gradients; returns loss, next state."""
+        self._check_pair(x, y)
+        targets = self._ids(y, "targets")
         z, new_state, _ = self.logits(x, state)
-        return scalar(self.k.cross_entropy(z, self._ids(y))), new_state
+        return scalar(self.k.cross_entropy(z, targets)), new_state
 
     def forward_backward(self, x, y, state):
         """One truncated-BPTT chunk: loss, gradients (in ``grads``), and the state to carry on.
 
         With ``cuda_graphs=True`` on the GPU, from the third chunk of a shape on, the device work
         is one CUDA graph replay (``graphed.py``), the same kernels on the same numbers."""
-        if np.ndim(x) != 2 or np.shape(x) != np.shape(y):
-            raise ValueError(f"x and y must be (T, B) arrays of ids of one shape, "
-                             f"got {np.shape(x)} and {np.shape(y)}")
+        self._check_pair(x, y)
         T, B = np.shape(x)
-        flat = [np.ascontiguousarray(np.asarray(a).reshape(-1), dtype=np.int64) for a in (x, y)]
+        flat = [self._host_ids(x, "inputs"), self._host_ids(y, "targets")]   # checked on the host, both paths
         if self._graphed is not None and self._graphed.graphable():
             return self._graphed(flat, state, T, B)
         loss, new_state = self._step_on_device([self.xp.to_device(a) for a in flat], state, T, B)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .module import Module, linear, linear_grad, make_layer, scalar, seeds, uniform
+from .module import Module, checked_ids, linear, linear_grad, make_layer, scalar, seeds, uniform
 
 
 class SequenceClassifier(Module):
@@ -76,9 +76,13 @@ class SequenceClassifier(Module):
         return z if self.xp.on_device(x) else self.xp.to_host(z)
 
     def _targets(self, y, B):
-        """y as the loss reads it, on the host: class ids (B,), or values (B, output_size)."""
+        """y as the loss reads it, on the host: class ids (B,), checked to be in [0, output_size)
+        (``checked_ids``), or values (B, output_size)."""
         if self.loss_kind == "ce":
-            return np.ascontiguousarray(y, dtype=np.int64)
+            labels = checked_ids(y, "labels", "output_size", self.output_size)
+            if labels.size != B:
+                raise ValueError(f"labels must hold one class id per sequence, B={B}, got shape {labels.shape}")
+            return labels.reshape(B)
         return np.ascontiguousarray(np.asarray(y, self.dtype).reshape(B, self.output_size))
 
     def _loss(self, z, y, grad):

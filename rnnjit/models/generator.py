@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .module import (Module, decode, decode_backward, decode_ids, flat_ids, greedy, linear, linear_grad,
-                     make_layer, masked_cross_entropy, scalar, seeds, shift_right, strip, uniform)
+from .module import (Module, checked_ids, decode, decode_backward, decode_ids, flat_ids, greedy, linear,
+                     linear_grad, make_layer, masked_cross_entropy, scalar, seeds, shift_right, strip, uniform)
 
 _EMB, _HEAD = "embedding", "head"
 
@@ -44,6 +44,7 @@ class ConditionedGenerator(Module):
         self._setup(device, cuda_graphs)
         self.condition_size, self.vocab_size = int(condition_size), int(vocab_size)
         self.hidden_size, self.num_layers = int(hidden_size), int(num_layers)
+        checked_ids([pad, bos, eos], "pad, bos and eos", "vocab_size", self.vocab_size)
         self.pad, self.bos, self.eos = pad, bos, eos
         self.dtype = np.dtype(dtype).type
         E = int(embedding_size or hidden_size)
@@ -72,11 +73,16 @@ class ConditionedGenerator(Module):
         h0 = xp.contiguous(xp.swap01(s.reshape(B, L, H)))
         return ((h0, xp.zeros(h0.shape, self.dtype)) if self.rnn.cell.has_cell_state else h0), s
 
+    def _targets(self, y):
+        """Target ids y (T, B) as int64 NumPy, checked to be in [0, vocab_size) (``checked_ids``)."""
+        return checked_ids(y, "targets", "vocab_size", self.vocab_size)
+
     def _decode(self, state, y):
         return decode(self._params, self.rnn, _EMB, _HEAD, shift_right(y, self.bos), state, self.k, self.xp)
 
     def loss(self, v, y) -> float:
         """Teacher-forced loss of targets y (T, B) without gradients."""
+        y = self._targets(y)
         state, _ = self.initial_state(v)
         z, _, _ = self._decode(state, y)
         return masked_cross_entropy(z, y, self.pad, self.k, self.xp)
@@ -86,8 +92,9 @@ class ConditionedGenerator(Module):
 
         With ``cuda_graphs=True`` on the GPU (and v on the host), from the third batch of a
         shape on, the device work is one CUDA graph replay (``graphed.py``)."""
+        y = self._targets(y)          # checked on the host, before the CPU / CUDA-graph split
         T, B = np.shape(y)
-        ids = [flat_ids(shift_right(np.asarray(y), self.bos)), flat_ids(y)]      # decoder inputs, targets
+        ids = [flat_ids(shift_right(y, self.bos)), flat_ids(y)]      # decoder inputs, targets
         if self._graphed is not None and self._graphed.graphable() and not self.xp.on_device(v):
             return self._graphed([np.ascontiguousarray(v, dtype=self.dtype), *ids], None, T, B)[0]
         return scalar(self._step_on_device([self._floats(v), *(self.xp.to_device(a) for a in ids)], None, T, B)[0])

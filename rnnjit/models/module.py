@@ -279,6 +279,28 @@ def strip(ids, eos):
     return rows
 
 
+def checked_ids(ids, what: str, size_name: str, size: int) -> np.ndarray:
+    """``ids`` as a C-contiguous int64 NumPy array of the same shape, once every id is known to be
+    a whole number in [0, size); otherwise a one-line ValueError naming ``what`` and ``size_name``.
+
+    The kernels index tables (embeddings, logits) with ids unchecked, so an id out of range would
+    read outside the table: garbage, or a crash. Integer arrays pass; float arrays pass only when
+    every value is whole (3.0, not 1.7); bool, str and other dtypes do not. Cheap: a min and a max
+    (and, for floats, one comparison with the rounded values), no Python loop over the ids.
+    """
+    a = np.asarray(ids)
+    if a.dtype.kind not in "iuf":
+        raise ValueError(f"{what} must be integer ids, got dtype {a.dtype.name}")
+    whole = a.dtype.kind != "f" or np.array_equal(a, np.floor(a))   # NaN is never equal: caught here
+    if not whole:
+        bad = a[a != np.floor(a)].flat[0]
+        raise ValueError(f"{what} must be whole numbers (integer ids), got {bad}: pass an integer array")
+    if a.size and (a.min() < 0 or a.max() >= size):
+        lo, hi = (f"{v:.0f}" if a.dtype.kind == "f" else str(v) for v in (a.min(), a.max()))
+        raise ValueError(f"{what} must be in [0, {size_name}={size}), got values in [{lo}, {hi}]")
+    return np.ascontiguousarray(a, dtype=np.int64)
+
+
 def flat_ids(ids):
     """Integer ids of any shape as a flat, contiguous int64 NumPy array (what the kernels read)."""
     return np.ascontiguousarray(np.asarray(ids).reshape(-1), dtype=np.int64)

@@ -26,8 +26,13 @@ def sample(model, vocab: Vocab, length: int = 200, prime: str = "", temperature:
     """Generate ``length`` characters after ``prime`` (the prime itself is not returned).
 
     Stops early after writing the ``stop`` character, if given. ``rng`` (or ``seed``) makes it
-    repeatable. Raises ValueError for a prime character outside the vocabulary.
+    repeatable. Raises ValueError for a prime character outside the vocabulary, or for a
+    vocabulary of another size than the model's (its ids would name the wrong characters).
+    The prime's ids reach the kernels through ``model.logits``, which checks their range.
     """
+    if vocab.size != model.vocab_size:
+        raise ValueError(f"the vocabulary has {vocab.size} characters but the model has vocab_size="
+                         f"{model.vocab_size}: sample with the vocabulary the model was trained on")
     if length < 0:
         raise ValueError(f"length must be >= 0, got {length}")
     if not argmax and not temperature > 0:

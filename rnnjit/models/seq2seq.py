@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .module import (Module, decode, decode_backward, decode_ids, flat_ids, greedy, make_layer,
+from .module import (Module, checked_ids, decode, decode_backward, decode_ids, flat_ids, greedy, make_layer,
                      masked_cross_entropy, scalar, seeds, shift_right, strip, uniform)
 
 
@@ -41,6 +41,7 @@ class Seq2Seq(Module):
         self._setup(device, cuda_graphs)
         self.src_vocab, self.tgt_vocab = int(src_vocab), int(tgt_vocab)
         self.hidden_size, self.num_layers = int(hidden_size), int(num_layers)
+        checked_ids([pad, bos, eos], "pad, bos and eos", "tgt_vocab", self.tgt_vocab)
         self.pad, self.bos, self.eos = pad, bos, eos
         self.dtype = np.dtype(dtype).type
         E = self.embedding_size = int(embedding_size or hidden_size)
@@ -63,8 +64,17 @@ class Seq2Seq(Module):
 
     def encode(self, x):
         """x (S, B) source ids -> the encoder's final state (the decoder's initial state)."""
+        x = self._sources(x)
         S, B = np.shape(x)
         return self._encode(self.xp.to_device(flat_ids(x)), S, B)
+
+    def _sources(self, x):
+        """Source ids x (S, B) as int64 NumPy, checked to be in [0, src_vocab) (``checked_ids``)."""
+        return checked_ids(x, "sources", "src_vocab", self.src_vocab)
+
+    def _targets(self, y):
+        """Target ids y (U, B) as int64 NumPy, checked to be in [0, tgt_vocab) (``checked_ids``)."""
+        return checked_ids(y, "targets", "tgt_vocab", self.tgt_vocab)
 
     def _encode(self, ids, S, B):
         """``encode`` of ids already flat (S*B,) on the model's device."""
@@ -78,6 +88,7 @@ class Seq2Seq(Module):
 
     def loss(self, x, y) -> float:
         """Teacher-forced loss of targets y (U, B) given sources x (S, B), without gradients."""
+        y = self._targets(y)
         z, _, _ = self._decode(self.encode(x), y)
         return masked_cross_entropy(z, y, self.pad, self.k, self.xp)
 
@@ -86,8 +97,9 @@ class Seq2Seq(Module):
 
         With ``cuda_graphs=True`` on the GPU, from the third batch of a shape on, the device
         work is one CUDA graph replay (``graphed.py``)."""
+        x, y = self._sources(x), self._targets(y)   # checked on the host, before the CPU / CUDA-graph split
         (S, B), U = np.shape(x), np.shape(y)[0]
-        ids = [flat_ids(x), flat_ids(shift_right(np.asarray(y), self.bos)), flat_ids(y)]
+        ids = [flat_ids(x), flat_ids(shift_right(y, self.bos)), flat_ids(y)]
         if self._graphed is not None and self._graphed.graphable():
             return self._graphed(ids, None, S, U, B)[0]
         return scalar(self._step_on_device([self.xp.to_device(a) for a in ids], None, S, U, B)[0])

@@ -33,9 +33,10 @@ def check_state(layer, name, s, B):
 def check_input(layer, x):
     """x checked against the layer: dtype, rank, features, not empty (one line each)."""
     x = x if layer.xp.on_device(x) else np.asarray(x)
-    if x.dtype != layer.dtype:
-        raise TypeError(f"x has dtype {x.dtype.name}, but the layer is {np.dtype(layer.dtype).name}: "
-                        f"pass x.astype(np.{np.dtype(layer.dtype).name}) or build the layer with dtype={x.dtype.name}")
+    if x.dtype != layer.dtype:          # suggest only what works: layers are float32 or float64
+        want = np.dtype(layer.dtype).name
+        other = f" or build the layer with dtype=np.{x.dtype.name}" if x.dtype in (np.float32, np.float64) else ""
+        raise TypeError(f"x has dtype {x.dtype.name}, but the layer is {want}: pass x.astype(np.{want}){other}")
     if x.ndim not in (2, 3):
         layout = "(batch, seq, input)" if layer.batch_first else "(seq, batch, input)"
         raise ValueError(f"x must be 3-D {layout} or 2-D (seq, input), got shape {shape_text(x)}")
