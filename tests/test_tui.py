@@ -306,7 +306,7 @@ def test_follow_a_truncated_line_then_the_run_going_on(tmp_path):
             await pilot.pause(0.3)
             text = " ".join(screen_text(app).split())
             assert "ends in the middle" not in text
-            assert "1 line that is not JSON skipped (line" in text
+            assert "1 line that is not a readable event skipped (line" in text
             assert app.state.step == 50
 
     asyncio.run(go())

@@ -183,8 +183,8 @@ class DashboardApp(Sources, App):
         for e in message.events:
             if e.get("event") == "_reset":
                 self.state.reset()
-            else:
-                feed(e)
+            elif not feed(e):
+                continue
             if e.get("event") == "warning":
                 self._set_note("warning", f"step {e.get('step')}: {e.get('message')}")
             elif e.get("event") == "start" and e.get("notes"):
@@ -276,7 +276,7 @@ class DashboardApp(Sources, App):
         li = self.layer % rows
         last = s.grad_last[li]
         numbers.update([panels.grad_row(s, last)])
-        self.query_one(GradBars).set_data(last, self.log_scale)
+        self.query_one(GradBars).set_data(last, self.log_scale, timesteps=s.grad_history.width)
         steps, values = s.grad_history.points()
         heat = self.query_one(GradHeatmap)
         heat.set_data(steps, np.stack([m[li] for m in values]) if values else None, self.log_scale)

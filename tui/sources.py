@@ -2,7 +2,8 @@
 
 :class:`JsonlTail` hands back the complete lines added since the last poll, parsed. A last line
 without its newline is held back (the writer may be in the middle of it) and reported by
-``partial``; a line that is not JSON (a run cut off mid-line, then resumed, leaves one) is
+``partial``; a line that is not JSON (a run cut off mid-line, then resumed, leaves one), or not
+an event the dashboard can read (a field of the wrong type, see ``state.well_formed``), is
 skipped and counted in ``bad_lines``. If the file shrinks it starts over (``reset``).
 """
 
@@ -11,6 +12,8 @@ from __future__ import annotations
 import os
 
 from rnnjit.train.files import METRICS, parse_event
+
+from .state import well_formed
 
 
 class JsonlTail:
@@ -52,7 +55,7 @@ class JsonlTail:
             if not raw.strip():
                 continue
             e = parse_event(raw)
-            if e is None:
+            if e is None or not well_formed(e):
                 self.bad_lines.append(self.lineno)
             else:
                 events.append(e)

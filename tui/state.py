@@ -8,6 +8,10 @@ a screen.
 Long runs keep a flat memory: histories are :class:`Downsampler`\\ s, which keep at most
 ``capacity`` points by averaging neighbours in pairs whenever they fill up, so the plot always
 spans the whole run at a resolution that halves as it grows.
+
+A line of ``metrics.jsonl`` can be damaged or written by something else: :func:`well_formed`
+says whether an event's fields have the types the dashboard reads them as, and
+:meth:`RunState.feed` skips an event that does not, whole, before it changes anything.
 """
 
 from __future__ import annotations
@@ -26,6 +30,44 @@ def num(v, default=float("nan")) -> float:
         return float(v)
     except (TypeError, ValueError):
         return default
+
+
+def count(v, default: int) -> int:
+    """A whole-number field (a step, say): ``default`` when it is missing (None)."""
+    return default if v is None else int(v)
+
+
+def _is_count(v) -> bool:
+    return isinstance(v, (int, float)) and abs(v) < 2 ** 63   # not NaN, an infinity or beyond any step
+
+
+def _is_norm_rows(v) -> bool:
+    return isinstance(v, list) and all(isinstance(r, list) and len(r) == len(v[0]) for r in v)
+
+
+# what each field the dashboard converts must be, when it is there (None counts as missing); the
+# same names inside an event's "config" (steps, layers) are checked too
+FIELD_TYPES = {
+    "step": _is_count, "total_steps": _is_count, "num_parameters": _is_count, "vocab_size": _is_count,
+    "epoch": _is_count, "steps": _is_count, "layers": _is_count,
+    "config": lambda v: isinstance(v, dict), "metrics": lambda v: isinstance(v, dict),
+    "notes": lambda v: isinstance(v, list), "reason": lambda v: isinstance(v, str),
+    "hidden_grad_norms": _is_norm_rows,
+}
+
+
+def well_formed(e: dict) -> bool:
+    """Whether every field of event ``e`` that the dashboard reads has the engine's type.
+
+    A missing field is fine (each has a default); one of the wrong type (``"step": "x"``, a
+    config that is a list, norms that are not rows of one length) makes the event unreadable.
+    """
+    for key, ok in FIELD_TYPES.items():
+        v = e.get(key)
+        if v is not None and not ok(v):
+            return False
+    config = e.get("config")
+    return well_formed(config) if isinstance(config, dict) else True
 
 
 class Downsampler:
@@ -64,11 +106,63 @@ class Downsampler:
                 self.values = [(v[i] + v[i + 1]) / 2 for i in range(0, len(v), 2)]
                 self.bucket *= 2
 
+    def map(self, fn) -> None:
+        """Replace every stored value ``v`` (the partial bucket's too) by ``fn(v)``."""
+        self.values = [fn(v) for v in self.values]
+        if self._value_sum is not None:
+            self._value_sum = fn(self._value_sum)
+
     def points(self) -> tuple[list, list]:
         """(steps, values), the partial bucket last."""
         if not self._n:
             return list(self.steps), list(self.values)
         return self.steps + [self._step_sum / self._n], self.values + [self._value_sum / self._n]
+
+
+class GradHistory:
+    """The gradient per timestep of every step of a run, in bounded memory (a :class:`Downsampler`).
+
+    Steps need not have one length T: the dates and captions tasks draw batches of varying
+    length. Each step is kept over ``width`` timesteps, the most any step has had, as its log10
+    norms with a weight of 1 and, past its own T, zeros with a weight of 0 (the stored arrays
+    widen when a longer step comes). Averaging values and weights alike, a bucket's mean at
+    timestep t is the mean over the steps that reached t; where none did it is NaN, drawn blank.
+    A run of fixed length never pads anything.
+    """
+
+    def __init__(self, capacity: int = 512):
+        self._points = Downsampler(capacity)
+        self.width = 0
+
+    def __len__(self):
+        return len(self._points)
+
+    def clear(self):
+        self._points.clear()
+        self.width = 0
+
+    def add(self, step: float, values: np.ndarray) -> None:
+        """values: log10 norms (rows, T) of one step, finite."""
+        T = values.shape[-1]
+        if T > self.width:
+            self.width = T
+            self._points.map(lambda a: self._widen(a, T))
+        self._points.add(step, self._widen(np.stack([values, np.ones_like(values)]), self.width))
+
+    def points(self) -> tuple[list, list]:
+        """(steps, log10 norms (rows, width) per bucket, NaN where no step of the bucket reached)."""
+        steps, stored = self._points.points()
+        means = []
+        for a in stored:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                means.append(np.where(a[1] > 0, a[0] / a[1], np.nan))
+        return steps, means
+
+    @staticmethod
+    def _widen(a: np.ndarray, width: int) -> np.ndarray:
+        """Zeros (values and weights) appended on the last axis, to ``width`` timesteps."""
+        pad = [(0, 0)] * (a.ndim - 1) + [(0, width - a.shape[-1])]
+        return np.pad(a, pad)
 
 
 def log_norms(rows) -> np.ndarray | None:
@@ -125,7 +219,8 @@ class RunState:
         self.train_curve = Downsampler(self.history)
         self.val_curve: deque = deque(maxlen=self.history)   # (step, val_loss)
         self.grad_last: np.ndarray | None = None             # log10 norms (rows, T) of the latest step
-        self.grad_history = Downsampler(self.history)          # mean log10 norms per bucket of steps
+        self.grad_history = GradHistory(self.history)          # mean log10 norms per bucket of steps
+        self.lengths: tuple[int, int] | None = None            # (shortest, longest) T of the steps seen
         self.checkpoint: tuple[int, str] | None = None
         self.end: dict | None = None                            # the "end" event, once it comes
         self.samples.clear()
@@ -154,14 +249,18 @@ class RunState:
 
     # ---- events ---------------------------------------------------------------------------
 
-    def feed(self, e: dict) -> None:
+    def feed(self, e: dict) -> bool:
+        """Take one event into the state; False (and nothing changed) if it is not well formed."""
+        if not well_formed(e):
+            return False
         kind = e.get("event")
         handler = getattr(self, "_on_" + str(kind), None)
         if handler is not None:
             handler(e)
+        return True
 
     def _on_start(self, e):
-        if self.started and not e.get("resumed") and int(e.get("step", 0)) == 0:
+        if self.started and not e.get("resumed") and count(e.get("step"), 0) == 0:
             self.reset()   # a fresh run in the same stream
         self.started = True
         self.config = dict(e.get("config") or {})
@@ -176,7 +275,7 @@ class RunState:
         self.versions["run"] += 1
 
     def _on_step(self, e):
-        self.step = int(e.get("step", self.step))
+        self.step = count(e.get("step"), self.step)
         self.loss = loss = num(e.get("loss"))
         if math.isfinite(loss):
             s = self.smooth_loss
@@ -199,16 +298,24 @@ class RunState:
         self.epoch = int(e.get("epoch") or 0)
         g = log_norms(e.get("hidden_grad_norms"))
         if g is not None:
-            if self.grad_last is not None and g.shape != self.grad_last.shape:
-                self.grad_history.clear()   # the shape changed (a different run): start over
-            self.grad_last = g
-            self.grad_history.add(self.step, np.nan_to_num(g, nan=math.log10(FLOOR), posinf=30.0))
+            self._add_norms(g)
         self.versions["loss"] += 1
         self.versions["grad"] += 1
         self.versions["run"] += 1
 
+    def _add_norms(self, g: np.ndarray) -> None:
+        """A step's log10 norms (rows, T). T may change from step to step (batches of varying
+        length); a change in the number of rows (layers) is a different run: its history starts over."""
+        T = g.shape[1]
+        if self.grad_last is not None and g.shape[0] != self.grad_last.shape[0]:
+            self.grad_history.clear()
+            self.lengths = None
+        self.grad_last = g
+        self.lengths = (T, T) if self.lengths is None else (min(self.lengths[0], T), max(self.lengths[1], T))
+        self.grad_history.add(self.step, np.nan_to_num(g, nan=math.log10(FLOOR), posinf=30.0))
+
     def _on_eval(self, e):
-        self.val_step = int(e.get("step", self.step))
+        self.val_step = count(e.get("step"), self.step)
         self.val_loss = num(e.get("val_loss"))
         self.val_bpc = num(e.get("val_bpc"))
         self.metrics = dict(e.get("metrics") or {})
@@ -217,14 +324,14 @@ class RunState:
         self.versions["loss"] += 1
 
     def _on_sample(self, e):
-        self.samples.append((int(e.get("step", self.step)), num(e.get("temperature")), str(e.get("text", ""))))
+        self.samples.append((count(e.get("step"), self.step), num(e.get("temperature")), str(e.get("text", ""))))
         self.versions["samples"] += 1
 
     def _on_checkpoint(self, e):
-        self.checkpoint = (int(e.get("step", self.step)), str(e.get("path", "")))
+        self.checkpoint = (count(e.get("step"), self.step), str(e.get("path", "")))
         self.versions["run"] += 1
 
     def _on_end(self, e):
         self.end = dict(e)
-        self.step = int(e.get("step", self.step))
+        self.step = count(e.get("step"), self.step)
         self.versions["run"] += 1

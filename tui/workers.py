@@ -144,7 +144,8 @@ class Sources:
             if tail.bad_lines:
                 n, first = len(tail.bad_lines), tail.bad_lines[0]
                 note("bad", f"{METRICS}: {n} line{'s' if n > 1 else ''} that {'are' if n > 1 else 'is'} not "
-                            f"JSON skipped (line {first}{', ...' if n > 1 else ''}): the run was cut off mid-line")
+                            f"a readable event skipped (line {first}{', ...' if n > 1 else ''}): the run was cut "
+                            f"off mid-line, or the file was changed by hand")
             if events:
                 idle_since = None
                 continue

@@ -55,6 +55,7 @@ class RunLock:
     a second writer while the first lives is refused with ``RunBusyError``."""
 
     def __init__(self, directory: str):
+        self._fd = -1
         os.makedirs(directory, exist_ok=True)
         self._fd = os.open(directory, os.O_RDONLY)
         if fcntl is None:

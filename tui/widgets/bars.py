@@ -5,6 +5,9 @@ timestep t of the truncated-BPTT chunk. The loss is summed over all timesteps, s
 timesteps receive gradient from their own output; early ones depend on what survives the trip
 back through the recurrence. Bars that shrink to the left, decade after decade on the log scale,
 are the vanishing gradient.
+
+When steps differ in length, the bars span as many timesteps as the heatmap below (the longest
+step of the run), so their columns line up; the timesteps the latest step did not have are blank.
 """
 
 from __future__ import annotations
@@ -35,8 +38,12 @@ class GradBars(StripWidget):
         self._values: np.ndarray | None = None   # log10 norms, (T,)
         self._log = True
 
-    def set_data(self, values: np.ndarray | None, log: bool = True) -> None:
-        self._values = None if values is None else np.asarray(values, dtype=float)
+    def set_data(self, values: np.ndarray | None, log: bool = True, timesteps: int = 0) -> None:
+        """values: log10 norms (T,); ``timesteps``: columns to span if more than T (the rest blank)."""
+        if values is not None:
+            values = np.asarray(values, dtype=float)
+            values = np.pad(values, (0, max(0, timesteps - values.size)), constant_values=np.nan)
+        self._values = values
         self._log = log
         self.invalidate()
 
