@@ -368,7 +368,7 @@ def load_model(run_dir: str, device: str = "cpu"):
 
 
 def cmd_sample(args) -> int:
-    from .models import sample
+    from .models import sample_stream
     run = newest_run(args.run)
     try:
         model, vocab, _ = load_model(run, args.device)
@@ -384,12 +384,19 @@ def cmd_sample(args) -> int:
         raise CLIError(f"--top-k must be >= 1, got {args.top_k}")
     if args.seed is not None and args.seed < 0:
         raise CLIError(f"--seed must be >= 0, got {args.seed}")
+    chars = sample_stream(model, vocab, args.length, prime=args.prime, temperature=args.temperature,
+                          top_k=args.top_k, argmax=args.argmax, stop=args.stop, seed=args.seed)
     try:
-        text = sample(model, vocab, args.length, prime=args.prime, temperature=args.temperature,
-                      top_k=args.top_k, argmax=args.argmax, stop=args.stop, seed=args.seed)
+        first = next(chars, "")          # the checks (the prime's characters...) run before any output
     except ValueError as e:
         raise CLIError(f"--prime: {e}" if "vocabulary" in str(e) else str(e)) from None
-    sys.stdout.write(args.prime + text + "\n")
+    out = sys.stdout
+    out.write(args.prime + first)
+    for i, ch in enumerate(chars):       # as they are drawn: a long sample shows, Ctrl-C keeps what came
+        out.write(ch)
+        if ch == "\n" or i % 100 == 99:
+            out.flush()
+    out.write("\n")
     return 0
 
 

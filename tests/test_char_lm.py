@@ -87,3 +87,19 @@ def test_sampling_options():
         sample(model, vocab, 5, prime="Zebra")
     with pytest.raises(ValueError, match="temperature"):
         sample(model, vocab, 5, temperature=0)
+
+
+def test_a_sample_streams_one_character_at_a_time():
+    """``sample_stream`` draws lazily (what ``rnnjit sample`` prints as it goes) the characters
+    ``sample`` returns at once; the model is back in training mode however the stream ends."""
+    from rnnjit.models import sample_stream
+    vocab = Vocab.from_text(TEXT)
+    model = CharLM(vocab.size, 16, 1, "lstm", dropout=0.0, seed=0)
+    stream = sample_stream(model, vocab, 40, prime="the ", temperature=0.8, seed=7)
+    first = [next(stream) for _ in range(5)]
+    assert not model.rnn.training                       # mid-stream: evaluating
+    stream.close()
+    assert model.rnn.training
+    whole = sample(model, vocab, 40, prime="the ", temperature=0.8, seed=7)
+    assert "".join(first) == whole[:5] and "".join(sample_stream(model, vocab, 40, prime="the ",
+                                                                 temperature=0.8, seed=7)) == whole

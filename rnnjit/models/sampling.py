@@ -9,6 +9,8 @@ the last step, one row of V numbers, come back to the host for each character dr
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 from ..data.vocab import Vocab
@@ -30,6 +32,13 @@ def sample(model, vocab: Vocab, length: int = 200, prime: str = "", temperature:
     vocabulary of another size than the model's (its ids would name the wrong characters).
     The prime's ids reach the kernels through ``model.logits``, which checks their range.
     """
+    return "".join(sample_stream(model, vocab, length, prime, temperature, top_k, argmax, stop, seed, rng))
+
+
+def sample_stream(model, vocab: Vocab, length: int = 200, prime: str = "", temperature: float = 1.0,
+                  top_k: int | None = None, argmax: bool = False, stop: str | None = None,
+                  seed: int | None = None, rng: np.random.Generator | None = None) -> Iterator[str]:
+    """``sample``, one character at a time as it is drawn (``rnnjit sample`` prints them so)."""
     if vocab.size != model.vocab_size:
         raise ValueError(f"the vocabulary has {vocab.size} characters but the model has vocab_size="
                          f"{model.vocab_size}: sample with the vocabulary the model was trained on")
@@ -47,7 +56,6 @@ def sample(model, vocab: Vocab, length: int = 200, prime: str = "", temperature:
         prime_ids = vocab.encode(prime) if prime else np.array([rng.integers(vocab.size)], np.int32)
         z, state, _ = model.logits(prime_ids.reshape(-1, 1), state)  # read the whole prime at once
         scores = _last_scores(z)
-        out = []
         for _ in range(length):
             if argmax:
                 c = int(np.argmax(scores))
@@ -60,11 +68,10 @@ def sample(model, vocab: Vocab, length: int = 200, prime: str = "", temperature:
                 p /= p.sum()
                 c = int(rng.choice(p.size, p=p))
             ch = vocab.chars[c]
-            out.append(ch)
+            yield ch
             if stop is not None and ch == stop:
                 break
             z, state, _ = model.logits(np.array([[c]], np.int32), state)
             scores = _last_scores(z)
-        return "".join(out)
     finally:
         model.train(was_training)
