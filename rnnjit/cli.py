@@ -19,8 +19,7 @@ import sys
 import time
 
 from .machine import reuse_freed_memory
-from .progress import LENGTH_TASKS
-from .train.config import CELL_CHOICES, ConfigError, TrainConfig
+from .train.config import CELL_CHOICES, LENGTH_TASKS, ConfigError, TrainConfig
 
 EXIT_USAGE = 2
 

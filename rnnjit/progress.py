@@ -7,7 +7,7 @@ engine's events (``--json`` prints them instead).
 
 import math
 
-LENGTH_TASKS = ("adding", "copy")     # the synthetic tasks whose sequences are --length long
+from .train.config import LENGTH_TASKS
 
 
 def progress_printer(trainer):

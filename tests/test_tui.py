@@ -12,6 +12,7 @@ import os
 import time
 from contextlib import redirect_stdout
 
+import numpy as np
 import pytest
 
 from rnnjit.cli import main as rnnjit_main
@@ -385,7 +386,127 @@ def test_panel_text_is_a_function_of_the_state():
     s.config = {**s.config, "task": "charlm", "corpus": "shakespeare"}
     rows = dict(panels.run_rows(s, float("nan"), None))
     assert rows["corpus"].startswith("shakespeare") and "× T64" in rows["batch"] and rows["temp"] == "-"
+    text = "".join(t for t, _ in panels.loss_row(s))
+    assert "acc" not in text
+    s.feed({"event": "eval", "step": 5, "val_loss": 0.5, "val_bpc": 0.7, "metrics": {"accuracy": 0.625}})
+    assert "".join(t for t, _ in panels.loss_row(s)).endswith("  acc 62%")   # the task's score, as the CLI's
 
+
+# ---- steps of varying length (the dates and captions tasks) ---------------------------------------
+
+def step_event(step: int, norms: list, **fields) -> dict:
+    return {"event": "step", "step": step, "loss": 2.0, "bpc": 2.9, "grad_norm": 1.0, "clipped": False,
+            "hidden_grad_norms": norms, "lr": 1e-3, "tokens_per_s": 1.0, "elapsed": step, **fields}
+
+
+def test_the_heatmap_keeps_steps_of_varying_length():
+    from rnnjit_tui import panels
+    from rnnjit_tui.widgets import GradBars, GradHeatmap
+    s = RunState()
+    s.feed({"event": "start", "step": 0, "total_steps": 10, "config": {"task": "dates", "length": 50, "layers": 2}})
+    assert panels.task_text(s) == "dates"                   # no step yet: no length to tell
+    lengths = [4, 6, 5]
+    for i, T in enumerate(lengths, 1):
+        s.feed(step_event(i, [[10.0 ** -t for t in range(T)], [1.0] * T]))
+    steps, values = s.grad_history.points()
+    assert steps == [1, 2, 3] and s.grad_history.width == 6    # every step kept, at the longest's width
+    for v, T in zip(values, lengths):
+        assert v.shape == (2, 6)
+        assert v[0, :T] == pytest.approx([-t for t in range(T)]) and np.isnan(v[:, T:]).all()
+    assert panels.task_text(s) == "dates · T=4..6"          # not the --length it ignores
+
+    heat = GradHeatmap()                                     # one column per timestep, two steps a line
+    heat.set_data(steps, np.stack([v[0] for v in values]))
+    assert [line.text[8:] for line in heat.build(8 + 6, 2)] == ["▀▀▀▀▄▄", "▀▀▀▀▀ "]
+    bars = GradBars()                                        # the latest step (T=5) in the same columns
+    bars.set_data(s.grad_last[0], timesteps=s.grad_history.width)
+    lines = [line.text[8:] for line in bars.build(8 + 6, 4)]
+    assert all(line[0] != " " and line[5] == " " for line in lines[:-1]) and lines[-1].strip() == "t=6"
+
+    s.feed(step_event(4, [[1.0] * 3]))                       # one layer now: a different run
+    assert len(s.grad_history) == 1 and s.grad_history.width == 3 and s.lengths == (3, 3)
+
+
+def test_downsampled_steps_of_varying_length_average_what_they_have():
+    s = RunState(history=4)
+    for i in range(1, 101):                                  # 2 and 3 timesteps by turns; t=3 always 100
+        s.feed(step_event(i, [[1.0, 1.0, 100.0][:2 + i % 2]]))
+    steps, values = s.grad_history.points()
+    assert len(steps) <= 4 and steps[-1] > 95
+    for v in values:                                         # neither blank nor diluted by the short steps
+        assert v[0] == pytest.approx([0.0, 0.0, 2.0])
+
+
+# ---- damaged metrics.jsonl lines ------------------------------------------------------------------
+
+WRONG_TYPES = [
+    {"event": "step", "step": "x"},
+    {"event": "step", "step": None, "epoch": [1]},
+    {"event": "step", "step": 7, "hidden_grad_norms": [[1.0, 2.0], [3.0]]},
+    {"event": "step", "step": 7, "hidden_grad_norms": 7},
+    {"event": "start", "step": 0, "config": [1, 2]},
+    {"event": "start", "step": 0, "config": {"steps": "many"}},
+    {"event": "start", "step": 0, "notes": 5},
+    {"event": "eval", "step": float("inf"), "metrics": {}},
+    {"event": "sample", "step": {"a": 1}, "text": "x"},
+    {"event": "checkpoint", "step": [3], "path": "x"},
+    {"event": "end", "step": 3, "reason": ["done"]},
+]
+
+
+def test_events_with_fields_of_the_wrong_type_are_skipped(tmp_path):
+    s = RunState()
+    s.feed({"event": "start", "step": 0, "total_steps": 10, "config": {"layers": 1}})
+    assert s.feed(step_event(2, [[1.0, 1.0]]))
+    before = (dict(s.versions), s.step, s.config, s.end, s.checkpoint, len(s.samples))
+    for e in WRONG_TYPES:
+        assert s.feed(e) is False, e
+    assert (dict(s.versions), s.step, s.config, s.end, s.checkpoint, len(s.samples)) == before
+    assert s.feed({"event": "step", "step": 3}) and s.step == 3   # missing fields still have defaults
+
+    path = tmp_path / "m.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in [{"event": "step", "step": 1}, *WRONG_TYPES]),
+                    encoding="utf-8")
+    tail = JsonlTail(str(path))
+    assert tail.poll() == [{"event": "step", "step": 1}]
+    assert tail.bad_lines == list(range(2, 2 + len(WRONG_TYPES)))
+
+
+def test_follow_skips_a_line_with_a_field_of_the_wrong_type(tmp_path):
+    run_dir = tmp_path / "run"
+    lines = [e.to_json() for e in recorded_run(steps=5, T=4, layers=1)]
+    lines.insert(3, '{"event": "step", "step": "x"}')
+    os.makedirs(run_dir)
+    (run_dir / "metrics.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    app = DashboardApp(follow=str(run_dir))
+
+    async def go():
+        async with app.run_test(size=(100, 30)) as pilot:
+            await until(pilot, lambda: app.caught_up, what="the follower")
+            await pilot.pause(0.15)
+            text = " ".join(screen_text(app).split())
+            assert "1 line that is not a readable event skipped (line 4)" in text
+            assert app.state.step == 5 and "Run · ✓ done" in text
+            await pilot.press("q")
+        assert app.return_code == 0
+
+    asyncio.run(go())
+
+
+
+def test_a_short_run_panel_moves_epoch_checkpoint_and_directory_to_its_border():
+    from rnnjit_tui import panels
+    s = RunState()
+    s.config = {"task": "charlm", "corpus": "shakespeare", "batch": 16, "seq_len": 64, "cell": "lstm",
+                "layers": 2, "hidden": 64, "optimizer": "adam"}
+    s.step, s.total_steps, s.epoch, s.checkpoint = 1500, 2000, 2, (1500, "runs/x/checkpoint.npz")
+    full = dict(panels.run_rows(s, 0.8, "runs/x"))
+    assert full["step"].endswith("· epoch 2") and full["saved"].startswith("step 1,500") and full["dir"] == "runs/x"
+    compact = panels.run_rows(s, 0.8, "runs/x", compact=True)
+    assert len(compact) == 7 and dict(compact)["step"] == "1,500 / 2,000 · 75%"
+    assert panels.run_border(s, "runs/x") == (" · epoch 2", "saved step 1,500 · runs/x")
+    s.epoch, s.checkpoint = 0, None
+    assert panels.run_border(s, "runs/x") == ("", "runs/x") and panels.run_border(s, None) == ("", "")
 
 # ---- odd moments ----------------------------------------------------------------------------------
 

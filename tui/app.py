@@ -254,7 +254,8 @@ class DashboardApp(Sources, App):
             self._plotted = now
         if self._changed("samples", v["samples"]):
             self._draw_samples()
-        if self._changed("run", (v["run"], self.paused, self.stopping, self.finished, self.temperature)):
+        info_height = self.query_one("#run-info").size.height
+        if self._changed("run", (v["run"], self.paused, self.stopping, self.finished, self.temperature, info_height)):
             self._draw_run()
 
     def _draw_loss(self) -> None:
@@ -319,14 +320,21 @@ class DashboardApp(Sources, App):
         return "▶ training"
 
     def _draw_run(self) -> None:
+        """The Run panel; one too short for all its lines (80x24) moves a few to its border."""
         s = self.state
         c = s.config
-        _set(self.query_one("#run-panel"), "border_title", f"Run · {self._status()}")
+        panel, info = self.query_one("#run-panel"), self.query_one("#run-info", TextLines)
         temp = self.temperature if self.trainer is not None else (
             s.samples[-1][1] if s.samples else c.get("temperature", float("nan")))
         where = self.follow_dir if self.follow_dir is not None else self.trainer.out_dir
         rows = panels.run_rows(s, temp, where)
-        self.query_one("#run-info", TextLines).update([[(f"{label:<7}", DIM), (value, None)] for label, value in rows])
+        epoch, subtitle = "", ""
+        if len(rows) > info.size.height > 0:
+            rows = panels.run_rows(s, temp, where, compact=True)
+            epoch, subtitle = panels.run_border(s, where)
+        _set(panel, "border_title", f"Run · {self._status()}{epoch}")
+        _set(panel, "border_subtitle", subtitle)
+        info.update([[(f"{label:<7}", DIM), (value, None)] for label, value in rows])
 
     # ---- keys ------------------------------------------------------------------------------
 

@@ -80,7 +80,8 @@ def _report(app: DashboardApp) -> int:
         say(f"rnnjit-tui: {end.get('message')}")
         return 1
     if end.get("reason") == "done":
-        say(f"rnnjit-tui: done: {trainer.step} steps. Sample from it with: rnnjit sample {out}")
+        hint = f"Sample from it with: rnnjit sample {out}" if trainer.config.task == "charlm" else f"The run is in {out}"
+        say(f"rnnjit-tui: done: {trainer.step} steps. {hint}")
     else:
         say(f"rnnjit-tui: stopped at step {trainer.step}; checkpoint saved. "
             f"Continue with: rnnjit train --resume {out}")

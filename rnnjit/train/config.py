@@ -13,6 +13,9 @@ from ..machine import physical_memory
 CELL_CHOICES = ("rnn", "rnn-relu", "lstm", "gru")  # rnn-relu: the Elman network with relu
 
 
+LENGTH_TASKS = ("adding", "copy")   # the synthetic tasks whose sequences are --length long; others vary
+
+
 class ConfigError(ValueError):
     """A bad option: the message is one line and says what to do."""
 

@@ -6,6 +6,9 @@ pixel row a bucket of training steps, oldest at the top; two pixel rows share a 
 norm of dL/dh_t on a log scale (dark: small, bright: large), so a dark left edge that stays dark
 is a gradient that never reaches the start of the chunk, and a band that brightens or fades
 shows training changing how far the gradient travels.
+
+Steps of varying length (the dates and captions tasks) share the columns of the longest: a
+timestep that no step of a pixel row reached is NaN and stays blank, so short steps show as such.
 """
 
 from __future__ import annotations
@@ -23,9 +26,13 @@ from .scale import LEVELS, cell_style, fmt_count, fractions, group_mean, resampl
 LABEL = Style(dim=True)
 
 
-def _style(top: int, bottom: int):
-    """Cell style for ramp levels; -1: not a number, -2: no pixel."""
-    return cell_style(None if top < 0 else top, None if bottom < 0 else bottom)
+def _cell(top: int, bottom: int, per: int) -> Segment:
+    """``per`` character cells showing two pixels of ramp levels (negative: none, left blank)."""
+    if top >= 0:
+        return Segment("▀" * per, cell_style(top, None if bottom < 0 else bottom))
+    if bottom >= 0:
+        return Segment("▄" * per, cell_style(bottom, None))
+    return Segment(" " * per)
 
 
 class GradHeatmap(StripWidget):
@@ -84,8 +91,7 @@ class GradHeatmap(StripWidget):
             if r >= rows_used:
                 segs.append(empty)
             else:
-                cell = "▀" * per
-                segs.extend(Segment(cell, _style(t, b)) for t, b in zip(top_rows[r], bottom_rows[r]))
+                segs.extend(_cell(t, b, per) for t, b in zip(top_rows[r], bottom_rows[r]))
                 segs.append(Segment(" " * (plot_w - n)))
             lines.append(Strip(segs, width).simplify())
         return lines
