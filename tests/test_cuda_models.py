@@ -81,6 +81,9 @@ def test_dense_kernels_match_cpu(cuda, dtype):
     assert not host(dz)[[1, 3]].any() and host(dz)[[0, 2, 4]].all()
     np.testing.assert_allclose(host(gpu.masked_cross_entropy(to_device(zm), to_device(ym), 0))[0], want_loss, **tol)
     np.testing.assert_allclose(want_loss, cpu.masked_cross_entropy(zm, ym, 0), rtol=1e-12)
+    none = np.zeros(5, np.int64)                        # no target counts: loss 0, no gradient
+    loss, dz = gpu.masked_softmax_cross_entropy(to_device(zm), to_device(none), 0)
+    assert host(loss)[0] == cpu.masked_softmax_cross_entropy(zm, none, 0)[0] == 0 and not host(dz).any()
     keep = [0, 2, 4]                                    # the mean over the three kept rows only
     np.testing.assert_allclose(want_loss, float(cpu.softmax_cross_entropy(zm[keep], ym[keep])[0]), rtol=1e-12)
 

@@ -231,3 +231,12 @@ def test_sampling_needs_the_models_vocabulary():
     with pytest.raises(ValueError, match=r"vocabulary has 12 characters but the model has vocab_size=10"):
         sample(char_lm(), vocab, 5, prime="l")
     assert len(sample(char_lm(), Vocab.from_text("abcdefghij"), 5, prime="j", seed=0)) == 5
+
+
+def test_a_batch_of_only_pad_targets_has_loss_zero():
+    """Nothing to predict: loss 0 and no gradient (the GPU's masked kernel gives the same), not nan."""
+    from rnnjit.models.module import CpuKernels
+    z = np.random.default_rng(0).standard_normal((4, 5)).astype(np.float32)
+    loss, dz = CpuKernels.masked_softmax_cross_entropy(z, np.zeros(4, np.int64), 0)
+    assert loss == 0.0 and not dz.any() and dz.shape == z.shape
+    assert CpuKernels.masked_cross_entropy(z, np.zeros(4, np.int64), 0) == 0.0

@@ -64,8 +64,11 @@ class CpuKernels:
     @staticmethod
     def masked_softmax_cross_entropy(z, y, pad):
         """``softmax_cross_entropy`` over the rows whose target is not ``pad``, and dz (N, V)
-        with zeros in the other rows: the kept rows gathered, the kernel, a scatter back."""
+        with zeros in the other rows: the kept rows gathered, the kernel, a scatter back. No row
+        kept: a loss of 0 (as on the GPU), nothing to learn."""
         keep = np.flatnonzero(y != pad)
+        if not keep.size:
+            return 0.0, np.zeros_like(z)
         loss, dzk = dense.softmax_cross_entropy(np.ascontiguousarray(z[keep]), np.ascontiguousarray(y[keep]))
         dz = np.zeros_like(z)
         dz[keep] = dzk
@@ -74,6 +77,8 @@ class CpuKernels:
     @staticmethod
     def masked_cross_entropy(z, y, pad):
         keep = np.flatnonzero(y != pad)
+        if not keep.size:
+            return 0.0
         return dense.cross_entropy(np.ascontiguousarray(z[keep]), np.ascontiguousarray(y[keep]))
 
 
