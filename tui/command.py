@@ -12,6 +12,9 @@ from rnnjit.machine import reuse_freed_memory
 
 from .app import EXIT_USAGE, DashboardApp
 
+EXIT_SIGNALLED = 130     # what `rnnjit train` returns when a stop signal ends it
+
+
 def build_parser() -> argparse.ArgumentParser:
     from rnnjit.cli import OneLineParser, _train_options
     p = OneLineParser(
@@ -47,7 +50,10 @@ def main(argv=None) -> int:
             print(f"rnnjit-tui: error: {e}", file=sys.stderr)
             return EXIT_USAGE
         app = DashboardApp(trainer=trainer)
+    signalled = []
+
     def on_signal(signum, frame):   # kill or a closed terminal: stop as `q` does, checkpoint and all
+        signalled.append(signum)
         app.request_stop()
         app.call_later(app.exit, 0)
 
@@ -66,7 +72,8 @@ def main(argv=None) -> int:
     if not app.trainer_done.wait(0.5):
         say("rnnjit-tui: finishing the current step and saving a checkpoint ...")
         app.trainer_done.wait()
-    return _report(app)
+    code = _report(app)
+    return EXIT_SIGNALLED if signalled and code == 0 else code   # as `rnnjit train` stopped by a signal
 
 
 def _report(app: DashboardApp) -> int:
