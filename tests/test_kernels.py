@@ -226,3 +226,165 @@ def test_cpu_backward_writes_into_the_given_arrays(cell):
             assert g is None
         else:
             np.testing.assert_array_equal(g, r)
+
+
+# ---- shape checks: a wrong shape is a one-line ValueError that names the array -----------------
+
+def kernel_module(cell):
+    import importlib
+    return importlib.import_module(f"rnnjit.kernels.{cell}")
+
+
+def good_arrays(cell, T=3, B=2, I=5, H=4, dtype=np.float64):
+    """Arguments of the right shapes for every kernel of a cell, by parameter name."""
+    rng = np.random.default_rng(0)
+    a = {"x": rng.standard_normal((T, B, I)).astype(dtype), "ids": rng.integers(0, I, (T, B)),
+         "h0": rng.standard_normal((B, H)).astype(dtype), "c0": rng.standard_normal((B, H)).astype(dtype),
+         "reverse": False, "use_relu": False}
+    a.update(zip(("W_ih", "W_hh", "b_ih", "b_hh"), params(cell, I, H, dtype, rng)))
+    fwd = call(getattr(kernel_module(cell), f"{cell}_forward"), a)
+    a.update(zip({"rnn": ("hs",), "lstm": ("hs", "cs", "gates"), "gru": ("hs", "gates", "hns")}[cell],
+                 fwd if isinstance(fwd, tuple) else (fwd,)))
+    a.update(dout=rng.standard_normal((T, B, H)).astype(dtype), dh_n=rng.standard_normal((B, H)).astype(dtype),
+             dc_n=rng.standard_normal((B, H)).astype(dtype))
+    return a
+
+
+def call(kernel, arrays, **replaced):
+    """kernel(...) with its arguments taken by name from ``arrays``, some ``replaced``."""
+    import inspect
+    names = inspect.signature(kernel.py_func).parameters
+    return kernel(*(replaced.get(n, arrays.get(n)) for n in names))
+
+
+def wrong_shapes(cell, kind, T=3, B=2, I=5, H=4):
+    """(argument, a wrong shape for it) for a cell's ``kind`` of sequence kernel."""
+    G = CELLS[cell].gates
+    if kind == "backward":
+        cases = [("W_ih", (G * H + 1, I)), ("W_ih", (G * H, I + 2)), ("W_hh", (G * H - 1, H)),
+                 ("W_hh", (G * H, H + 1)), ("hs", (T, B, H)), ("dout", (T, B, H + 1)), ("dout", (T + 1, B, H)),
+                 ("dh_n", (B, H + 1)), ("dh_n", (B + 1, H))]
+        if cell == "lstm":
+            cases += [("cs", (T + 1, B, H + 1)), ("gates", (T, B, G * H - 1)), ("dc_n", (B + 1, H))]
+        if cell == "gru":
+            cases += [("gates", (T - 1, B, G * H)), ("hns", (T, B, H + 1))]
+        return cases
+    cases = [("h0", (B + 1, H)), ("W_ih", (G * H + 1, I)), ("W_hh", (G * H - 1, H)), ("W_hh", (G * H, H + 1)),
+             ("b_ih", (G * H + 1,)), ("b_hh", (G * H - 1,))]
+    if kind == "forward":   # one-hot inputs: W_ih has one column per symbol, as many as it likes
+        cases += [("W_ih", (G * H, I + 2)), ("W_ih", (G * H, 1))]
+    if cell == "lstm":
+        cases += [("c0", (B, H + 1)), ("c0", (B + 1, H))]
+    return cases
+
+
+@pytest.mark.parametrize("kind", ["forward", "forward_onehot", "backward"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_sequence_kernels_reject_wrong_shapes(cell, kind):
+    """Every public sequence kernel checks its arguments' shapes before touching them: a wrong
+    one is a ValueError of one line that names the kernel and the array and says the shape it
+    must have; the right shapes still run."""
+    name = f"{cell}_{kind}"
+    kernel = getattr(kernel_module(cell), name)
+    arrays = good_arrays(cell)
+    call(kernel, arrays)
+    for arg, shape in wrong_shapes(cell, kind):
+        with pytest.raises(ValueError) as e:
+            call(kernel, arrays, **{arg: np.zeros(shape)})
+        msg = str(e.value)
+        assert msg.startswith(f"{name}: {arg} must be ") and msg.endswith(f"; got {shape}"), msg
+        assert "\n" not in msg
+
+
+def test_wrong_shape_message_says_what_shape_to_use():
+    arrays = good_arrays("lstm")
+    from rnnjit.kernels import lstm_backward, lstm_forward
+    with pytest.raises(ValueError, match=r"^lstm_forward: W_ih must be \(4\*H, I\) = \(16, 5\): 4\*H rows "
+                                         r"\(H = 4, from h0\) and one column per feature of x \(I = 5\); got \(16, 7\)$"):
+        call(lstm_forward, arrays, W_ih=np.zeros((16, 7)))
+    with pytest.raises(ValueError, match=r"^lstm_backward: hs must be \(T\+1, B, H\) = \(4, 2, 4\): the states the "
+                                         r"forward pass returned \(T = 3, B = 2 from x; H = 4 from W_hh\); got \(3, 2, 4\)$"):
+        call(lstm_backward, arrays, hs=arrays["hs"][1:])
+
+
+@pytest.mark.parametrize("cols", [1, 302])
+def test_qa_case_raises_instead_of_a_blas_complaint(capfd, cols):
+    """The QA pass's case: x of 300 features, W_ih of 1 column. OpenBLAS printed '** On entry to
+    SGEMM parameter number 8 had an illegal value' (on stdout) and the kernel returned zeros; with
+    302 columns it returned a result. Now both raise, and nothing is printed."""
+    from rnnjit.kernels import lstm_forward
+    rng = np.random.default_rng(0)
+
+    def f32(*shape):
+        return rng.standard_normal(shape).astype(np.float32)
+
+    capfd.readouterr()
+    with pytest.raises(ValueError, match=rf"^lstm_forward: W_ih must be .* = \(16, 300\).*; got \(16, {cols}\)$"):
+        lstm_forward(f32(5, 2, 300), f32(2, 4), f32(2, 4), f32(16, cols), f32(16, 4), f32(16), f32(16), False)
+    assert capfd.readouterr() == ("", "")
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_step_kernels_reject_wrong_shapes(cell):
+    from rnnjit.kernels import gru_step_forward, lstm_step_forward, rnn_step_forward
+    rng = np.random.default_rng(0)
+    B, I, H, G = 2, 5, 4, CELLS[cell].gates
+    x, h = rng.standard_normal((B, I)), rng.standard_normal((B, H))
+    W_ih, W_hh, b_ih, b_hh = params(cell, I, H, np.float64, rng)
+    step = {"rnn": lambda *a: rnn_step_forward(x, h, *a, False), "lstm": lambda *a: lstm_step_forward(x, h, h, *a),
+            "gru": lambda *a: gru_step_forward(x, h, *a)}[cell]
+    with pytest.raises(ValueError, match=rf"^{cell}_step_forward: W_ih must be .*from prev_h.*; got \({G * H}, 6\)$"):
+        step(np.zeros((G * H, 6)), W_hh, b_ih, b_hh)
+    with pytest.raises(ValueError, match=rf"^{cell}_step_forward: b_hh must be .*; got \({G * H + 1},\)$"):
+        step(W_ih, W_hh, b_ih, np.zeros(G * H + 1))
+    cache = step(W_ih, W_hh, b_ih, b_hh)[-1]
+    back = {"rnn": lambda d: rnn_step_backward(d, cache, False), "lstm": lambda d: lstm_step_backward(d, d, cache),
+            "gru": lambda d: gru_step_backward(d, cache)}[cell]
+    with pytest.raises(ValueError, match=rf"^{cell}_step_backward: dnext_h must be \(B, H\) = \(2, 4\).*; got \(2, 5\)$"):
+        back(np.zeros((B, H + 1)))
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_recurrent_part_on_its_own_checks_shapes(cell):
+    """``*_recurrence_backward`` (what the layers' CPU backward calls) checks its arguments too,
+    with T and B taken from dout."""
+    arrays = good_arrays(cell)
+    kernel = getattr(kernel_module(cell), f"{cell}_recurrence_backward")
+    call(kernel, arrays)
+    with pytest.raises(ValueError, match=rf"^{cell}_recurrence_backward: hs must be .*from dout.*; got \(3, 2, 4\)$"):
+        call(kernel, arrays, hs=arrays["hs"][1:])
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_empty_sequence_is_not_an_error(cell):
+    """T = 0 is a sequence of no steps: the final state is h0 and the gradients are zero (as on
+    the GPU); the checks let it through."""
+    arrays = good_arrays(cell, T=0)
+    m = kernel_module(cell)
+    fwd = call(getattr(m, f"{cell}_forward"), arrays)
+    hs = fwd[0] if isinstance(fwd, tuple) else fwd
+    np.testing.assert_array_equal(hs[0], arrays["h0"])
+    grads = call(getattr(m, f"{cell}_backward"), arrays)
+    np.testing.assert_array_equal(grads[1], arrays["dh_n"])           # dh0
+    for g in grads[-5:-1]:                                            # dW_ih, dW_hh, db_ih, db_hh
+        assert not g.any()
+
+
+def test_host_checks_for_the_cuda_twins():
+    """The CUDA twins' host functions run the same checks in plain Python (shapes only, so NumPy
+    arrays stand in for device arrays here), and check the arrays of ``into``."""
+    from rnnjit.kernels.checks import check_backward_host, check_forward_host
+    a = good_arrays("lstm")
+    fwd = [a[n] for n in ("x", "h0", "c0", "W_ih", "W_hh", "b_ih", "b_hh")]
+    check_forward_host("lstm_forward", 4, *fwd)
+    with pytest.raises(ValueError, match=r"^lstm_forward: W_ih must be \(4\*H, I\) = \(16, 5\).*; got \(16, 1\)$"):
+        check_forward_host("lstm_forward", 4, *fwd[:3], np.zeros((16, 1)), *fwd[4:])
+    bwd = [a[n] for n in ("x", "W_ih", "W_hh", "hs", "cs", "gates")] + [None] + [a[n] for n in ("dout", "dh_n", "dc_n")]
+    into = [np.zeros(s) for s in ((2, 4), (2, 4), (16, 5), (16, 4), (16,), (16,), (3,))]
+    check_backward_host("lstm_backward", 4, *bwd, into=tuple(into))
+    with pytest.raises(ValueError, match=r"^lstm_backward: dout must be .*; got \(3, 2, 5\)$"):
+        check_backward_host("lstm_backward", 4, *bwd[:7], np.zeros((3, 2, 5)), *bwd[8:])
+    with pytest.raises(ValueError, match=r"^lstm_backward: into's dW_hh must be \(16, 4\).*; got \(16, 5\)$"):
+        check_backward_host("lstm_backward", 4, *bwd, into=(*into[:3], np.zeros((16, 5)), *into[4:]))
+    with pytest.raises(ValueError, match=r"^lstm_backward: into must hold 7 arrays"):
+        check_backward_host("lstm_backward", 4, *bwd, into=(None,) * 6)

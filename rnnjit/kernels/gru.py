@@ -30,12 +30,15 @@ from numba import njit
 from ._blas import column_sums, sum_squares_of_sum
 from ._smallgemm import pack_weights, recurrent_gemm, use_packed, weight_grad_gemm
 from .activations import fast_sigmoid, fast_tanh, sigmoid
+from .checks import check_backward, check_forward, check_step_backward
 from .dense import check_ids, copy_row, dense_inputs, gather_rows, input_grad, input_weight_grad, onehot_table, project_chunk
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def gru_step_forward(x, prev_h, W_ih, W_hh, b_ih, b_hh):
     """One GRU step. x (B, I), prev_h (B, H) -> next_h, cache."""
+    check_forward("gru_step_forward", 3, x.shape, prev_h.shape, None, W_ih.shape, W_hh.shape, b_ih.shape,
+                  b_hh.shape)
     H = prev_h.shape[1]
     ax = x @ W_ih.T + b_ih
     ah = prev_h @ W_hh.T + b_hh
@@ -52,6 +55,7 @@ def gru_step_forward(x, prev_h, W_ih, W_hh, b_ih, b_hh):
 def gru_step_backward(dnext_h, cache):
     """Backward of one step -> dx, dprev_h, dW_ih, dW_hh, db_ih, db_hh."""
     x, prev_h, W_ih, W_hh, r, z, n, hn = cache
+    check_step_backward("gru_step_backward", dnext_h.shape, None, prev_h.shape)
     dn = dnext_h * (1 - z)
     dz = dnext_h * (prev_h - n)
     dn_pre = dn * (1 - n * n)
@@ -171,6 +175,7 @@ def gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, reverse):
     Returns hs (T+1, B, H), gates (T, B, 3H) holding r, z, n of every step, and hns (T, B, H)
     holding W_hn h_{t-1} + b_hn (what backward needs).
     """
+    check_forward("gru_forward", 3, x.shape, h0.shape, None, W_ih.shape, W_hh.shape, b_ih.shape, b_hh.shape)
     gates = np.empty((x.shape[0], x.shape[1], W_ih.shape[0]), x.dtype)
     hs, hns = gru_recurrence(gates, h0, W_hh, b_hh, reverse, dense=dense_inputs(x, W_ih, gru_input_bias(b_ih, b_hh)))
     return hs, gates, hns
@@ -181,6 +186,8 @@ def gru_forward_onehot(ids, h0, W_ih, W_hh, b_ih, b_hh, reverse):
     """``gru_forward`` of one-hot inputs given as indices ids (T, B): the input part is a gather
     of columns of W_ih (plus the same bias) instead of a GEMM, done step by step inside the
     recurrence."""
+    check_forward("gru_forward_onehot", 3, ids.shape, h0.shape, None, W_ih.shape, W_hh.shape, b_ih.shape,
+                  b_hh.shape, onehot=True)
     check_ids(ids, W_ih.shape[1])
     gates = np.empty((ids.shape[0], ids.shape[1], W_ih.shape[0]), W_ih.dtype)
     hs, hns = gru_recurrence(gates, h0, W_hh, b_hh, reverse, ids, onehot_table(W_ih, gru_input_bias(b_ih, b_hh), ids))
@@ -195,6 +202,8 @@ def gru_recurrence_backward(W_hh, hs, gates, hns, dout, dh_n, reverse):
     input part needs: dx = dGx W_ih, dW_ih = dGx^T x), dh0, dW_hh, db_ih, db_hh and ``norms``
     (T,), the L2 norm of the total dL/dh_t at every timestep.
     """
+    check_backward("gru_recurrence_backward", 3, None, None, W_hh.shape, hs.shape, None, gates.shape, hns.shape,
+                   dout.shape, dh_n.shape, None)
     T, B, H = dout.shape
     G = 3 * H
     nxt = 0 if reverse else 1
@@ -231,5 +240,7 @@ def gru_backward(x, W_ih, W_hh, hs, gates, hns, dout, dh_n, reverse):
     Returns dx, dh0, dW_ih, dW_hh, db_ih, db_hh and ``norms`` (T,), the L2 norm of the total
     dL/dh_t at every timestep.
     """
+    check_backward("gru_backward", 3, x.shape, W_ih.shape, W_hh.shape, hs.shape, None, gates.shape, hns.shape,
+                   dout.shape, dh_n.shape, None)
     dGx, dh, dW_hh, db_ih, db_hh, norms = gru_recurrence_backward(W_hh, hs, gates, hns, dout, dh_n, reverse)
     return input_grad(dGx, W_ih), dh, input_weight_grad(dGx, x), dW_hh, db_ih, db_hh, norms

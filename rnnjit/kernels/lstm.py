@@ -51,6 +51,9 @@ reading ``x[t]``; with ``reverse=True`` the sequence is read from t = T-1 down t
 is h0 and ``hs[t]`` is the state after reading ``x[t]``. Either way the outputs are a
 contiguous view of T rows and the previous states are the other T rows, so ``dW_hh`` is a
 single GEMM over them.
+
+Every kernel starts by checking the shapes of its arguments against each other
+(``checks.py``): a wrong one is a ValueError that names it, not a read past the end of an array.
 """
 
 import numpy as np
@@ -59,12 +62,15 @@ from numba import njit
 from ._blas import column_sums, sum_squares_of_sum
 from ._smallgemm import pack_weights, recurrent_gemm, use_packed, weight_grad_gemm
 from .activations import fast_tanh, lstm_gate_activations, sigmoid
+from .checks import check_backward, check_forward, check_step_backward
 from .dense import check_ids, copy_row, dense_inputs, gather_rows, input_grad, input_weight_grad, onehot_table, project_chunk
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def lstm_step_forward(x, prev_h, prev_c, W_ih, W_hh, b_ih, b_hh):
     """One LSTM step. x (B, I), prev_h (B, H), prev_c (B, H) -> next_h, next_c, cache."""
+    check_forward("lstm_step_forward", 4, x.shape, prev_h.shape, prev_c.shape, W_ih.shape, W_hh.shape, b_ih.shape,
+                  b_hh.shape)
     H = prev_h.shape[1]
     a = x @ W_ih.T + b_ih + prev_h @ W_hh.T + b_hh
     i = sigmoid(a[:, 0 * H:1 * H])
@@ -81,6 +87,7 @@ def lstm_step_forward(x, prev_h, prev_c, W_ih, W_hh, b_ih, b_hh):
 def lstm_step_backward(dnext_h, dnext_c, cache):
     """Backward of one step -> dx, dprev_h, dprev_c, dW_ih, dW_hh, db (db is both db_ih and db_hh)."""
     x, prev_h, prev_c, W_ih, W_hh, i, f, g, o, next_c = cache
+    check_step_backward("lstm_step_backward", dnext_h.shape, dnext_c.shape, prev_h.shape)
     tanh_c = np.tanh(next_c)
     do = dnext_h * tanh_c
     dc = dnext_c + dnext_h * o * (1 - tanh_c * tanh_c)
@@ -188,6 +195,7 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, reverse):
     Returns hs (T+1, B, H), cs (T+1, B, H) and gates (T, B, 4H), the activated i, f, g, o of
     every step (what backward needs).
     """
+    check_forward("lstm_forward", 4, x.shape, h0.shape, c0.shape, W_ih.shape, W_hh.shape, b_ih.shape, b_hh.shape)
     gates = np.empty((x.shape[0], x.shape[1], W_ih.shape[0]), x.dtype)
     hs, cs = lstm_recurrence(gates, h0, c0, W_hh, reverse, dense=dense_inputs(x, W_ih, b_ih + b_hh))
     return hs, cs, gates
@@ -198,6 +206,8 @@ def lstm_forward_onehot(ids, h0, c0, W_ih, W_hh, b_ih, b_hh, reverse):
     """``lstm_forward`` of one-hot inputs given as indices ids (T, B): the input part is a gather
     of columns of W_ih (W_ih e_c = W_ih[:, c]) instead of a GEMM, done step by step inside the
     recurrence. Same results."""
+    check_forward("lstm_forward_onehot", 4, ids.shape, h0.shape, c0.shape, W_ih.shape, W_hh.shape, b_ih.shape,
+                  b_hh.shape, onehot=True)
     check_ids(ids, W_ih.shape[1])
     gates = np.empty((ids.shape[0], ids.shape[1], W_ih.shape[0]), W_ih.dtype)
     hs, cs = lstm_recurrence(gates, h0, c0, W_hh, reverse, ids, onehot_table(W_ih, b_ih + b_hh, ids))
@@ -213,6 +223,8 @@ def lstm_recurrence_backward(W_hh, hs, cs, gates, dout, dh_n, dc_n, reverse):
     (what the input part needs: dx = dG W_ih, dW_ih = dG^T x), dh0, dc0, dW_hh, db_ih, db_hh and
     ``norms`` (T,), the L2 norm of the total dL/dh_t at every timestep.
     """
+    check_backward("lstm_recurrence_backward", 4, None, None, W_hh.shape, hs.shape, cs.shape, gates.shape, None,
+                   dout.shape, dh_n.shape, dc_n.shape)
     T, B, H = dout.shape
     G = 4 * H
     nxt = 0 if reverse else 1
@@ -249,6 +261,8 @@ def lstm_backward(x, W_ih, W_hh, hs, cs, gates, dout, dh_n, dc_n, reverse):
     Returns dx, dh0, dc0, dW_ih, dW_hh, db_ih, db_hh and ``norms`` (T,), the L2 norm of the
     total dL/dh_t at every timestep.
     """
+    check_backward("lstm_backward", 4, x.shape, W_ih.shape, W_hh.shape, hs.shape, cs.shape, gates.shape, None,
+                   dout.shape, dh_n.shape, dc_n.shape)
     dG, dh, dc, dW_hh, db_ih, db_hh, norms = lstm_recurrence_backward(W_hh, hs, cs, gates, dout, dh_n, dc_n,
                                                                      reverse)
     return input_grad(dG, W_ih), dh, dc, input_weight_grad(dG, x), dW_hh, db_ih, db_hh, norms

@@ -24,12 +24,15 @@ from numba import njit
 from ._blas import column_sums, sum_squares_of_sum
 from ._smallgemm import pack_weights, recurrent_gemm, use_packed, weight_grad_gemm
 from .activations import fast_tanh, relu
+from .checks import check_backward, check_forward, check_step_backward
 from .dense import check_ids, copy_row, dense_inputs, gather_rows, input_grad, input_weight_grad, onehot_table, project_chunk
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def rnn_step_forward(x, prev_h, W_ih, W_hh, b_ih, b_hh, use_relu):
     """One step. x (B, I), prev_h (B, H) -> next_h, cache."""
+    check_forward("rnn_step_forward", 1, x.shape, prev_h.shape, None, W_ih.shape, W_hh.shape, b_ih.shape,
+                  b_hh.shape)
     a = x @ W_ih.T + b_ih + prev_h @ W_hh.T + b_hh
     next_h = relu(a) if use_relu else np.tanh(a)
     cache = (x, prev_h, W_ih, W_hh, next_h)
@@ -40,6 +43,7 @@ def rnn_step_forward(x, prev_h, W_ih, W_hh, b_ih, b_hh, use_relu):
 def rnn_step_backward(dnext_h, cache, use_relu):
     """Backward of one step -> dx, dprev_h, dW_ih, dW_hh, db (db is both db_ih and db_hh)."""
     x, prev_h, W_ih, W_hh, next_h = cache
+    check_step_backward("rnn_step_backward", dnext_h.shape, None, prev_h.shape)
     if use_relu:
         da = dnext_h * (next_h > 0)
     else:
@@ -110,6 +114,7 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh, reverse, use_relu):
     """Run the network over a sequence: the recurrence, with the input part computed a chunk of
     steps (one GEMM) at a time inside it.
     Returns hs (T+1, B, H)."""
+    check_forward("rnn_forward", 1, x.shape, h0.shape, None, W_ih.shape, W_hh.shape, b_ih.shape, b_hh.shape)
     xa = np.empty((x.shape[0], x.shape[1], W_ih.shape[0]), x.dtype)
     return rnn_recurrence(xa, h0, W_hh, reverse, use_relu, dense=dense_inputs(x, W_ih, b_ih + b_hh))
 
@@ -118,6 +123,8 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh, reverse, use_relu):
 def rnn_forward_onehot(ids, h0, W_ih, W_hh, b_ih, b_hh, reverse, use_relu):
     """``rnn_forward`` of one-hot inputs given as indices ids (T, B): the input part is a gather
     of columns of W_ih instead of a GEMM, done step by step inside the recurrence."""
+    check_forward("rnn_forward_onehot", 1, ids.shape, h0.shape, None, W_ih.shape, W_hh.shape, b_ih.shape,
+                  b_hh.shape, onehot=True)
     check_ids(ids, W_ih.shape[1])
     xa = np.empty((ids.shape[0], ids.shape[1], W_ih.shape[0]), W_ih.dtype)
     return rnn_recurrence(xa, h0, W_hh, reverse, use_relu, ids, onehot_table(W_ih, b_ih + b_hh, ids))
@@ -131,6 +138,8 @@ def rnn_recurrence_backward(W_hh, hs, dout, dh_n, reverse, use_relu):
     takes them from here), dh0, dW_hh, db_ih, db_hh and ``norms`` (T,), the L2 norm of the total
     dL/dh_t at every timestep.
     """
+    check_backward("rnn_recurrence_backward", 1, None, None, W_hh.shape, hs.shape, None, None, None, dout.shape,
+                   dh_n.shape, None)
     T, B, H = dout.shape
     nxt = 0 if reverse else 1
     dG = np.empty((T, B, H), dout.dtype)
@@ -163,5 +172,7 @@ def rnn_backward(x, W_ih, W_hh, hs, dout, dh_n, reverse, use_relu):
     Returns dx, dh0, dW_ih, dW_hh, db_ih, db_hh and ``norms`` (T,), the L2 norm of the total
     dL/dh_t at every timestep.
     """
+    check_backward("rnn_backward", 1, x.shape, W_ih.shape, W_hh.shape, hs.shape, None, None, None, dout.shape,
+                   dh_n.shape, None)
     dG, dh, dW_hh, db_ih, db_hh, norms = rnn_recurrence_backward(W_hh, hs, dout, dh_n, reverse, use_relu)
     return input_grad(dG, W_ih), dh, input_weight_grad(dG, x), dW_hh, db_ih, db_hh, norms

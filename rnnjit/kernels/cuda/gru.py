@@ -41,6 +41,7 @@ import math
 import numpy as np
 from numba import cuda
 
+from ..checks import check_backward_host, check_forward_host
 from .activations import sigmoid
 from .gemm import column_sums, gemm, transpose
 from .graphs import copy
@@ -241,6 +242,7 @@ def gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, reverse):
     holding W_hn h_{t-1} + b_hn (what backward needs).
     """
     dtype = check("gru_forward", x, h0, W_ih, W_hh, b_ih, b_hh)
+    check_forward_host("gru_forward", 3, x, h0, None, W_ih, W_hh, b_ih, b_hh)
     T, B, I = x.shape
     H = h0.shape[1]
     G = 3 * H
@@ -269,6 +271,7 @@ def gru_backward(x, W_ih, W_hh, hs, gates, hns, dout, dh_n, reverse, into=None):
     dL/dh_t at every timestep (a float64 device array). ``into``: as in ``lstm_backward``.
     """
     dtype = check("gru_backward", x, W_ih, W_hh, hs, gates, hns, dout, dh_n)
+    check_backward_host("gru_backward", 3, x, W_ih, W_hh, hs, None, gates, hns, dout, dh_n, None, into)
     T, B, I = x.shape
     H = hs.shape[2]
     G = 3 * H

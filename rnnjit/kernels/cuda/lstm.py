@@ -65,6 +65,7 @@ import math
 import numpy as np
 from numba import cuda
 
+from ..checks import check_backward_host, check_forward_host
 from .activations import sigmoid
 from .gemm import column_sums, gemm, transpose
 from .graphs import copy
@@ -263,6 +264,7 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, reverse):
     every step (what backward needs).
     """
     dtype = check("lstm_forward", x, h0, c0, W_ih, W_hh, b_ih, b_hh)
+    check_forward_host("lstm_forward", 4, x, h0, c0, W_ih, W_hh, b_ih, b_hh)
     T, B, I = x.shape
     H = h0.shape[1]
     G = 4 * H
@@ -296,6 +298,7 @@ def lstm_backward(x, W_ih, W_hh, hs, cs, gates, dout, dh_n, dc_n, reverse, into=
     no copies; the same arrays come back.
     """
     dtype = check("lstm_backward", x, W_ih, W_hh, hs, cs, gates, dout, dh_n, dc_n)
+    check_backward_host("lstm_backward", 4, x, W_ih, W_hh, hs, cs, gates, None, dout, dh_n, dc_n, into)
     T, B, I = x.shape
     H = hs.shape[2]
     G = 4 * H

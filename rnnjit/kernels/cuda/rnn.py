@@ -31,6 +31,7 @@ import math
 import numpy as np
 from numba import cuda
 
+from ..checks import check_backward_host, check_forward_host
 from .gemm import column_sums, gemm, transpose
 from .graphs import copy
 from .ids import nonneg
@@ -190,6 +191,7 @@ def _backward_kernel(JT, KS, BT, KN):
 def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh, reverse, use_relu):
     """Run the network over a sequence (device arrays in and out). Returns hs (T+1, B, H)."""
     dtype = check("rnn_forward", x, h0, W_ih, W_hh, b_ih, b_hh)
+    check_forward_host("rnn_forward", 1, x, h0, None, W_ih, W_hh, b_ih, b_hh)
     T, B, I = x.shape
     H = h0.shape[1]
     hs = cuda.device_array((T + 1, B, H), dtype)
@@ -216,6 +218,7 @@ def rnn_backward(x, W_ih, W_hh, hs, dout, dh_n, reverse, use_relu, into=None):
     dL/dh_t at every timestep (a float64 device array). ``into``: as in ``lstm_backward``.
     """
     dtype = check("rnn_backward", x, W_ih, W_hh, hs, dout, dh_n)
+    check_backward_host("rnn_backward", 1, x, W_ih, W_hh, hs, None, None, None, dout, dh_n, None, into)
     T, B, I = x.shape
     H = hs.shape[2]
     nxt = 0 if reverse else 1

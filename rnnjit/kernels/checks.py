@@ -1,0 +1,170 @@
+"""Shape checks for the kernels' arguments: one call at the top of each kernel.
+
+An argument of the wrong shape gets a one-line ``ValueError`` that names the kernel and the
+array, and says the shape it must have (in symbols and in numbers) and the shape it has:
+
+    lstm_forward: W_ih must be (4*H, I) = (16, 300): 4*H rows (H = 4, from h0) and one column
+    per feature of x (I = 300); got (16, 1)
+
+Without them the products inside the kernels read past the ends of the arrays, return garbage,
+or hand OpenBLAS a leading dimension it rejects (it prints a complaint to stdout and leaves
+the result zero).
+
+The checks take the arrays' shapes (``x.shape``, ...), not the arrays: a compiled call that
+takes arrays increfs and decrefs each of them, which cost 50-80 ns a kernel call, against under
+10 ns for these few integer comparisons. They run once per call, never inside a time loop, and
+build a message only when one fails. G is the number of gates, blocks of H rows in W_ih and
+W_hh: 1 for the RNN, 4 for the LSTM, 3 for the GRU. An array a cell does not have (c0, gates,
+...) is passed as None. Empty inputs (T = 0, B = 0) are fine: a sequence of no steps returns h0.
+
+The CUDA twins' host functions run the same checks as plain Python (``check_forward_host``,
+``check_backward_host``).
+"""
+
+from numba import njit
+
+
+@njit(cache=True, nogil=True)
+def shape_text(shape):
+    """(16, 300) -> "(16, 300)"; (16,) -> "(16,)"."""
+    s = "(" + str(shape[0])
+    for n in range(1, len(shape)):
+        s += ", " + str(shape[n])
+    return s + (",)" if len(shape) == 1 else ")")
+
+
+@njit(cache=True, nogil=True)
+def shape_error(kernel, G, name, form, want, got, note):
+    """Raise the ValueError for an argument ``name`` of shape ``got`` that must be ``form``
+    (in symbols, G*H for the gate rows) = ``want`` (in numbers); ``note`` says why."""
+    rows = "H" if G == 1 else str(G) + "*H"
+    raise ValueError(kernel + ": " + name + " must be " + form.replace("G*H", rows) + " = " + shape_text(want)
+                     + note.replace("G*H", rows) + "; got " + shape_text(got))
+
+
+@njit(cache=True, nogil=True)
+def state_name(kernel, h):
+    """The name of a kernel's initial state: "h0" ("c0"), or "prev_h" ("prev_c") in a step kernel."""
+    return "prev_" + h if "_step_" in kernel else h + "0"
+
+
+@njit(cache=True, nogil=True)
+def check_forward(kernel, G, x, h0, c0, W_ih, W_hh, b_ih, b_hh, onehot=False):
+    """The shapes of a forward kernel's arguments. x is the input, (T, B, I), or (B, I) for a
+    step, or the one-hot indices ids (T, B) when ``onehot`` (W_ih then has one column per
+    symbol, any number of them). H is h0[1]: h0 and c0 (B, H), W_ih (G*H, I), W_hh (G*H, H),
+    b_ih and b_hh (G*H,)."""
+    B = x[-1] if onehot else x[-2]
+    I = W_ih[1] if onehot else x[-1]
+    H = h0[1]
+    if h0[0] != B:
+        shape_error(kernel, G, state_name(kernel, "h"), "(B, H)", (B, H), h0,
+                    ": one row per sequence of " + ("ids" if onehot else "x") + " (B = " + str(B) + ")")
+    if c0 is not None and c0 != (B, H):
+        shape_error(kernel, G, state_name(kernel, "c"), "(B, H)", (B, H), c0,
+                    ", the shape of " + state_name(kernel, "h"))
+    if W_ih != (G * H, I):
+        shape_error(kernel, G, "W_ih", "(G*H, V)" if onehot else "(G*H, I)", (G * H, I), W_ih,
+                    ": G*H rows (H = " + str(H) + ", from " + state_name(kernel, "h") + ") and "
+                    + ("one column per symbol" if onehot else "one column per feature of x (I = " + str(I) + ")"))
+    if W_hh != (G * H, H):
+        shape_error(kernel, G, "W_hh", "(G*H, H)", (G * H, H), W_hh,
+                    " (H = " + str(H) + ", from " + state_name(kernel, "h") + ")")
+    if b_ih != (G * H,):
+        shape_error(kernel, G, "b_ih", "(G*H,)", (G * H,), b_ih,
+                    ", one per row of W_ih (H = " + str(H) + ", from " + state_name(kernel, "h") + ")")
+    if b_hh != (G * H,):
+        shape_error(kernel, G, "b_hh", "(G*H,)", (G * H,), b_hh,
+                    ", one per row of W_hh (H = " + str(H) + ", from " + state_name(kernel, "h") + ")")
+
+
+@njit(cache=True, nogil=True)
+def dims_note(from_x, T, B, H):
+    """" (T = 5, B = 2 from x; H = 4 from W_hh)": where a backward kernel's dimensions come from."""
+    return (" (T = " + str(T) + ", B = " + str(B) + " from " + ("x" if from_x else "dout")
+            + "; H = " + str(H) + " from W_hh)")
+
+
+@njit(cache=True, nogil=True)
+def check_backward(kernel, G, x, W_ih, W_hh, hs, cs, gates, hns, dout, dh_n, dc_n):
+    """The shapes of a backward kernel's arguments: T and B from x (T, B, I), or from dout when
+    x is None (the recurrent part on its own), H from W_hh (G*H, H). W_ih (G*H, I); what the
+    forward pass returned: hs and cs (T+1, B, H), gates (T, B, G*H), hns (T, B, H); dout
+    (T, B, H); dh_n and dc_n (B, H). x with W_ih, cs, gates, hns, dc_n: None where a kernel
+    does not take them."""
+    T, B = (x[0], x[1]) if x is not None else (dout[0], dout[1])
+    H = W_hh[1]
+    if W_hh[0] != G * H:
+        shape_error(kernel, G, "W_hh", "(G*H, H)", (G * H, H), W_hh, ": G*H rows for its H = " + str(H) + " columns")
+    if W_ih is not None and W_ih != (G * H, x[2]):
+        shape_error(kernel, G, "W_ih", "(G*H, I)", (G * H, x[2]), W_ih,
+                    ": G*H rows (H = " + str(H) + ", from W_hh) and one column per feature of x (I = "
+                    + str(x[2]) + ")")
+    if hs != (T + 1, B, H):
+        shape_error(kernel, G, "hs", "(T+1, B, H)", (T + 1, B, H), hs,
+                    ": the states the forward pass returned" + dims_note(x is not None, T, B, H))
+    if cs is not None and cs != (T + 1, B, H):
+        shape_error(kernel, G, "cs", "(T+1, B, H)", (T + 1, B, H), cs,
+                    ": the cell states the forward pass returned" + dims_note(x is not None, T, B, H))
+    if gates is not None and gates != (T, B, G * H):
+        shape_error(kernel, G, "gates", "(T, B, G*H)", (T, B, G * H), gates,
+                    ": the gates the forward pass returned" + dims_note(x is not None, T, B, H))
+    if hns is not None and hns != (T, B, H):
+        shape_error(kernel, G, "hns", "(T, B, H)", (T, B, H), hns,
+                    ": the hns the forward pass returned" + dims_note(x is not None, T, B, H))
+    if dout != (T, B, H):
+        shape_error(kernel, G, "dout", "(T, B, H)", (T, B, H), dout,
+                    ": the gradient of the outputs" + dims_note(x is not None, T, B, H))
+    if dh_n != (B, H):
+        shape_error(kernel, G, "dh_n", "(B, H)", (B, H), dh_n,
+                    ": the gradient of the final state" + dims_note(x is not None, T, B, H))
+    if dc_n is not None and dc_n != (B, H):
+        shape_error(kernel, G, "dc_n", "(B, H)", (B, H), dc_n,
+                    ": the gradient of the final cell state" + dims_note(x is not None, T, B, H))
+
+
+@njit(cache=True, nogil=True)
+def check_step_backward(kernel, dnext_h, dnext_c, prev_h):
+    """The shapes of the gradients a step backward takes, dnext_h and dnext_c (None for a cell
+    without a cell state): (B, H), the shape of the step's states (prev_h, from its cache)."""
+    if dnext_h != prev_h:
+        shape_error(kernel, 1, "dnext_h", "(B, H)", prev_h, dnext_h, ", the shape of the step's states")
+    if dnext_c is not None and dnext_c != prev_h:
+        shape_error(kernel, 1, "dnext_c", "(B, H)", prev_h, dnext_c, ", the shape of the step's states")
+
+
+# ---- the same checks as plain Python, for the CUDA twins' host functions ---------------------
+
+def shape(a):
+    """A device array's shape as a plain tuple (the simulator's shapes are a tuple subclass, which
+    ``shape_error``, compiled code, cannot take); None stays None."""
+    return None if a is None else tuple(a.shape)
+
+
+def check_forward_host(kernel, G, x, h0, c0, W_ih, W_hh, b_ih, b_hh):
+    """``check_forward`` of device arrays, as plain Python (only a failing check calls compiled
+    code, ``shape_error``, to raise)."""
+    check_forward.py_func(kernel, G, *map(shape, (x, h0, c0, W_ih, W_hh, b_ih, b_hh)))
+
+
+def check_backward_host(kernel, G, x, W_ih, W_hh, hs, cs, gates, hns, dout, dh_n, dc_n, into=None):
+    """``check_backward`` of device arrays, as plain Python; and the arrays a CUDA backward is
+    asked to write its results into (``into``: dh0, dc0 for a cell with a cell state, dW_ih,
+    dW_hh, db_ih, db_hh, norms; None for any), which must have the shapes of those results: the
+    kernels would write past the end of a smaller one."""
+    check_backward.py_func(kernel, G, *map(shape, (x, W_ih, W_hh, hs, cs, gates, hns, dout, dh_n, dc_n)))
+    if into is None:
+        return
+    T, B, I = x.shape
+    H = W_hh.shape[1]
+    wanted = {"dh0": (B, H), "dc0": (B, H), "dW_ih": (G * H, I), "dW_hh": (G * H, H),
+              "db_ih": (G * H,), "db_hh": (G * H,), "norms": (T,)}
+    if dc_n is None:
+        del wanted["dc0"]
+    if len(into) != len(wanted):
+        raise ValueError(f"{kernel}: into must hold {len(wanted)} arrays or None, for {', '.join(wanted)}; "
+                         f"got {len(into)}")
+    for (name, want), a in zip(wanted.items(), into):
+        if a is not None and shape(a) != want:
+            raise ValueError(f"{kernel}: into's {name} must be {want}, the shape of the {name} it receives; "
+                             f"got {shape(a)}")
