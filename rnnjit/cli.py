@@ -28,6 +28,11 @@ class CLIError(Exception):
     """A one-line error for the user; exit status 2."""
 
 
+class RunEnded(Exception):
+    """``--resume`` of a run that has trained all its steps and ended: nothing to do (exit 0, so
+    that a script resuming until success stops, whether or not a kill came after the ending)."""
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse, but a usage error is one line that points to --help (not the whole usage)."""
 
@@ -221,10 +226,14 @@ def make_trainer(args):
     config, out, resume = config_from_args(args)
     try:
         trainer = Trainer(config, out_dir=out, resume=resume)
-        if resume and trainer.step >= config.steps:
+        if resume and trainer.step > config.steps:
             trainer.close()
             raise CLIError(f"{out} has trained {trainer.step} steps already, --steps is {config.steps}: "
                            f"to train on, resume it with --steps above {trainer.step}")
+        if resume and trainer.finished:
+            trainer.close()
+            raise RunEnded(f"{out} has trained its {trainer.step} steps and ended: nothing to do. "
+                           f"To train on, resume it with --steps above {trainer.step}")
         return trainer
     except (ConfigError, CorpusError, CheckpointError, RuntimeError) as e:  # RuntimeError: no CUDA here
         raise CLIError(str(e)) from None
@@ -260,7 +269,11 @@ def say(text: str) -> None:
 
 
 def cmd_train(args) -> int:
-    trainer = make_trainer(args)
+    try:
+        trainer = make_trainer(args)
+    except RunEnded as e:
+        say(f"rnnjit: {e}")
+        return 0
     stop_requests = []
 
     def on_signal(signum, frame):

@@ -42,14 +42,48 @@ def test_train_json_then_sample_then_resume(corpus, tmp_path, capsys):
     rc, again, _ = run_cli(["sample", out, "--prime", "ROMEO", "--length", "40", "--seed", "1"], capsys)
     assert again == stdout
 
-    rc, _, err = run_cli(["train", "--resume", out], capsys)        # a finished run: say how to go on
-    assert rc == 2 and "has trained 3 steps already, --steps is 3" in err and "--steps above 3" in err
+    before = open(os.path.join(out, "metrics.jsonl")).read()
+    rc, stdout, err = run_cli(["train", "--resume", out, "--json"], capsys)   # ended: nothing to do
+    assert rc == 0 and stdout == "" and "has trained its 3 steps and ended" in err and "--steps above 3" in err
+    assert open(os.path.join(out, "metrics.jsonl")).read() == before
 
     rc, stdout, _ = run_cli(["train", "--resume", out, "--steps", "5", "--json"], capsys)
     steps = [json.loads(line)["step"] for line in stdout.splitlines() if '"event": "step"' in line]
     assert rc == 0 and steps == [4, 5]
     with open(os.path.join(out, "config.json")) as f:
         assert json.load(f)["steps"] == 5
+
+
+def test_a_run_killed_before_its_end_event_resumes_to_its_end(corpus, tmp_path, capsys):
+    """Killed after the checkpoint of its last step, before the final eval and end event were
+    written: resuming writes them (once) and exits 0; a lower --steps than trained is refused."""
+    out = str(tmp_path / "run")
+    args = ["--corpus", corpus, "--steps", "3", "--out", out] + SMALL[:-4] + ["--eval-every", "2"]
+    assert run_cli(["train"] + args + ["--sample-every", "0", "--checkpoint-every", "1"], capsys)[0] == 0
+    metrics = os.path.join(out, "metrics.jsonl")
+    with open(metrics) as f:
+        lines = f.read().splitlines(keepends=True)
+    kinds = [json.loads(line)["event"] for line in lines]
+    assert kinds[-3:] == ["checkpoint", "eval", "end"]   # the final eval: 3 is not a multiple of 2
+    with open(metrics, "w") as f:
+        f.writelines(lines[:-2])
+    rc, stdout, err = run_cli(["train", "--resume", out, "--json"], capsys)
+    assert rc == 0, err
+    tail = [json.loads(line) for line in stdout.splitlines()]
+    assert [e["event"] for e in tail] == ["start", "eval", "end"] and tail[-1]["reason"] == "done"
+    with open(metrics) as f:
+        final = [json.loads(line) for line in f]
+    assert [e["step"] for e in final if e["event"] == "eval"] == [2, 3]
+
+    assert "and ended: nothing to do" in run_cli(["train", "--resume", out], capsys)[2]   # now it has
+    with open(metrics) as f:
+        lines = f.read().splitlines(keepends=True)
+    with open(metrics, "w") as f:                                # killed after the final eval
+        f.writelines(line for line in lines if '"event": "end"' not in line)
+    rc, stdout, _ = run_cli(["train", "--resume", out, "--json"], capsys)
+    assert rc == 0 and [json.loads(line)["event"] for line in stdout.splitlines()] == ["start", "end"]
+    rc, _, err = run_cli(["train", "--resume", out, "--steps", "2"], capsys)
+    assert rc == 2 and "has trained 3 steps already, --steps is 2" in err
 
 
 def test_sample_from_several_runs_takes_the_newest(corpus, tmp_path, capsys):

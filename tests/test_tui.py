@@ -225,6 +225,16 @@ def test_option_errors_before_the_screen(tmp_path, corpus, capsys):
     assert e.value.code == 2
 
 
+def test_resuming_an_ended_run_points_to_follow(tmp_path, corpus, capsys):
+    out = str(tmp_path / "run")
+    assert rnnjit_main(["train", *TINY, "--steps", "2", "--eval-every", "0", "--sample-every", "0",
+                        "--corpus", corpus, "--out", out]) == 0
+    capsys.readouterr()
+    assert main(["--resume", out]) == 0          # no screen: there is nothing to train
+    err = capsys.readouterr().err
+    assert "has trained its 2 steps and ended" in err and f"rnnjit-tui --follow {out}" in err
+
+
 def test_a_diverged_run_says_so(tmp_path, corpus):
     from rnnjit_tui.command import _report
     app = make_app(*TINY, "--lr", "1000", "--clip", "0", "--steps", 500, "--corpus", corpus, "--out", tmp_path / "run")

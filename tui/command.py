@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    from rnnjit.cli import CLIError, make_trainer, on_stop_signals
+    from rnnjit.cli import CLIError, RunEnded, make_trainer, on_stop_signals
     from rnnjit.train.config import ConfigError
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -49,6 +49,9 @@ def main(argv=None) -> int:
         except (CLIError, ConfigError) as e:
             print(f"rnnjit-tui: error: {e}", file=sys.stderr)
             return EXIT_USAGE
+        except RunEnded as e:   # `rnnjit-tui --follow DIR` shows what it logged
+            print(f"rnnjit-tui: {e}. To look at it: rnnjit-tui --follow {args.resume}", file=sys.stderr)
+            return 0
         app = DashboardApp(trainer=trainer)
     signalled = []
 

@@ -48,7 +48,7 @@ import numpy as np
 from . import events as ev
 from .checkpoint import CheckpointError, load_checkpoint, check_values, save_checkpoint
 from .config import ConfigError, TrainConfig
-from .files import CONFIG, METRICS, MetricsLog, RunLock, remove_temporaries, write_json
+from .files import CONFIG, METRICS, MetricsLog, RunLock, logged_at, remove_temporaries, write_json
 from .optim import OPTIMIZERS, clip_gradients, gradients
 
 CHECKPOINT = "checkpoint.npz"
@@ -110,6 +110,8 @@ class Trainer:
         self._checkpoint_now = threading.Event()
         self.resumed = False
         self.last_saved = -1            # the step of the checkpoint on disk (-1: none yet)
+        self.finished = False           # resumed a run that had already ended its last step
+        self._evaluated_at = -1         # the step of the last Eval logged
         self.notes: list[str] = []      # said once, in the Start event
         self._resume_dir = out_dir if resume else None
         self._lock = RunLock(out_dir) if out_dir else None     # one writer per run directory
@@ -136,6 +138,12 @@ class Trainer:
             self.task = make_task(config, vocab)
             self._restore(arrays, meta)
             self.last_saved = self.step
+            # A run killed after its last checkpoint but before its end event still has its
+            # ending to write (the final eval, the end event): only an "end:done" means it is over.
+            logged = logged_at(os.path.join(out_dir, METRICS), self.step)
+            self.finished = self.step >= config.steps and "end:done" in logged
+            if "eval" in logged:
+                self._evaluated_at = self.step
         else:
             self.task = make_task(config)
         self.model = self.task.model
@@ -347,7 +355,7 @@ class Trainer:
                 self._checkpoint_now.set()
             yield from self._requests(log)
         if reason != "diverged":
-            if reason == "done" and not (c.eval_every and self.step % c.eval_every == 0) and self.step > 0:
+            if reason == "done" and self._evaluated_at != self.step and self.step > 0:
                 yield log(self.evaluate())
             if self.out_dir and self.last_saved != self.step:
                 yield log(ev.Checkpoint(self.step, self.save()))
@@ -376,6 +384,7 @@ class Trainer:
         val, metrics = self.task.evaluate()
         metrics = dict(metrics)
         bpc = metrics.pop("val_bpc", val / math.log(2))
+        self._evaluated_at = self.step
         return ev.Eval(self.step, val, bpc, metrics)
 
     def sample_event(self, length: int | None = None) -> ev.Sample | None:

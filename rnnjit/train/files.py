@@ -172,6 +172,19 @@ def read_metrics(path: str) -> list[dict]:
     return events
 
 
+def logged_at(path: str, step: int) -> set[str]:
+    """The kinds of the events a ``metrics.jsonl`` holds for ``step`` ("eval", "end:done", ...;
+    an end event is named with its reason). Empty when the file is missing or unreadable."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RunFileWarning)
+            events = read_metrics(path)
+    except OSError:
+        return set()
+    return {e["event"] + (f":{e.get('reason')}" if e["event"] == "end" else "")
+            for e in events if e.get("step") == step}
+
+
 class MetricsLog:
     """Appends events to ``metrics.jsonl``, one ``write`` per line.
 
