@@ -1,5 +1,8 @@
 """The readable step kernels and the fast sequence kernels compute the same thing."""
 
+import inspect
+import warnings
+
 import numpy as np
 import pytest
 
@@ -252,7 +255,6 @@ def good_arrays(cell, T=3, B=2, I=5, H=4, dtype=np.float64):
 
 def call(kernel, arrays, **replaced):
     """kernel(...) with its arguments taken by name from ``arrays``, some ``replaced``."""
-    import inspect
     names = inspect.signature(kernel.py_func).parameters
     return kernel(*(replaced.get(n, arrays.get(n)) for n in names))
 
@@ -294,6 +296,61 @@ def test_sequence_kernels_reject_wrong_shapes(cell, kind):
         msg = str(e.value)
         assert msg.startswith(f"{name}: {arg} must be ") and msg.endswith(f"; got {shape}"), msg
         assert "\n" not in msg
+
+
+@pytest.mark.parametrize("kind", ["forward", "forward_onehot", "recurrence_backward", "backward"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_sequence_kernels_reject_wrong_types(cell, kind):
+    """A list, a float16, an int or mixed-precision array, one of the wrong dimensions, a
+    transposed one, or an int for a flag: a one-line TypeError naming the kernel and the argument,
+    before Numba compiles anything (no page of Numba's typing error, no int64 version)."""
+    name = f"{cell}_{kind}"
+    kernel = getattr(kernel_module(cell), name)
+    arrays = good_arrays(cell)
+    names = list(inspect.signature(kernel.py_func).parameters)
+    first = names[0]                      # x, ids or W_hh: an array every kind of kernel has
+    float_arg = next(n for n in names if n not in ("ids", "reverse", "use_relu"))
+    good = arrays[float_arg]
+    cases = [({first: arrays[first].tolist()}, rf"{first} must be a {arrays[first].ndim}-D NumPy array; got list"),
+             ({first: arrays[first][None]}, rf"{first} must be a {arrays[first].ndim}-D array; got {arrays[first].ndim + 1}-D"),
+             ({float_arg: good.astype(np.float16)}, rf"{float_arg} is float16: the kernels compute in float32 or float64"),
+             ({float_arg: good.astype(np.int64)}, rf"{float_arg} is int64"),
+             ({float_arg: good.astype(np.float32)}, r"the arrays must share one dtype; .* is float(32|64) but .* is "
+                                                     r"float(32|64): convert them all"),
+             ({float_arg: np.asfortranarray(good) if good.ndim > 1 else good[::1]}, None),
+             ({"reverse": 1}, r"reverse must be True or False; got int")]
+    if good.ndim > 1:
+        cases[5] = ({float_arg: np.asfortranarray(good)}, rf"{float_arg} is not C-contiguous .*np.ascontiguousarray")
+    else:
+        cases.pop(5)
+    if "ids" in names:
+        cases.append(({"ids": arrays["ids"].astype(np.float64)}, r"ids must be an integer array"))
+    for replaced, message in cases:
+        with pytest.raises(TypeError, match=f"^{name}: {message}") as e:
+            call(kernel, arrays, **replaced)
+        assert "\n" not in str(e.value)
+    call(kernel, {k: v.astype(np.float32) if getattr(v, "dtype", None) == np.float64 else v
+                  for k, v in arrays.items()})     # float32 throughout still compiles and runs
+
+
+def test_step_kernels_reject_wrong_types():
+    from rnnjit.kernels import lstm_step_backward, lstm_step_forward
+    rng = np.random.default_rng(0)
+    x, h = rng.standard_normal((2, 5)), rng.standard_normal((2, 4))
+    W = params("lstm", 5, 4, np.float64, rng)
+    with pytest.raises(TypeError, match=r"^lstm_step_forward: x must be a 2-D array; got 3-D"):
+        lstm_step_forward(x[None], h, h, *W)
+    with pytest.raises(TypeError, match=r"^lstm_step_forward: the arrays must share one dtype"):
+        lstm_step_forward(x.astype(np.float32), h, h, *W)
+    with pytest.raises(TypeError, match=r"^lstm_step_backward: cache must be the tuple of arrays the step's "
+                                        r"forward returned; got list"):
+        lstm_step_backward(h, h, [x])
+    xs = rng.standard_normal((2, 3, 5))   # batch-first: x[:, t] is a strided view, which a step takes
+    with warnings.catch_warnings():   # Numba's NumbaPerformanceWarning, when it compiles
+        warnings.simplefilter("ignore")
+        h1, c1, _ = lstm_step_forward(xs[:, 1], h, h, *W)
+    h2, c2, _ = lstm_step_forward(np.ascontiguousarray(xs[:, 1]), h, h, *W)
+    np.testing.assert_array_equal(h1, h2)
 
 
 def test_wrong_shape_message_says_what_shape_to_use():

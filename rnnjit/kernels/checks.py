@@ -19,8 +19,15 @@ W_hh: 1 for the RNN, 4 for the LSTM, 3 for the GRU. An array a cell does not hav
 
 The CUDA twins' host functions run the same checks as plain Python (``check_forward_host``,
 ``check_backward_host``).
+
+The types of the arguments (NumPy arrays of the right number of dimensions, C-contiguous, one
+float dtype) are checked before Numba compiles a kernel for them (``checked_types``), so that
+a list or a float16 array is a one-line ``TypeError`` rather than Numba's typing error.
 """
 
+import inspect
+
+import numpy as np
 from numba import njit
 
 
@@ -168,3 +175,92 @@ def check_backward_host(kernel, G, x, W_ih, W_hh, hs, cs, gates, hns, dout, dh_n
         if a is not None and shape(a) != want:
             raise ValueError(f"{kernel}: into's {name} must be {want}, the shape of the {name} it receives; "
                              f"got {shape(a)}")
+
+
+# ---- the types of the arguments, checked before Numba compiles a kernel for them -------------
+
+# The number of dimensions of each array argument, by its name (the names are the same in every
+# kernel); a step kernel's x and states have no time axis.
+NDIM = {"x": 3, "ids": 2, "h0": 2, "c0": 2, "W_ih": 2, "W_hh": 2, "b_ih": 1, "b_hh": 1,
+        "hs": 3, "cs": 3, "gates": 3, "hns": 3, "dout": 3, "dh_n": 2, "dc_n": 2,
+        "prev_h": 2, "prev_c": 2, "dnext_h": 2, "dnext_c": 2}
+STEP_NDIM = {"x": 2}
+FLAGS = ("reverse", "use_relu")
+FLOATS = ("float32", "float64")
+
+
+def describe(value) -> str:
+    """A value's type as a user would name it: "float64 array (3, 2, 4)", "list", "int"."""
+    if isinstance(value, np.ndarray):
+        return f"{value.dtype} array {value.shape}"
+    return type(value).__name__
+
+
+def argument_type_error(kernel: str, names, args) -> str:
+    """What is wrong with the types of a kernel's arguments, in one line ("" if nothing is).
+
+    The arrays must be NumPy arrays with the dimensions ``NDIM`` gives, all float32 or all float64
+    (the one-hot ids: any integer type), and C-contiguous for the sequence kernels (their loops
+    and BLAS calls assume rows laid end to end); the flags must be True or False.
+    """
+    step = "_step_" in kernel
+    floats = {}
+    for name, value in zip(names, args):
+        if name in FLAGS:
+            if not isinstance(value, (bool, np.bool_)):
+                return f"{kernel}: {name} must be True or False; got {describe(value)}"
+            continue
+        if name == "cache":
+            if not isinstance(value, tuple) or not all(isinstance(a, np.ndarray) for a in value):
+                return (f"{kernel}: cache must be the tuple of arrays the step's forward returned; "
+                        f"got {describe(value)}")
+            floats.update((f"cache[{i}]", a.dtype.name) for i, a in enumerate(value))
+            continue
+        ndim = STEP_NDIM.get(name, NDIM[name]) if step else NDIM[name]
+        if not isinstance(value, np.ndarray):
+            return f"{kernel}: {name} must be a {ndim}-D NumPy array; got {describe(value)}: pass np.asarray({name})"
+        if value.ndim != ndim:
+            return f"{kernel}: {name} must be a {ndim}-D array; got {value.ndim}-D {value.shape}"
+        if name == "ids":
+            if value.dtype.kind not in "iu":
+                return f"{kernel}: ids must be an integer array (symbol indices); got {value.dtype}"
+        else:
+            if value.dtype.name not in FLOATS:
+                return (f"{kernel}: {name} is {value.dtype}: the kernels compute in float32 or float64; "
+                        f"pass {name}.astype(np.float32)")
+            floats[name] = value.dtype.name
+        if not value.flags.c_contiguous and not step:   # the step kernels' NumPy-style products take any
+            return f"{kernel}: {name} is not C-contiguous (a slice or a transpose): pass np.ascontiguousarray({name})"
+    if len(set(floats.values())) > 1:
+        first = next(iter(floats))
+        other = next(n for n, d in floats.items() if d != floats[first])
+        return (f"{kernel}: the arrays must share one dtype; {first} is {floats[first]} but {other} is "
+                f"{floats[other]}: convert them all with .astype(np.float32) or all with .astype(np.float64)")
+    return ""
+
+
+def checked_types(kernel):
+    """Check the types of a compiled kernel's arguments before Numba compiles a version of it for
+    them, and raise a one-line ``TypeError`` instead of Numba's page-long typing error (or a version
+    that computes in int64, which Numba would compile without complaint).
+
+    Numba calls a dispatcher's ``_compile_for_args`` only for argument types it has not compiled
+    (or loaded from its cache) in this process; calls with known types never reach it. The check
+    therefore costs nothing per call: it runs once for each new combination of types.
+    """
+    compile_for_args = kernel._compile_for_args
+    name = kernel.py_func.__name__
+    signature = inspect.signature(kernel.py_func)
+
+    def compile_checked(*args, **kws):
+        try:
+            given = signature.bind(*args, **kws).arguments
+        except TypeError as e:
+            raise TypeError(f"{name}: {e}; it takes {signature}") from None
+        message = argument_type_error(name, list(given), list(given.values()))
+        if message:
+            raise TypeError(message)
+        return compile_for_args(*args, **kws)
+
+    kernel._compile_for_args = compile_checked
+    return kernel

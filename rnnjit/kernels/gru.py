@@ -30,10 +30,11 @@ from numba import njit
 from ._blas import column_sums, sum_squares_of_sum
 from ._smallgemm import pack_weights, recurrent_gemm, use_packed, weight_grad_gemm
 from .activations import fast_sigmoid, fast_tanh, sigmoid
-from .checks import check_backward, check_forward, check_step_backward
+from .checks import check_backward, check_forward, check_step_backward, checked_types
 from .dense import check_ids, copy_row, dense_inputs, gather_rows, input_grad, input_weight_grad, onehot_table, project_chunk
 
 
+@checked_types
 @njit(cache=True, nogil=True, error_model="numpy")
 def gru_step_forward(x, prev_h, W_ih, W_hh, b_ih, b_hh):
     """One GRU step. x (B, I), prev_h (B, H) -> next_h, cache."""
@@ -51,6 +52,7 @@ def gru_step_forward(x, prev_h, W_ih, W_hh, b_ih, b_hh):
     return next_h, cache
 
 
+@checked_types
 @njit(cache=True, nogil=True, error_model="numpy")
 def gru_step_backward(dnext_h, cache):
     """Backward of one step -> dx, dprev_h, dW_ih, dW_hh, db_ih, db_hh."""
@@ -167,6 +169,7 @@ def gru_recurrence(gates, h0, W_hh, b_hh, reverse, ids=None, table=None, dense=N
     return hs, hns
 
 
+@checked_types
 @njit(cache=True, nogil=True, error_model="numpy")
 def gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, reverse):
     """Run a GRU over a sequence: the recurrence, with the input part computed a chunk of steps
@@ -181,6 +184,7 @@ def gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, reverse):
     return hs, gates, hns
 
 
+@checked_types
 @njit(cache=True, nogil=True, error_model="numpy")
 def gru_forward_onehot(ids, h0, W_ih, W_hh, b_ih, b_hh, reverse):
     """``gru_forward`` of one-hot inputs given as indices ids (T, B): the input part is a gather
@@ -194,6 +198,7 @@ def gru_forward_onehot(ids, h0, W_ih, W_hh, b_ih, b_hh, reverse):
     return hs, gates, hns
 
 
+@checked_types
 @njit(cache=True, nogil=True, error_model="numpy")
 def gru_recurrence_backward(W_hh, hs, gates, hns, dout, dh_n, reverse):
     """The recurrent part of backpropagation through time.
@@ -233,6 +238,7 @@ def gru_recurrence_backward(W_hh, hs, gates, hns, dout, dh_n, reverse):
     return dGx, dh, dW_hh, column_sums(dGx.reshape(T * B, G)), column_sums(dGh2), norms
 
 
+@checked_types
 @njit(cache=True, nogil=True, error_model="numpy")
 def gru_backward(x, W_ih, W_hh, hs, gates, hns, dout, dh_n, reverse):
     """Backpropagation through time for ``gru_forward``: the recurrent part, then the input part.

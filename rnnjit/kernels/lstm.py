@@ -62,10 +62,11 @@ from numba import njit
 from ._blas import column_sums, sum_squares_of_sum
 from ._smallgemm import pack_weights, recurrent_gemm, use_packed, weight_grad_gemm
 from .activations import fast_tanh, lstm_gate_activations, sigmoid
-from .checks import check_backward, check_forward, check_step_backward
+from .checks import check_backward, check_forward, check_step_backward, checked_types
 from .dense import check_ids, copy_row, dense_inputs, gather_rows, input_grad, input_weight_grad, onehot_table, project_chunk
 
 
+@checked_types
 @njit(cache=True, nogil=True, error_model="numpy")
 def lstm_step_forward(x, prev_h, prev_c, W_ih, W_hh, b_ih, b_hh):
     """One LSTM step. x (B, I), prev_h (B, H), prev_c (B, H) -> next_h, next_c, cache."""
@@ -83,6 +84,7 @@ def lstm_step_forward(x, prev_h, prev_c, W_ih, W_hh, b_ih, b_hh):
     return next_h, next_c, cache
 
 
+@checked_types
 @njit(cache=True, nogil=True, error_model="numpy")
 def lstm_step_backward(dnext_h, dnext_c, cache):
     """Backward of one step -> dx, dprev_h, dprev_c, dW_ih, dW_hh, db (db is both db_ih and db_hh)."""
@@ -187,6 +189,7 @@ def lstm_recurrence(gates, h0, c0, W_hh, reverse, ids=None, table=None, dense=No
     return hs, cs
 
 
+@checked_types
 @njit(cache=True, nogil=True, error_model="numpy")
 def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, reverse):
     """Run an LSTM over a sequence: the recurrence, with the input part computed a chunk of steps
@@ -201,6 +204,7 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, reverse):
     return hs, cs, gates
 
 
+@checked_types
 @njit(cache=True, nogil=True, error_model="numpy")
 def lstm_forward_onehot(ids, h0, c0, W_ih, W_hh, b_ih, b_hh, reverse):
     """``lstm_forward`` of one-hot inputs given as indices ids (T, B): the input part is a gather
@@ -214,6 +218,7 @@ def lstm_forward_onehot(ids, h0, c0, W_ih, W_hh, b_ih, b_hh, reverse):
     return hs, cs, gates
 
 
+@checked_types
 @njit(cache=True, nogil=True, error_model="numpy")
 def lstm_recurrence_backward(W_hh, hs, cs, gates, dout, dh_n, dc_n, reverse):
     """The recurrent part of backpropagation through time.
@@ -254,6 +259,7 @@ def lstm_recurrence_backward(W_hh, hs, cs, gates, dout, dh_n, dc_n, reverse):
     return dG, dh, dc, dW_hh, db, db.copy(), norms
 
 
+@checked_types
 @njit(cache=True, nogil=True, error_model="numpy")
 def lstm_backward(x, W_ih, W_hh, hs, cs, gates, dout, dh_n, dc_n, reverse):
     """Backpropagation through time for ``lstm_forward``: the recurrent part, then the input part.

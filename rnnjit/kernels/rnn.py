@@ -24,10 +24,11 @@ from numba import njit
 from ._blas import column_sums, sum_squares_of_sum
 from ._smallgemm import pack_weights, recurrent_gemm, use_packed, weight_grad_gemm
 from .activations import fast_tanh, relu
-from .checks import check_backward, check_forward, check_step_backward
+from .checks import check_backward, check_forward, check_step_backward, checked_types
 from .dense import check_ids, copy_row, dense_inputs, gather_rows, input_grad, input_weight_grad, onehot_table, project_chunk
 
 
+@checked_types
 @njit(cache=True, nogil=True, error_model="numpy")
 def rnn_step_forward(x, prev_h, W_ih, W_hh, b_ih, b_hh, use_relu):
     """One step. x (B, I), prev_h (B, H) -> next_h, cache."""
@@ -39,6 +40,7 @@ def rnn_step_forward(x, prev_h, W_ih, W_hh, b_ih, b_hh, use_relu):
     return next_h, cache
 
 
+@checked_types
 @njit(cache=True, nogil=True, error_model="numpy")
 def rnn_step_backward(dnext_h, cache, use_relu):
     """Backward of one step -> dx, dprev_h, dW_ih, dW_hh, db (db is both db_ih and db_hh)."""
@@ -109,6 +111,7 @@ def rnn_recurrence(xa, h0, W_hh, reverse, use_relu, ids=None, table=None, dense=
     return hs
 
 
+@checked_types
 @njit(cache=True, nogil=True, error_model="numpy")
 def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh, reverse, use_relu):
     """Run the network over a sequence: the recurrence, with the input part computed a chunk of
@@ -119,6 +122,7 @@ def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh, reverse, use_relu):
     return rnn_recurrence(xa, h0, W_hh, reverse, use_relu, dense=dense_inputs(x, W_ih, b_ih + b_hh))
 
 
+@checked_types
 @njit(cache=True, nogil=True, error_model="numpy")
 def rnn_forward_onehot(ids, h0, W_ih, W_hh, b_ih, b_hh, reverse, use_relu):
     """``rnn_forward`` of one-hot inputs given as indices ids (T, B): the input part is a gather
@@ -130,6 +134,7 @@ def rnn_forward_onehot(ids, h0, W_ih, W_hh, b_ih, b_hh, reverse, use_relu):
     return rnn_recurrence(xa, h0, W_hh, reverse, use_relu, ids, onehot_table(W_ih, b_ih + b_hh, ids))
 
 
+@checked_types
 @njit(cache=True, nogil=True, error_model="numpy")
 def rnn_recurrence_backward(W_hh, hs, dout, dh_n, reverse, use_relu):
     """The recurrent part of backpropagation through time.
@@ -165,6 +170,7 @@ def rnn_recurrence_backward(W_hh, hs, dout, dh_n, reverse, use_relu):
     return dG, dh, dW_hh, db, db.copy(), norms
 
 
+@checked_types
 @njit(cache=True, nogil=True, error_model="numpy")
 def rnn_backward(x, W_ih, W_hh, hs, dout, dh_n, reverse, use_relu):
     """Backpropagation through time for ``rnn_forward``: the recurrent part, then the input part.
