@@ -445,3 +445,42 @@ def test_host_checks_for_the_cuda_twins():
         check_backward_host("lstm_backward", 4, *bwd, into=(*into[:3], np.zeros((16, 5)), *into[4:]))
     with pytest.raises(ValueError, match=r"^lstm_backward: into must hold 7 arrays"):
         check_backward_host("lstm_backward", 4, *bwd, into=(None,) * 6)
+
+
+# ---- the dense kernels: wrong shapes, types and indices are one line too ----------------------
+
+def test_dense_kernels_check_their_arguments():
+    from rnnjit.kernels.dense import (cross_entropy, embedding_backward, embedding_forward, linear_backward,
+                                      linear_forward, softmax_cross_entropy)
+    f = np.float32
+    E, h, W, b = np.zeros((4, 3), f), np.ones((3, 5), f), np.ones((4, 5), f), np.zeros(4, f)
+    cases = [
+        (ValueError, r"^embedding_forward: ids\[0\] = 10000000 is outside \[0, 4\)",   # read far outside: a segfault
+         lambda: embedding_forward(E, np.array([10**7]))),
+        (ValueError, r"^embedding_forward: ids\[1\] = -1 is outside", lambda: embedding_forward(E, np.array([1, -1]))),
+        (TypeError, r"^embedding_forward: ids must be a 1-D array; got 2-D", lambda: embedding_forward(E, np.array([[1]]))),
+        (ValueError, r"^embedding_backward: dout must be \(N, D\) = \(1, 3\).*; got \(1, 2\)$",
+         lambda: embedding_backward(E.copy(), np.array([1]), np.zeros((1, 2), f))),
+        (ValueError, r"^softmax_cross_entropy: y\[1\] = 9 is outside \[0, 4\)",
+         lambda: softmax_cross_entropy(np.zeros((2, 4), f), np.array([0, 9]))),
+        (ValueError, r"^softmax_cross_entropy: y must be \(N,\) = \(2,\).*; got \(3,\)$",
+         lambda: softmax_cross_entropy(np.zeros((2, 4), f), np.array([0, 1, 2]))),
+        (TypeError, r"^cross_entropy: y must be an integer array", lambda: cross_entropy(np.zeros((2, 4), f), np.zeros(2))),
+        (ValueError, r"^linear_forward: W must be \(V, H\) = \(4, 5\).*; got \(4, 6\)$",
+         lambda: linear_forward(h, np.ones((4, 6), f), b)),
+        (ValueError, r"^linear_forward: b must be \(V,\) = \(4,\).*; got \(2,\)$", lambda: linear_forward(h, W, b[:2])),
+        (TypeError, r"^linear_forward: h must be a 2-D NumPy array; got list", lambda: linear_forward([[1.0]], W, b)),
+        (TypeError, r"^linear_forward: h has non-native byte order", lambda: linear_forward(h.astype(">f4"), W, b)),
+        (ValueError, r"^linear_backward: dW must be \(V, H\) = \(4, 5\), the shape of W; got \(4, 4\)$",
+         lambda: linear_backward(h, W, np.ones((3, 4), f), np.zeros((4, 4), f), b.copy())),
+        (ValueError, r"^linear_backward: dz must be \(N, V\) = \(3, 4\).*; got \(3, 3\)$",
+         lambda: linear_backward(h, W, np.ones((3, 3), f), np.zeros((4, 5), f), b.copy())),
+    ]
+    for error, message, call_it in cases:
+        with pytest.raises(error, match=message) as e:
+            call_it()
+        assert "\n" not in str(e.value)
+    z = linear_forward(h, W, b)                       # the right arguments still run
+    loss, dz = softmax_cross_entropy(z, np.array([0, 3, 1]))
+    assert np.isclose(loss, np.log(4)) and dz.shape == (3, 4)
+    assert np.isclose(cross_entropy(z, np.array([0, 3, 1])), np.log(4))

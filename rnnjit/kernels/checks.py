@@ -140,6 +140,41 @@ def check_step_backward(kernel, dnext_h, dnext_c, prev_h):
         shape_error(kernel, 1, "dnext_c", "(B, H)", prev_h, dnext_c, ", the shape of the step's states")
 
 
+# ---- the dense kernels: embedding, linear, softmax cross-entropy ------------------------------
+
+@njit(cache=True, nogil=True)
+def check_indices(kernel, name, ids, V, what):
+    """Every index in ids (1-D) in [0, V): the first one outside is named with its position."""
+    for n in range(ids.shape[0]):
+        if ids[n] < 0 or ids[n] >= V:
+            raise ValueError(kernel + ": " + name + "[" + str(n) + "] = " + str(ids[n]) + " is outside [0, "
+                             + str(V) + "): " + what)
+
+
+@njit(cache=True, nogil=True)
+def check_rows(kernel, name, form, want, got, note):
+    """A shape check of the dense kernels (no gates: G = 1)."""
+    if got != want:
+        shape_error(kernel, 1, name, form, want, got, note)
+
+
+@njit(cache=True, nogil=True)
+def check_linear(kernel, h, W, b, dz, dW, db):
+    """The shapes of a linear layer's arguments: h (N, H), W (V, H), b (V,); in backward dz (N, V),
+    dW (V, H), db (V,) (None in forward)."""
+    N, H = h
+    V = W[0]
+    check_rows(kernel, "W", "(V, H)", (V, H), W, ": one column per feature of h (H = " + str(H) + ")")
+    if b is not None:
+        check_rows(kernel, "b", "(V,)", (V,), b, ": one bias per row of W (V = " + str(V) + ")")
+    if dz is not None:
+        check_rows(kernel, "dz", "(N, V)", (N, V), dz, ": one row per row of h, one column per row of W")
+    if dW is not None:
+        check_rows(kernel, "dW", "(V, H)", (V, H), dW, ", the shape of W")
+    if db is not None:
+        check_rows(kernel, "db", "(V,)", (V,), db, ": one per row of W")
+
+
 # ---- the same checks as plain Python, for the CUDA twins' host functions ---------------------
 
 def shape(a):
@@ -185,6 +220,9 @@ NDIM = {"x": 3, "ids": 2, "h0": 2, "c0": 2, "W_ih": 2, "W_hh": 2, "b_ih": 1, "b_
         "hs": 3, "cs": 3, "gates": 3, "hns": 3, "dout": 3, "dh_n": 2, "dc_n": 2,
         "prev_h": 2, "prev_c": 2, "dnext_h": 2, "dnext_c": 2}
 STEP_NDIM = {"x": 2}
+DENSE_NDIM = {"E": 2, "dE": 2, "h": 2, "W": 2, "b": 1, "z": 2, "dz": 2, "dW": 2, "db": 1, "y": 1}
+NDIM.update(DENSE_NDIM)
+INDICES = {"ids": "symbol indices", "y": "target classes"}
 FLAGS = ("reverse", "use_relu")
 FLOATS = ("float32", "float64")
 
@@ -196,7 +234,7 @@ def describe(value) -> str:
     return type(value).__name__
 
 
-def argument_type_error(kernel: str, names, args) -> str:
+def argument_type_error(kernel: str, names, args, ndims=None) -> str:
     """What is wrong with the types of a kernel's arguments, in one line ("" if nothing is).
 
     The arrays must be NumPy arrays with the dimensions ``NDIM`` gives, all float32 or all float64
@@ -216,14 +254,17 @@ def argument_type_error(kernel: str, names, args) -> str:
                         f"got {describe(value)}")
             floats.update((f"cache[{i}]", a.dtype.name) for i, a in enumerate(value))
             continue
-        ndim = STEP_NDIM.get(name, NDIM[name]) if step else NDIM[name]
+        ndim = (ndims or {}).get(name) or (STEP_NDIM.get(name, NDIM[name]) if step else NDIM[name])
         if not isinstance(value, np.ndarray):
             return f"{kernel}: {name} must be a {ndim}-D NumPy array; got {describe(value)}: pass np.asarray({name})"
         if value.ndim != ndim:
             return f"{kernel}: {name} must be a {ndim}-D array; got {value.ndim}-D {value.shape}"
-        if name == "ids":
+        if not value.dtype.isnative:
+            return (f"{kernel}: {name} has non-native byte order ({value.dtype.str}): "
+                    f"pass {name}.astype({name}.dtype.newbyteorder('='))")
+        if name in INDICES:
             if value.dtype.kind not in "iu":
-                return f"{kernel}: ids must be an integer array (symbol indices); got {value.dtype}"
+                return f"{kernel}: {name} must be an integer array ({INDICES[name]}); got {value.dtype}"
         else:
             if value.dtype.name not in FLOATS:
                 return (f"{kernel}: {name} is {value.dtype}: the kernels compute in float32 or float64; "
@@ -239,7 +280,7 @@ def argument_type_error(kernel: str, names, args) -> str:
     return ""
 
 
-def checked_types(kernel):
+def checked_types(kernel=None, **ndims):
     """Check the types of a compiled kernel's arguments before Numba compiles a version of it for
     them, and raise a one-line ``TypeError`` instead of Numba's page-long typing error (or a version
     that computes in int64, which Numba would compile without complaint).
@@ -247,7 +288,11 @@ def checked_types(kernel):
     Numba calls a dispatcher's ``_compile_for_args`` only for argument types it has not compiled
     (or loaded from its cache) in this process; calls with known types never reach it. The check
     therefore costs nothing per call: it runs once for each new combination of types.
+
+    ``@checked_types(ids=1)`` gives an argument a number of dimensions other than ``NDIM``'s.
     """
+    if kernel is None:
+        return lambda k: checked_types(k, **ndims)
     compile_for_args = kernel._compile_for_args
     name = kernel.py_func.__name__
     signature = inspect.signature(kernel.py_func)
@@ -257,7 +302,7 @@ def checked_types(kernel):
             given = signature.bind(*args, **kws).arguments
         except TypeError as e:
             raise TypeError(f"{name}: {e}; it takes {signature}") from None
-        message = argument_type_error(name, list(given), list(given.values()))
+        message = argument_type_error(name, list(given), list(given.values()), ndims)
         if message:
             raise TypeError(message)
         return compile_for_args(*args, **kws)

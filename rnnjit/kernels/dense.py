@@ -29,6 +29,7 @@ import numpy as np
 from numba import njit
 
 from ._blas import column_sums
+from .checks import check_indices, check_linear, check_rows, checked_types
 from .activations import fast_exp
 from ._smallgemm import MIN_DENSE_ROWS, dense_gemm, pack_weights, recurrent_gemm, use_packed, weight_grad_gemm
 
@@ -42,9 +43,11 @@ def copy_row(src, dst):
         dst[g] = src[g]
 
 
+@checked_types(ids=1)
 @njit(cache=True, nogil=True)
 def embedding_forward(E, ids):
     """ids (N,) int -> rows of E, (N, D)."""
+    check_indices("embedding_forward", "ids", ids, E.shape[0], "ids name rows of E")
     N = ids.shape[0]
     out = np.empty((N, E.shape[1]), E.dtype)
     for n in range(N):
@@ -52,9 +55,13 @@ def embedding_forward(E, ids):
     return out
 
 
+@checked_types(ids=1, dout=2)
 @njit(cache=True, nogil=True)
 def embedding_backward(dE, ids, dout):
     """dE (V, D) is overwritten with the scatter-add of dout (N, D) into the rows named by ids."""
+    check_rows("embedding_backward", "dout", "(N, D)", (ids.shape[0], dE.shape[1]), dout.shape,
+               ": one row per id, one column per column of dE")
+    check_indices("embedding_backward", "ids", ids, dE.shape[0], "ids name rows of dE")
     dE[:] = 0
     D = dE.shape[1]
     for n in range(ids.shape[0]):
@@ -63,9 +70,11 @@ def embedding_backward(dE, ids, dout):
             row[d] += src[d]
 
 
+@checked_types
 @njit(cache=True, nogil=True)
 def linear_forward(h, W, b):
     """h (N, H), W (V, H), b (V,) -> z (N, V), one GEMM."""
+    check_linear("linear_forward", h.shape, W.shape, b.shape, None, None, None)
     z = np.empty((h.shape[0], W.shape[0]), h.dtype)
     for n in range(h.shape[0]):
         copy_row(b, z[n])
@@ -73,9 +82,11 @@ def linear_forward(h, W, b):
     return z
 
 
+@checked_types
 @njit(cache=True, nogil=True)
 def linear_backward(h, W, dz, dW, db):
     """Writes dW (V, H) and db (V,); returns dh (N, H)."""
+    check_linear("linear_backward", h.shape, W.shape, None, dz.shape, dW.shape, db.shape)
     weight_grad_gemm(dz, h, dW, dz.shape[0] >= MIN_DENSE_ROWS)
     copy_row(column_sums(dz), db)
     dh = np.empty((dz.shape[0], W.shape[1]), dz.dtype)
@@ -83,6 +94,7 @@ def linear_backward(h, W, dz, dW, db):
     return dh
 
 
+@checked_types
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc", "contract"})
 def softmax_cross_entropy(z, y):
     """Mean cross-entropy of logits z (N, V) against targets y (N,), and dL/dz (N, V).
@@ -91,6 +103,8 @@ def softmax_cross_entropy(z, y):
     vectorises), normalise, and write p - onehot(y) scaled by 1/N in place of the logits'
     gradient. The loss is accumulated in float64.
     """
+    check_rows("softmax_cross_entropy", "y", "(N,)", (z.shape[0],), y.shape, ": one target per row of z")
+    check_indices("softmax_cross_entropy", "y", y, z.shape[1], "targets are columns of z")
     N, V = z.shape
     dz = np.empty_like(z)
     total = 0.0
@@ -112,9 +126,12 @@ def softmax_cross_entropy(z, y):
     return total / N, dz
 
 
+@checked_types
 @njit(cache=True, nogil=True, error_model="numpy")
 def cross_entropy(z, y):
     """Mean cross-entropy only (evaluation: no gradient)."""
+    check_rows("cross_entropy", "y", "(N,)", (z.shape[0],), y.shape, ": one target per row of z")
+    check_indices("cross_entropy", "y", y, z.shape[1], "targets are columns of z")
     N, V = z.shape
     total = 0.0
     for n in range(N):
