@@ -54,7 +54,7 @@ from ..kernels.cells import CELLS
 from ..machine import require_fits
 from .arrays import NumpyArrays, host_view
 from .flat import ParameterList, flatten
-from .shapes import add_batch_axis, check_input, results, shape_text, split_state
+from .shapes import add_batch_axis, as_array, check_input, results, shape_text, split_state
 
 _DTYPES = (np.float32, np.float64)
 
@@ -233,7 +233,7 @@ class Recurrent:
             return self.forward(xp.to_device(x) if xp.on_device(ids) else x, hx)
         unbatched = a.ndim == 1
         a = a.reshape(-1, 1) if unbatched else (a.T if self.batch_first else a)
-        return self._run(np.ascontiguousarray(a, dtype=np.int64), True, hx, unbatched, True)
+        return self._run(np.require(a, np.int64, ["C", "W"]), True, hx, unbatched, True)  # W: see as_array
 
     def _run(self, x, onehot, hx, unbatched, from_host):
         """The stack over x (T, B, I) on the layer's device, or over indices x (T, B) when onehot."""
@@ -302,7 +302,7 @@ class Recurrent:
         lstm = self.cell.has_cell_state
         out_shape = (T, H * D) if unbatched else ((B, T, H * D) if self.batch_first else (T, B, H * D))
         from_host = not xp.on_device(dout)
-        dout = np.asarray(dout) if from_host else dout
+        dout = as_array(self, "dout", dout)
         if tuple(dout.shape) != out_shape:
             raise ValueError(f"dout must have the shape of the output {out_shape}, got {shape_text(dout)}")
         if dout.dtype != self.dtype:

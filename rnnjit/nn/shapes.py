@@ -19,20 +19,49 @@ def shape_text(a) -> str:
     return "(" + ", ".join(str(n) for n in a.shape) + ")"
 
 
-def check_state(layer, name, s, B):
-    """A state (h0, c0, dh_n or dc_n) checked: dtype and shape, on the layer's device."""
-    expected = (layer.num_layers * layer.num_directions, B, layer.hidden_size)
-    s = s if layer.xp.on_device(s) else np.asarray(s)
+def as_array(layer, name, a):
+    """An argument (x, a state, dout) as the kernels take it; device arrays pass unchanged.
+    Arrays keep their dtype for the dtype checks to judge (strict as PyTorch), but one of the
+    other byte order becomes native and a read-only one is copied: Numba would compile a new
+    version of every kernel for either (seconds). A list, tuple or Python number (no __array__)
+    becomes an array of the layer's dtype, as torch.tensor would read it."""
+    if layer.xp.on_device(a):
+        return a
+    if hasattr(a, "__array__"):           # NumPy arrays, torch tensors: dtype left to the checks
+        a = np.asarray(a)
+        if not a.dtype.isnative:
+            return a.astype(a.dtype.newbyteorder("="))
+        return a if a.flags.writeable else a.copy()
+    try:
+        read = np.asarray(a)
+    except ValueError as e:                # ragged nested lists
+        raise ValueError(f"{name} is a {type(a).__name__} that is not a rectangular array: {e}") from None
+    if read.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold numbers, got a {type(a).__name__} that NumPy reads as {read.dtype.name}")
+    return read.astype(layer.dtype)
+
+
+def check_state(layer, name, s, B, unbatched):
+    """A state (h0, c0, dh_n or dc_n) checked: dtype and shape, on the layer's device, with a
+    batch axis of 1 added when x is unbatched."""
+    S, H = layer.num_layers * layer.num_directions, layer.hidden_size
+    s = as_array(layer, name, s)
     if s.dtype != layer.dtype:
         raise TypeError(f"{name} has dtype {s.dtype.name}, but the layer is {np.dtype(layer.dtype).name}")
-    if tuple(s.shape) != expected:
-        raise ValueError(f"{name} must have shape {expected} (layers*directions, batch, hidden), got {shape_text(s)}")
+    shape = tuple(s.shape)
+    if unbatched:                       # (S, H) as PyTorch takes it; (S, 1, H) passes too
+        if shape not in ((S, H), (S, 1, H)):
+            raise ValueError(f"{name} must have shape {(S, H)} (layers*directions, hidden) for unbatched x, "
+                             f"got {shape_text(s)}")
+        s = add_batch_axis(s, layer.xp)
+    elif shape != (S, B, H):
+        raise ValueError(f"{name} must have shape {(S, B, H)} (layers*directions, batch, hidden), got {shape_text(s)}")
     return layer.xp.to_device(s)
 
 
 def check_input(layer, x):
     """x checked against the layer: dtype, rank, features, not empty (one line each)."""
-    x = x if layer.xp.on_device(x) else np.asarray(x)
+    x = as_array(layer, "x", x)
     if x.dtype != layer.dtype:          # suggest only what works: layers are float32 or float64
         want = np.dtype(layer.dtype).name
         other = f" or build the layer with dtype=np.{x.dtype.name}" if x.dtype in (np.float32, np.float64) else ""
@@ -61,14 +90,11 @@ def split_state(layer, name, hx, unbatched, B):
             h, c = hx
         else:
             h = hx
-        if unbatched:
-            h = None if h is None else add_batch_axis(h, layer.xp)
-            c = None if c is None else add_batch_axis(c, layer.xp)
     names = STATE_NAMES[name][1:-1].split(", ")
     shape = (layer.num_layers * layer.num_directions, B, layer.hidden_size)
-    h = zero_state(layer, shape) if h is None else check_state(layer, names[0], h, B)
+    h = zero_state(layer, shape) if h is None else check_state(layer, names[0], h, B, unbatched)
     if lstm:
-        c = zero_state(layer, shape) if c is None else check_state(layer, names[1], c, B)
+        c = zero_state(layer, shape) if c is None else check_state(layer, names[1], c, B, unbatched)
     return h, c
 
 
