@@ -349,34 +349,17 @@ def newest_run(dirs: list[str]) -> str:
 
 
 def load_model(run_dir: str, device: str = "cpu"):
-    """-> (model, vocab, config) from the checkpoint in a run directory."""
-    from .data import Vocab
-    from .models import CharLM
-    from .train.checkpoint import CheckpointError, load_checkpoint, check_values
-    if not os.path.isdir(run_dir):
-        raise CLIError(f"{run_dir}: no such run directory")
-    path = os.path.join(run_dir, "checkpoint.npz")
+    """-> (model, vocab, config) of a language-model run, for ``rnnjit sample``."""
+    from .train.checkpoint import CheckpointError
+    from .train.runs import load_run
     try:
-        arrays, meta = load_checkpoint(path)
-        config = TrainConfig.from_dict(meta["config"]).validate()
-        check_values(arrays, path, config.dtype)
+        run = load_run(run_dir, device)
     except CheckpointError as e:
         raise CLIError(str(e)) from None
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise CLIError(f"checkpoint {path} does not describe a model ({type(e).__name__}: "
-                       f"{str(e).splitlines()[0][:120] if str(e) else ''}): restore it from a copy") from None
-    if config.task != "charlm" or "vocab" not in arrays:
-        raise CLIError(f"{run_dir} is a run of the {config.task} task: `rnnjit sample` writes text from "
+    if run.config.task != "charlm":
+        raise CLIError(f"{run_dir} is a run of the {run.config.task} task: `rnnjit sample` writes text from "
                        "language-model runs (--task charlm)")
-    try:
-        vocab = Vocab.from_array(arrays["vocab"])
-        cell, nl = ("rnn", "relu") if config.cell == "rnn-relu" else (config.cell, "tanh")
-        model = CharLM(vocab.size, config.hidden, config.layers, cell, 0.0, config.embedding or None,
-                       dtype=config.np_dtype, nonlinearity=nl, device=device)
-        model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("param/")})
-    except (ValueError, TypeError) as e:
-        raise CLIError(f"checkpoint {path} does not match its configuration: {str(e).splitlines()[0][:160]}") from None
-    return model, vocab, config
+    return run.model, run.vocab, run.config
 
 
 def cmd_sample(args) -> int:
