@@ -153,3 +153,27 @@ def test_paused_run_answers_sample_and_checkpoint_requests(corpus, tmp_path):
     i = seen.index("step")
     assert seen[i + 2:i + 4] == ["sample", "checkpoint"]  # answered at step 2, before step 3
     assert seen.count("step") == 6 and seen[-1] == "end"
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("seed", None, "--seed must be an integer, got None"),
+    ("hidden", "16", "--hidden must be an integer, got '16'"),
+    ("hidden", True, "--hidden must be an integer, got True"),
+    ("dropout", "0.5", "--dropout must be a number, got '0.5'"),
+    ("clip", None, "--clip must be a number, got None"),
+    ("cell", 3, "--cell must be a string, got 3"),
+    ("cuda_graphs", 1, "--cuda-graphs must be True or False, got 1"),
+])
+def test_config_fields_of_the_wrong_type_are_one_line_errors(field, value, message):
+    from rnnjit.train.config import ConfigError
+    with pytest.raises(ConfigError) as e:
+        TrainConfig(**{field: value}).validate()
+    assert str(e.value) == message
+
+
+def test_config_takes_numpy_numbers_and_paths_as_python_values(tmp_path):
+    import pathlib
+    c = TrainConfig(hidden=np.int64(16), lr=np.float32(0.5), clip=0, corpus=pathlib.Path("a.txt")).validate()
+    assert (c.hidden, c.lr, c.clip, c.corpus) == (16, 0.5, 0.0, "a.txt")
+    assert [type(v) for v in (c.hidden, c.lr, c.clip)] == [int, float, float]
+    json.dumps(c.to_dict())                                         # config.json can hold them

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
@@ -18,6 +19,23 @@ LENGTH_TASKS = ("adding", "copy")   # the synthetic tasks whose sequences are --
 
 class ConfigError(ValueError):
     """A bad option: the message is one line and says what to do."""
+
+
+def _option(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+# A field's annotation -> (what it must be, the test, the Python type it is stored as).
+_TYPES = {
+    "int": ("an integer", _is_int, int),
+    "float": ("a number", lambda v: _is_int(v) or isinstance(v, (float, np.floating)), float),
+    "str": ("a string", lambda v: isinstance(v, str), str),
+    "bool": ("True or False", lambda v: isinstance(v, (bool, np.bool_)), bool),
+}
 
 
 @dataclass
@@ -53,14 +71,26 @@ class TrainConfig:
     cuda_graphs: bool = False     # cuda: replay each step's forward and backward as one CUDA graph
 
     def validate(self) -> "TrainConfig":
+        """Checks every field (a one-line ConfigError naming the first bad one); NumPy numbers
+        become Python ones, ints in float fields floats (config.json holds them)."""
+        for f in fields(self):
+            what, is_type, as_type = _TYPES[f.type]
+            v = getattr(self, f.name)
+            if f.name == "corpus" and isinstance(v, os.PathLike):
+                v = os.fspath(v)            # a pathlib.Path to a text file
+            if not is_type(v):
+                raise ConfigError(f"{_option(f.name)} must be {what}, got {v!r}")
+            try:
+                setattr(self, f.name, as_type(v))
+            except OverflowError:           # an int too big for a float
+                raise ConfigError(f"{_option(f.name)} must be a finite number, got {v!r}") from None
         positive = ("hidden", "layers", "seq_len", "batch", "steps", "length", "sample_length", "lr_decay_every")
         for name in positive:
-            v = getattr(self, name)
-            if not isinstance(v, int) or v < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer, got {v}")
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{_option(name)} must be a positive integer, got {getattr(self, name)!r}")
         for name in ("eval_every", "eval_batches", "sample_every", "checkpoint_every", "embedding", "threads", "seed"):
             if getattr(self, name) < 0:
-                raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+                raise ConfigError(f"{_option(name)} must be >= 0, got {getattr(self, name)!r}")
         if self.cell not in CELL_CHOICES:
             raise ConfigError(f"unknown cell {self.cell!r}: choose rnn, rnn-relu, lstm or gru")
         from .optim import OPTIMIZERS
@@ -68,7 +98,7 @@ class TrainConfig:
             raise ConfigError(f"unknown optimizer {self.optimizer!r}: choose {', '.join(OPTIMIZERS)}")
         for name in ("lr", "momentum", "clip", "temperature", "dropout", "lr_decay"):
             if not math.isfinite(getattr(self, name)):
-                raise ConfigError(f"--{name.replace('_', '-')} must be a finite number, got {getattr(self, name)}")
+                raise ConfigError(f"{_option(name)} must be a finite number, got {getattr(self, name)!r}")
         if not self.lr > 0:
             raise ConfigError(f"--lr must be > 0, got {self.lr}")
         if not self.momentum >= 0:
