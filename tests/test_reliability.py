@@ -62,11 +62,11 @@ def test_one_writer_per_run_directory(corpus, tmp_path, capsys):  # noqa: F811
     events = first.run()
     while next(events).kind != "checkpoint":       # the first run is mid-way, its checkpoint written
         pass
-    with pytest.raises(RunBusyError, match="being written by another rnnjit process"):
+    with pytest.raises(RunBusyError, match="already open in this process"):   # another process: test_train.py
         Trainer(tiny(corpus, steps=6), out_dir=out, resume=True)
     assert main(["train", "--resume", out, "--steps", "6"]) == 2
     err = capsys.readouterr().err
-    assert "being written by another rnnjit process" in err and len(err.strip().splitlines()) == 1
+    assert "already open in this process" in err and len(err.strip().splitlines()) == 1
     code = ("import fcntl, os, sys\nfd = os.open(sys.argv[1], os.O_RDONLY)\n"
             "try:\n    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\nexcept OSError:\n    print('busy')")
     assert subprocess.run([sys.executable, "-c", code, out], capture_output=True, text=True).stdout == "busy\n"

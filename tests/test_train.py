@@ -155,6 +155,32 @@ def test_paused_run_answers_sample_and_checkpoint_requests(corpus, tmp_path):
     assert seen.count("step") == 6 and seen[-1] == "end"
 
 
+def test_a_second_trainer_in_one_process_is_told_so(tmp_path):
+    """The run directory's lock says whose it is: this process's own unclosed Trainer, or
+    another process (which the directory's flock tells; here a child holding it)."""
+    import subprocess
+    import sys
+    from rnnjit.train.files import RunBusyError
+    config = TrainConfig(task="adding", hidden=4, layers=1, steps=2, batch=2, length=5)
+    out = str(tmp_path / "run")
+    first = Trainer(config, out_dir=out)
+    with pytest.raises(RunBusyError) as e:
+        Trainer(config, out_dir=os.path.join(out, "."))          # the same directory by another name
+    assert str(e.value) == (f"{out}/. is already open in this process (another Trainer): "
+                            "close() it or let its run() end")
+    first.close()
+    Trainer(config, out_dir=out).close()                           # free again once closed
+    code = ("import fcntl, os, sys\nfd = os.open(sys.argv[1], os.O_RDONLY)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('held', flush=True)\nsys.stdin.read()")
+    child = subprocess.Popen([sys.executable, "-c", code, out], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline() == "held\n"
+        with pytest.raises(RunBusyError, match=r"^\S+ is being written by another rnnjit process: wait"):
+            Trainer(config, out_dir=out)
+    finally:
+        child.communicate("")
+
+
 @pytest.mark.parametrize("field, value, message", [
     ("seed", None, "--seed must be an integer, got None"),
     ("hidden", "16", "--hidden must be an integer, got '16'"),

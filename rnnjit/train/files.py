@@ -45,30 +45,42 @@ os.umask(_UMASK)
 
 
 class RunBusyError(RuntimeError):
-    """Another process is writing the run directory."""
+    """Another writer holds the run directory: another process, or an unclosed Trainer in this one."""
+
+
+_HELD: dict[str, int] = {}   # realpath -> pid: the run directories this process holds (for the message)
 
 
 class RunLock:
     """The right to write a run directory: an exclusive ``flock`` on the directory itself (no
     file of its own, so nothing is left behind). The operating system drops the lock when the
     process ends, however it ends (a SIGKILL included), so a killed run can always be resumed;
-    a second writer while the first lives is refused with ``RunBusyError``."""
+    a second writer while the first lives is refused with ``RunBusyError``, which says whether
+    the first is this process (another Trainer not closed) or another one."""
 
     def __init__(self, directory: str):
-        self._fd = -1
+        self._fd, self._held = -1, False
         os.makedirs(directory, exist_ok=True)
         self._fd = os.open(directory, os.O_RDONLY)
+        self._key = os.path.realpath(directory)
         if fcntl is None:
             return
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             self.release()
+            if _HELD.get(self._key) == os.getpid():
+                raise RunBusyError(f"{directory} is already open in this process (another Trainer): "
+                                   "close() it or let its run() end") from None
             raise RunBusyError(f"{directory} is being written by another rnnjit process: wait for it to "
                                "finish or stop it, or train into another --out") from None
+        _HELD[self._key], self._held = os.getpid(), True
 
     def release(self) -> None:
         if self._fd >= 0:
+            if self._held:
+                _HELD.pop(self._key, None)
+                self._held = False
             os.close(self._fd)        # closing the file drops the lock
             self._fd = -1
 
