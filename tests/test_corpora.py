@@ -183,6 +183,30 @@ def test_out_of_vocabulary_names_the_character():
         vocab.encode("ZaY")
 
 
+@pytest.mark.parametrize("ids, message", [
+    ([1.9, 2.7], "ids must be whole numbers, got 1.9: round them or pass integer ids"),
+    ([0, float("nan")], "ids must be whole numbers, got nan: round them or pass integer ids"),
+    ([True, False], "ids must be integers, got bool values such as True"),
+    (["a"], "ids must be integers, got str32 values such as 'a'"),
+])
+def test_decode_refuses_ids_that_are_not_integers(ids, message):
+    """Floats were truncated to ids silently (1.9 decoded as id 1)."""
+    with pytest.raises(ValueError) as e:
+        Vocab.from_text("abcd").decode(ids)
+    assert str(e.value) == message
+    assert Vocab.from_text("abcd").decode(np.array([1.0, 2.0])) == "bc"     # whole floats, as models take them
+
+
+def test_split_refuses_a_text_too_short_for_its_validation_part():
+    """split_train_val(np.arange(3)) returned an empty validation split without a word."""
+    from rnnjit.data import split_train_val
+    with pytest.raises(ValueError, match=r"^the text has 3 characters, too few to hold out the last 10% for "
+                                         r"validation \(that needs at least 10\): use a longer text, or val_fraction=0"):
+        split_train_val(np.arange(3))
+    assert [len(a) for a in split_train_val(np.arange(3), 0.0)] == [3, 0]
+    assert [len(a) for a in split_train_val(np.arange(10))] == [9, 1]
+
+
 def test_decode_rejects_ids_outside_the_vocabulary():
     with pytest.raises(ValueError, match="id 3 is outside"):
         Vocab.from_text("abc").decode([0, 3])

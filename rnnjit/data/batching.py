@@ -20,6 +20,7 @@ are never read, so every batch has the same shape.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 import numpy as np
@@ -29,12 +30,17 @@ def split_train_val(ids: np.ndarray, val_fraction: float = 0.1) -> tuple[np.ndar
     """Split encoded text into (train, validation): validation is the *last* ``val_fraction``.
 
     A contiguous tail (rather than random characters) keeps both parts readable text and
-    keeps validation honest: the model has never seen those passages.
+    keeps validation honest: the model has never seen those passages. A text too short for a
+    single validation id is an error (``val_fraction=0`` asks for no validation split).
     """
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     ids = np.asarray(ids)
     n_val = int(len(ids) * val_fraction)
+    if val_fraction > 0 and n_val == 0:
+        raise ValueError(f"the text has {len(ids)} characters, too few to hold out the last {val_fraction * 100:g}% for "
+                         f"validation (that needs at least {math.ceil(1 / val_fraction)}): use a longer text, "
+                         "or val_fraction=0 for no validation split")
     return ids[: len(ids) - n_val], ids[len(ids) - n_val :]
 
 

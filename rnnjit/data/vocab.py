@@ -81,12 +81,18 @@ class Vocab:
         return ids.astype(np.int32)
 
     def decode(self, ids: Iterable[int] | np.ndarray) -> str:
-        """The text of a sequence of ids."""
-        ids = np.asarray(ids if isinstance(ids, np.ndarray) else list(ids), dtype=np.int64)
+        """The text of a sequence of ids (integers; floats only when whole, as models take them)."""
+        ids = np.asarray(ids if isinstance(ids, np.ndarray) else list(ids))
+        if ids.size and ids.dtype.kind not in "iu":
+            if ids.dtype.kind != "f":
+                raise ValueError(f"ids must be integers, got {ids.dtype.name} values such as {ids.ravel()[:1].tolist()[0]!r}")
+            fractional = ids[ids != np.floor(ids)]        # NaN included
+            if fractional.size:
+                raise ValueError(f"ids must be whole numbers, got {fractional[0]}: round them or pass integer ids")
         if ids.size and (ids.min() < 0 or ids.max() >= self.size):
             bad = int(ids[(ids < 0) | (ids >= self.size)][0])
             raise ValueError(f"id {bad} is outside this vocabulary of {self.size} characters")
-        return self._codes[ids].astype("<u4").tobytes().decode("utf-32-le", "surrogatepass")
+        return self._codes[ids.astype(np.int64)].astype("<u4").tobytes().decode("utf-32-le", "surrogatepass")
 
 
 def _unknown_message(codes: np.ndarray) -> str:
