@@ -69,23 +69,7 @@ class CharLM(Module):
         self._own(params)   # sent to the device once; one buffer with the layer's (nn/flat.py)
         self._graph_step([self.rnn])
 
-    # ---- parameters: Module's (params, grads, parameters, state_dict, num_parameters, train) --
-
-    def load_state_dict(self, state):
-        """Module's, but checking the model's own keys first and leaving the layer's to the layer
-        (whose errors name the layer's keys)."""
-        rnn = {k[4:]: v for k, v in state.items() if k.startswith("rnn.")}
-        own = {k: v for k, v in state.items() if not k.startswith("rnn.")}
-        missing = sorted(set(self._params) - set(own))
-        extra = sorted(set(own) - set(self._params))
-        if missing or extra:
-            raise ValueError(f"load_state_dict: missing {missing or 'nothing'}, unexpected {extra or 'nothing'}")
-        for k, v in own.items():
-            if np.shape(v) != tuple(self._params[k].shape):
-                raise ValueError(f"load_state_dict: {k} has shape {np.shape(v)}, expected {tuple(self._params[k].shape)}")
-        self.rnn.load_state_dict(rnn)
-        for k, v in own.items():
-            self.xp.assign(self._params[k], v)
+    # ---- parameters: Module's (params, grads, parameters, state_dict, load_state_dict, train) --
 
     def initial_state(self, batch: int):
         """Zeros, on the model's device."""

@@ -21,6 +21,8 @@ so checkpoints are the same files on both devices.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 from ..kernels import dense
@@ -140,6 +142,39 @@ def linear_grad(params, grads, name, x, dz, k=CpuKernels, xp=NumpyArrays):
                              grads[name + ".weight"], grads[name + ".bias"])
 
 
+def _few(keys, shown=4) -> str:
+    """'nothing', or up to ``shown`` keys and how many more."""
+    if not keys:
+        return "nothing"
+    more = f" and {len(keys) - shown} more" if len(keys) > shown else ""
+    return ", ".join(map(str, keys[:shown])) + more
+
+
+def loadable(name: str, value, shape: tuple, dtype) -> np.ndarray:
+    """``value`` for parameter ``name`` as a C-contiguous NumPy array of ``dtype``, once it is
+    known to be real numbers of ``shape``; otherwise a one-line ValueError naming ``name``.
+    A torch tensor is detached and copied to the host first (one that requires grad included);
+    a device array is copied to the host."""
+    if hasattr(value, "detach"):                               # torch.Tensor, maybe on a GPU
+        try:
+            value = value.detach().cpu().numpy()
+        except (TypeError, RuntimeError):                      # bfloat16 and the like: NumPy has none
+            raise ValueError(f"load_state_dict: {name} is a tensor of {value.dtype}, which NumPy cannot "
+                             f"hold: convert it with .float() first") from None
+    elif hasattr(value, "copy_to_host"):
+        value = value.copy_to_host()
+    try:
+        a = np.asarray(value)
+    except (TypeError, ValueError) as e:                       # a ragged list, say
+        raise ValueError(f"load_state_dict: {name} is not an array: {str(e).splitlines()[0]}") from None
+    if a.dtype.kind not in "fiu":
+        raise ValueError(f"load_state_dict: {name} has dtype {a.dtype}, expected real numbers (float32 or "
+                         f"float64): convert it first")
+    if a.shape != shape:
+        raise ValueError(f"load_state_dict: {name} has shape {a.shape}, expected {shape}")
+    return np.ascontiguousarray(a, dtype=dtype)
+
+
 class Module:
     """Subclasses call ``_setup(device)`` first, then build their layers with ``device=self.device``
     and hand their own parameters (NumPy, drawn on the host) to ``_own(params)``, which also
@@ -201,15 +236,21 @@ class Module:
         return {k: self.xp.host_copy(p) for k, p, _ in self.parameters()}
 
     def load_state_dict(self, state):
-        names = {k for k, _, _ in self.parameters()}
-        missing, extra = sorted(names - set(state)), sorted(set(state) - names)
+        """Every parameter from ``state`` (name -> NumPy array, torch tensor, or anything
+        ``np.asarray`` takes), all or nothing: every entry is checked and converted before the
+        first is written, so a refused state leaves the model as it was."""
+        if not isinstance(state, Mapping):
+            raise ValueError(f"load_state_dict takes a dict of arrays by name (as state_dict() gives), "
+                             f"got {type(state).__name__}")
+        params = self.parameters()
+        names = [k for k, _, _ in params]
+        missing, extra = [k for k in names if k not in state], sorted(set(state) - set(names), key=str)
         if missing or extra:
-            raise ValueError(f"load_state_dict: missing {missing or 'nothing'}, unexpected {extra or 'nothing'}")
-        for k, p, _ in self.parameters():
-            if np.shape(state[k]) != tuple(p.shape):
-                raise ValueError(f"load_state_dict: {k} has shape {np.shape(state[k])}, expected {tuple(p.shape)}")
-        for k, p, _ in self.parameters():
-            self.xp.assign(p, np.asarray(state[k], dtype=p.dtype))
+            raise ValueError(f"load_state_dict: missing {_few(missing)}, unexpected {_few(extra)}: "
+                             f"load the state of a model built with the same arguments")
+        new = [(p, loadable(k, state[k], tuple(p.shape), p.dtype)) for k, p, _ in params]
+        for p, a in new:
+            self.xp.assign(p, a)
 
     def num_parameters(self) -> int:
         return sum(p.size for _, p, _ in self.parameters())

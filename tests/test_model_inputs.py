@@ -1,0 +1,91 @@
+"""What the models do with the arrays and options users hand them: arrays of the wrong shape or
+batch, non-positive sizes, state dicts that cannot load, sampling options out of range. Each is
+one line of ValueError naming the user's argument (never a kernel's or NumPy's message, never a
+read past the end of an array), and a refused call leaves the model as it was."""
+
+import numpy as np
+import pytest
+
+from rnnjit.data import Vocab
+from rnnjit.models import CharLM, ConditionedGenerator, Seq2Seq, SequenceClassifier, sample, sample_stream
+
+
+def one_line(call, match):
+    """``call()`` raises a one-line ValueError matching ``match``; returns its message."""
+    with pytest.raises(ValueError, match=match) as e:
+        call()
+    assert "\n" not in str(e.value)
+    return str(e.value)
+
+
+def generator(**kw):
+    return ConditionedGenerator(condition_size=5, vocab_size=10, hidden_size=8, seed=0, **kw)
+
+
+Y = np.array([[3, 4, 5], [2, 2, 2]])               # (T, B) = (2, 3)
+
+
+# ---- 3. load_state_dict: every entry checked and converted before the first is written ----------
+
+MODELS = {
+    "charlm": lambda seed: CharLM(7, 8, 2, seed=seed),
+    "classifier": lambda seed: SequenceClassifier(2, 3, 4, seed=seed),
+    "generator": lambda seed: ConditionedGenerator(5, 10, 4, seed=seed),
+    "seq2seq": lambda seed: Seq2Seq(9, 6, 4, seed=seed),
+}
+
+
+@pytest.mark.parametrize("model", list(MODELS))
+@pytest.mark.parametrize("bad,match", [
+    (lambda a: np.full(a.shape, "x"), "has dtype <U1, expected real numbers"),
+    (lambda a: a.astype(np.complex64), "has dtype complex64"),
+    (lambda a: a[..., :1], "has shape"),
+    (lambda a: [[1, 2], [3]], "is not an array"),
+], ids=["str", "complex", "shape", "ragged"])
+def test_a_refused_state_dict_leaves_every_parameter_as_it_was(model, bad, match):
+    """The bad entry is the last one in the model's order: before, CharLM loaded the layer and
+    then failed on its own parameters, and Module assigned key by key."""
+    m, other = MODELS[model](0), MODELS[model](1)
+    before = m.state_dict()
+    state = other.state_dict()
+    last = [k for k, _, _ in m.parameters()][-1]
+    state[last] = bad(state[last])
+    msg = one_line(lambda: m.load_state_dict(state), f"^load_state_dict: {last} ")
+    assert match in msg
+    for k, v in m.state_dict().items():
+        np.testing.assert_array_equal(v, before[k], err_msg=k)
+
+
+def test_state_dict_keys_and_type_errors_name_the_full_keys():
+    m = CharLM(7, 8, 2, seed=0)
+    msg = one_line(lambda: m.load_state_dict(CharLM(7, 8, 1).state_dict()), "^load_state_dict: missing rnn.")
+    assert "unexpected nothing" in msg
+    one_line(lambda: m.load_state_dict(list(m.state_dict().items())), "takes a dict of arrays by name")
+
+
+@pytest.fixture
+def torch_lm():
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    t = torch.nn.Module()
+    t.embedding, t.rnn, t.decoder = torch.nn.Embedding(7, 8), torch.nn.LSTM(8, 8, 2), torch.nn.Linear(8, 7)
+    return torch, t
+
+
+def test_torch_parameters_that_require_grad_load_whole(torch_lm):
+    torch, t = torch_lm
+    m = CharLM(7, 8, 2, seed=0)
+    m.load_state_dict(dict(t.named_parameters()))      # requires_grad: used to fail half-way
+    for k, p in t.named_parameters():
+        np.testing.assert_array_equal(m.state_dict()[k], p.detach().numpy(), err_msg=k)
+
+
+def test_a_bfloat16_state_is_one_line_and_loads_nothing(torch_lm):
+    torch, t = torch_lm
+    m = CharLM(7, 8, 2, seed=0)
+    before = m.state_dict()
+    state = {k: v.detach().clone() for k, v in t.state_dict().items()}
+    state["decoder.bias"] = state["decoder.bias"].to(torch.bfloat16)
+    one_line(lambda: m.load_state_dict(state), r"^load_state_dict: decoder.bias is a tensor of torch.bfloat16.*\.float\(\)")
+    for k, v in m.state_dict().items():
+        np.testing.assert_array_equal(v, before[k], err_msg=k)
