@@ -89,3 +89,47 @@ def test_a_bfloat16_state_is_one_line_and_loads_nothing(torch_lm):
     one_line(lambda: m.load_state_dict(state), r"^load_state_dict: decoder.bias is a tensor of torch.bfloat16.*\.float\(\)")
     for k, v in m.state_dict().items():
         np.testing.assert_array_equal(v, before[k], err_msg=k)
+
+
+# ---- 5. sampling options ------------------------------------------------------------------------
+
+@pytest.fixture
+def lm():
+    vocab = Vocab.from_text("abcdefgh \n")
+    return CharLM(vocab.size, 8, seed=0), vocab
+
+
+@pytest.mark.parametrize("option,match", [
+    (dict(stop="ab"), r"^stop takes one character, got 'ab'$"),
+    (dict(stop=""), r"^stop takes one character, got ''$"),
+    (dict(stop="Z"), r"^stop='Z' is not one of the model's characters"),
+    (dict(top_k=2.5), r"^top_k must be an integer >= 1 .*got 2.5$"),
+    (dict(top_k=True), r"^top_k must be an integer >= 1 .*got True$"),
+    (dict(top_k=0), r"^top_k must be an integer >= 1"),
+    (dict(length=3.5), r"^length must be an integer >= 0, got 3.5$"),
+    (dict(length=-1), r"^length must be an integer >= 0, got -1$"),
+    (dict(temperature="0.5"), r"^temperature must be > 0, got '0.5'$"),
+    (dict(temperature=float("nan")), r"^temperature must be > 0, got nan$"),
+    (dict(seed="x"), r"^seed must be an integer >= 0"),
+    (dict(prime=5), r"^prime must be a string"),
+], ids=lambda v: repr(v) if isinstance(v, dict) else "")
+def test_sampling_options_are_checked_by_name(lm, option, match):
+    model, vocab = lm
+    kw = dict(length=5, prime="a", seed=0) | option
+    one_line(lambda: sample(model, vocab, **kw), match)
+    one_line(lambda: "".join(sample_stream(model, vocab, **kw)), match)
+    assert model.rnn.training
+
+
+@pytest.mark.parametrize("temperature", [1e-320, 1e-30, 1e-6])
+def test_a_tiny_temperature_is_argmax(lm, recwarn, temperature):
+    """exp overflowed to NaN at 1e-320; the limit of a vanishing temperature is argmax."""
+    model, vocab = lm
+    got = sample(model, vocab, 12, prime="a", temperature=temperature, seed=0)
+    assert got == sample(model, vocab, 12, prime="a", argmax=True)
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
+def test_numpy_integers_pass_as_lengths(lm):
+    model, vocab = lm
+    assert len(sample(model, vocab, np.int64(5), prime="a", top_k=np.int32(3), seed=0)) == 5

@@ -22,6 +22,32 @@ def _last_scores(z) -> np.ndarray:
     return np.asarray(row.copy_to_host() if hasattr(row, "copy_to_host") else row, np.float64)
 
 
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def _check_options(vocab: Vocab, length, prime, temperature, top_k, argmax, stop, seed) -> None:
+    """One-line ValueErrors for the options of ``sample`` (the CLI's ``rnnjit sample`` checks
+    its flags alike). The prime's characters are checked by ``vocab.encode``."""
+    if not _is_int(length) or length < 0:
+        raise ValueError(f"length must be an integer >= 0, got {length!r}")
+    if not isinstance(prime, str):
+        raise ValueError(f"prime must be a string, got {type(prime).__name__}")
+    if not argmax and (isinstance(temperature, (bool, np.bool_)) or not isinstance(temperature, (int, float, np.number))
+                       or not temperature > 0):
+        raise ValueError(f"temperature must be > 0, got {temperature!r}")
+    if top_k is not None and (not _is_int(top_k) or top_k < 1):
+        raise ValueError(f"top_k must be an integer >= 1 (or None for every character), got {top_k!r}")
+    if seed is not None and (not _is_int(seed) or seed < 0):
+        raise ValueError(f"seed must be an integer >= 0 (or None), got {seed!r}")
+    if stop is not None:
+        if not isinstance(stop, str) or len(stop) != 1:
+            raise ValueError(f"stop takes one character, got {stop!r}")
+        if stop not in vocab.chars:
+            raise ValueError(f"stop={stop!r} is not one of the model's characters (it would never be written): "
+                             f"choose one the training text has")
+
+
 def sample(model, vocab: Vocab, length: int = 200, prime: str = "", temperature: float = 1.0,
            top_k: int | None = None, argmax: bool = False, stop: str | None = None,
            seed: int | None = None, rng: np.random.Generator | None = None) -> str:
@@ -38,16 +64,13 @@ def sample(model, vocab: Vocab, length: int = 200, prime: str = "", temperature:
 def sample_stream(model, vocab: Vocab, length: int = 200, prime: str = "", temperature: float = 1.0,
                   top_k: int | None = None, argmax: bool = False, stop: str | None = None,
                   seed: int | None = None, rng: np.random.Generator | None = None) -> Iterator[str]:
-    """``sample``, one character at a time as it is drawn (``rnnjit sample`` prints them so)."""
+    """``sample``, one character at a time as it is drawn (``rnnjit sample`` prints them so).
+    The options are checked when the first character is asked for (a generator runs no code
+    before), each with a one-line ValueError that names it."""
     if vocab.size != model.vocab_size:
         raise ValueError(f"the vocabulary has {vocab.size} characters but the model has vocab_size="
                          f"{model.vocab_size}: sample with the vocabulary the model was trained on")
-    if length < 0:
-        raise ValueError(f"length must be >= 0, got {length}")
-    if not argmax and not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    if top_k is not None and top_k < 1:
-        raise ValueError(f"top-k must be >= 1, got {top_k}")
+    _check_options(vocab, length, prime, temperature, top_k, argmax, stop, seed)
     rng = rng if rng is not None else np.random.default_rng(seed)
     was_training = model.rnn.training
     model.eval()
@@ -60,11 +83,12 @@ def sample_stream(model, vocab: Vocab, length: int = 200, prime: str = "", tempe
             if argmax:
                 c = int(np.argmax(scores))
             else:
-                s = scores / temperature
+                with np.errstate(over="ignore"):    # a tiny temperature: -inf but at the max (argmax's limit)
+                    s = (scores - scores.max()) / temperature
                 if top_k is not None and top_k < s.size:
                     cut = np.partition(s, -top_k)[-top_k]
                     s = np.where(s >= cut, s, -np.inf)
-                p = np.exp(s - s.max())
+                p = np.exp(s)
                 p /= p.sum()
                 c = int(rng.choice(p.size, p=p))
             ch = vocab.chars[c]
