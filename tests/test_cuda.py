@@ -482,7 +482,8 @@ def _train(device, cell, dtype, opt, clip, mode, input_kind, layers, steps, T=3,
     from rnnjit.train.optim import OPTIMIZERS, clip_gradients
     rng = np.random.default_rng(5)
     xs, ys = rng.integers(0, V, (steps, T, B)), rng.integers(0, V, (steps, T, B))
-    model = CharLM(V, 4, layers, cell, embedding_size=3, input=input_kind, dtype=dtype, seed=2, device=device)
+    E = 3 if input_kind == "embedding" else None     # one-hot vectors are V wide
+    model = CharLM(V, 4, layers, cell, embedding_size=E, input=input_kind, dtype=dtype, seed=2, device=device)
     name, kw = opt
     optimizer = OPTIMIZERS[name](model.parameters(), lr=0.05, **kw)
     state, record = model.initial_state(B), []

@@ -133,3 +133,60 @@ def test_a_tiny_temperature_is_argmax(lm, recwarn, temperature):
 def test_numpy_integers_pass_as_lengths(lm):
     model, vocab = lm
     assert len(sample(model, vocab, np.int64(5), prime="a", top_k=np.int32(3), seed=0)) == 5
+
+
+# ---- 6. CharLM: the same cells and options as the other models -----------------------------------
+
+def test_char_lm_takes_rnn_relu_as_the_other_models_do():
+    x = np.random.default_rng(0).integers(0, 7, (5, 2))
+    a = CharLM(7, 8, cell="rnn-relu", seed=0)
+    b = CharLM(7, 8, cell="rnn", nonlinearity="relu", seed=0)
+    assert a.rnn.nonlinearity == "relu"
+    assert a.loss(x, x)[0] == b.loss(x, x)[0]
+    one_line(lambda: CharLM(7, 8, cell="rnn-relu", nonlinearity="tanh"), "^cell='rnn-relu' is the relu RNN")
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(cell="gru", nonlinearity="bogus"), r"^nonlinearity must be 'tanh' or 'relu', got 'bogus'$"),
+    (dict(cell="lstm", nonlinearity="relu"), r"^nonlinearity='relu' applies to cell='rnn' only"),
+    (dict(input="onehot", embedding_size=32), r"^embedding_size=32 does not apply to input='onehot'"),
+    (dict(cell="transformer"), r"^unknown cell 'transformer': choose rnn, rnn-relu, lstm or gru$"),
+], ids=["gru-bogus", "lstm-relu", "onehot-embedding", "transformer"])
+def test_char_lm_options_that_would_be_ignored_are_refused(kw, match):
+    one_line(lambda: CharLM(7, 8, **kw), match)
+
+
+def test_char_lm_state_defaults_to_zeros():
+    m = CharLM(7, 8, 2, seed=0)
+    x = np.random.default_rng(1).integers(0, 7, (5, 3))
+    zeros = m.initial_state(3)
+    assert m.loss(x, x)[0] == m.loss(x, x, zeros)[0]
+    np.testing.assert_array_equal(m.logits(x)[0], m.logits(x, zeros)[0])
+    assert m.forward_backward(x, x)[0] == m.forward_backward(x, x, zeros)[0]
+    assert CharLM(7, 8, cell="gru", nonlinearity="tanh").rnn.cell_name == "gru"   # what the trainer passes
+
+
+# ---- 7. sizes must be positive integers, in every constructor ------------------------------------
+
+SIZES = [
+    (lambda v: Seq2Seq(v, 10), "src_vocab", 0),
+    (lambda v: Seq2Seq(12, v), "tgt_vocab", -1),
+    (lambda v: Seq2Seq(12, 10, hidden_size=v), "hidden_size", 0),
+    (lambda v: Seq2Seq(12, 10, embedding_size=v), "embedding_size", 0),
+    (lambda v: SequenceClassifier(v, 1), "input_size", 0),
+    (lambda v: SequenceClassifier(2, v), "output_size", 0),
+    (lambda v: SequenceClassifier(2, v), "output_size", True),
+    (lambda v: SequenceClassifier(2, 1, num_layers=v), "num_layers", 0),
+    (lambda v: ConditionedGenerator(v, 10), "condition_size", 0),
+    (lambda v: ConditionedGenerator(5, v), "vocab_size", 0),
+    (lambda v: ConditionedGenerator(5, 10, hidden_size=v), "hidden_size", "8"),
+    (lambda v: ConditionedGenerator(5, 10, embedding_size=v), "embedding_size", -3),
+    (lambda v: CharLM(v, 8), "vocab_size", 0),
+    (lambda v: CharLM(7, 8, num_layers=v), "num_layers", 0),
+    (lambda v: CharLM(7, 8, embedding_size=v), "embedding_size", 2.5),
+]
+
+
+@pytest.mark.parametrize("make,name,value", SIZES, ids=[f"{i}-{n}={v!r}" for i, (_, n, v) in enumerate(SIZES)])
+def test_sizes_must_be_positive_integers(make, name, value):
+    one_line(lambda: make(value), f"^{name} must be a positive integer, got {value!r}$".replace("(", r"\("))

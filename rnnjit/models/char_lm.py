@@ -30,8 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..nn.recurrent import LAYERS
-from .module import Module, checked_ids, flat_ids, scalar
+from .module import Module, check_sizes, checked_ids, flat_ids, layer_cell, make_layer, scalar
 
 
 class CharLM(Module):
@@ -39,25 +38,24 @@ class CharLM(Module):
 
     def __init__(self, vocab_size: int, hidden_size: int = 128, num_layers: int = 2, cell: str = "lstm",
                  dropout: float = 0.0, embedding_size: int | None = None, input: str = "embedding",
-                 dtype=np.float32, seed: int | None = None, nonlinearity: str = "tanh",
+                 dtype=np.float32, seed: int | None = None, nonlinearity: str | None = None,
                  device: str = "cpu", cuda_graphs: bool = False):
-        if cell not in LAYERS:
-            raise ValueError(f"unknown cell {cell!r}: choose one of {', '.join(LAYERS)}")
+        layer_cell(cell, nonlinearity)            # rnn, rnn-relu, lstm or gru; nonlinearity for rnn only
         self._setup(device, cuda_graphs)
         if input not in ("embedding", "onehot"):
             raise ValueError(f"input must be 'embedding' or 'onehot', got {input!r}")
-        for name, value in (("vocab_size", vocab_size), ("hidden_size", hidden_size),
-                            ("embedding_size", 1 if embedding_size is None else embedding_size)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        check_sizes(vocab_size=vocab_size, hidden_size=hidden_size, num_layers=num_layers,
+                    embedding_size=embedding_size)
+        if input == "onehot" and embedding_size is not None:
+            raise ValueError(f"embedding_size={embedding_size} does not apply to input='onehot' (its vectors are "
+                             f"vocab_size wide): leave it out, or use input='embedding'")
         self.vocab_size, self.hidden_size, self.num_layers = int(vocab_size), int(hidden_size), int(num_layers)
         self.cell_name, self.input, self.dtype = cell, input, np.dtype(dtype).type
         E = self.vocab_size if input == "onehot" else int(embedding_size or hidden_size)
         self.embedding_size = E
         rnn_seed, own_seed = np.random.SeedSequence(seed).spawn(2)
-        extra = {"nonlinearity": nonlinearity} if cell == "rnn" else {}
-        self.rnn = LAYERS[cell](E, hidden_size, num_layers=num_layers, dropout=dropout, dtype=dtype,
-                                seed=int(rnn_seed.generate_state(1)[0]), device=device, **extra)
+        self.rnn = make_layer(cell, E, hidden_size, num_layers, dtype, int(rnn_seed.generate_state(1)[0]),
+                              dropout=dropout, device=device, nonlinearity=nonlinearity)
         rng = np.random.default_rng(own_seed)
         bound = 1.0 / np.sqrt(hidden_size)
         params = {
@@ -95,12 +93,16 @@ class CharLM(Module):
     @staticmethod
     def _check_pair(x, y):
         """x and y: (T, B) arrays of ids, one shape (the loss reads one target per input)."""
-        if np.ndim(x) != 2 or np.shape(x) != np.shape(y):
-            raise ValueError(f"x and y must be (T, B) arrays of ids of one shape, "
+        if np.ndim(x) != 2 or np.shape(x) != np.shape(y) or 0 in np.shape(x):
+            raise ValueError(f"x and y must be (T, B) arrays of ids of one shape, T and B >= 1, "
                              f"got {np.shape(x)} and {np.shape(y)}")
 
-    def logits(self, x, state):
-        """x (T, B) ids -> logits (T*B, V), next state (device arrays on the GPU)."""
+    def logits(self, x, state=None):
+        """x (T, B) ids -> logits (T*B, V), next state (device arrays on the GPU). A state of
+        None starts from zeros (``initial_state``)."""
+        if np.ndim(x) != 2 or 0 in np.shape(x):
+            raise ValueError(f"x must be a (T, B) array of ids (time-major, one column per sequence, "
+                             f"at least one of each), got shape {np.shape(x)}")
         T, B = np.shape(x)
         return self._logits(self._ids(x), T, B, state)
 
@@ -118,14 +120,14 @@ class CharLM(Module):
         h = out.reshape(T * B, self.hidden_size)
         return self.k.linear_forward(h, self._params["decoder.weight"], self._params["decoder.bias"]), new_state, (ids, h)
 
-    def loss(self, x, y, state):
+    def loss(self, x, y, state=None):
         """Mean cross-entropy (nats per character) without gradients; returns loss, next state."""
         self._check_pair(x, y)
         targets = self._ids(y, "targets")
         z, new_state, _ = self.logits(x, state)
         return scalar(self.k.cross_entropy(z, targets)), new_state
 
-    def forward_backward(self, x, y, state):
+    def forward_backward(self, x, y, state=None):
         """One truncated-BPTT chunk: loss, gradients (in ``grads``), and the state to carry on.
 
         With ``cuda_graphs=True`` on the GPU, from the third chunk of a shape on, the device work

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .module import Module, checked_ids, linear, linear_grad, make_layer, scalar, seeds, uniform
+from .module import Module, check_sizes, checked_ids, linear, linear_grad, make_layer, scalar, seeds, uniform
 
 
 class SequenceClassifier(Module):
@@ -39,6 +39,7 @@ class SequenceClassifier(Module):
                  seed: int | None = None, device: str = "cpu", cuda_graphs: bool = False):
         if loss not in ("mse", "ce"):
             raise ValueError(f"loss must be 'mse' (regression) or 'ce' (classification), got {loss!r}")
+        check_sizes(input_size=input_size, output_size=output_size, hidden_size=hidden_size, num_layers=num_layers)
         self._setup(device, cuda_graphs)
         self.input_size, self.output_size = int(input_size), int(output_size)
         self.hidden_size, self.num_layers, self.loss_kind = int(hidden_size), int(num_layers), loss

@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .module import (Module, checked_ids, decode, decode_backward, decode_ids, flat_ids, greedy, linear,
-                     linear_grad, make_layer, masked_cross_entropy, scalar, seeds, shift_right, strip, uniform)
+from .module import (Module, check_batch, check_sizes, checked_ids, decode, decode_backward, decode_ids, flat_ids,
+                     greedy, id_matrix, linear, linear_grad, make_layer, masked_cross_entropy, scalar, seeds,
+                     shift_right, strip, uniform)
 
 _EMB, _HEAD = "embedding", "head"
 
@@ -41,6 +42,8 @@ class ConditionedGenerator(Module):
                  cell: str = "lstm", embedding_size: int | None = None, pad: int = 0, bos: int = 1,
                  eos: int = 2, dtype=np.float32, seed: int | None = None, device: str = "cpu",
                  cuda_graphs: bool = False):
+        check_sizes(condition_size=condition_size, vocab_size=vocab_size, hidden_size=hidden_size,
+                    num_layers=num_layers, embedding_size=embedding_size)
         self._setup(device, cuda_graphs)
         self.condition_size, self.vocab_size = int(condition_size), int(vocab_size)
         self.hidden_size, self.num_layers = int(hidden_size), int(num_layers)

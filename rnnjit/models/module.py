@@ -109,12 +109,36 @@ def host_ids(ids):
     return ids.copy_to_host() if hasattr(ids, "copy_to_host") else np.asarray(ids)
 
 
-def make_layer(cell: str, input_size: int, hidden_size: int, num_layers: int, dtype, seed,
-               bidirectional: bool = False, dropout: float = 0.0, device: str = "cpu"):
-    """A recurrent layer by name: rnn (tanh), rnn-relu, lstm or gru, on ``device``."""
-    cell, nl = ("rnn", "relu") if cell == "rnn-relu" else (cell, "tanh")
-    if cell not in LAYERS:
+def check_sizes(**sizes) -> None:
+    """Each named size must be a positive integer (a bool, a float or a string is not one);
+    otherwise a one-line ValueError naming it. ``None`` passes (an optional size left out)."""
+    for name, value in sizes.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def layer_cell(cell, nonlinearity=None) -> tuple[str, str]:
+    """A model's cell name as (the layer's cell, its nonlinearity): rnn-relu is rnn with relu.
+    ``nonlinearity`` (tanh or relu) shapes only the plain rnn; for lstm and gru only tanh (or
+    None) is accepted, since their gates fix it."""
+    if cell == "rnn-relu":
+        if nonlinearity not in (None, "relu"):
+            raise ValueError(f"cell='rnn-relu' is the relu RNN, got nonlinearity={nonlinearity!r}: "
+                             "leave nonlinearity out, or pass cell='rnn'")
+        return "rnn", "relu"
+    if not isinstance(cell, str) or cell not in LAYERS:
         raise ValueError(f"unknown cell {cell!r}: choose rnn, rnn-relu, lstm or gru")
+    if nonlinearity not in (None, "tanh", "relu"):
+        raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+    if nonlinearity == "relu" and cell != "rnn":
+        raise ValueError(f"nonlinearity='relu' applies to cell='rnn' only, not {cell!r}: leave it out")
+    return cell, nonlinearity or "tanh"
+
+
+def make_layer(cell: str, input_size: int, hidden_size: int, num_layers: int, dtype, seed,
+               bidirectional: bool = False, dropout: float = 0.0, device: str = "cpu", nonlinearity=None):
+    """A recurrent layer by name: rnn (tanh), rnn-relu, lstm or gru, on ``device``."""
+    cell, nl = layer_cell(cell, nonlinearity)
     extra = {"nonlinearity": nl} if cell == "rnn" else {}
     return LAYERS[cell](input_size, hidden_size, num_layers=num_layers, bidirectional=bidirectional,
                         dropout=dropout, dtype=dtype, seed=seed, device=device, **extra)
@@ -345,6 +369,23 @@ def checked_ids(ids, what: str, size_name: str, size: int) -> np.ndarray:
         lo, hi = (f"{v:.0f}" if a.dtype.kind == "f" else str(v) for v in (a.min(), a.max()))
         raise ValueError(f"{what} must be in [0, {size_name}={size}), got values in [{lo}, {hi}]")
     return np.ascontiguousarray(a, dtype=np.int64)
+
+
+def check_batch(a_name: str, a_shape: tuple, b_name: str, b_shape: tuple, axis_a: int, axis_b: int, hint: str):
+    """One-line ValueError when ``a`` and ``b`` (the user's arrays, by name and shape) do not have
+    the same batch size (on the given axes)."""
+    if a_shape[axis_a] != b_shape[axis_b]:
+        raise ValueError(f"{a_name} has batch {a_shape[axis_a]} but {b_name} has batch {b_shape[axis_b]} "
+                         f"({a_name} is {a_shape}, {b_name} is {b_shape}): {hint}")
+
+
+def id_matrix(ids, what: str, layout: str, size_name: str, size: int) -> np.ndarray:
+    """``checked_ids`` of a (time, batch) matrix of ids: a one-line ValueError for another number
+    of dimensions, naming ``what`` and its ``layout`` (e.g. "(T, B)")."""
+    if np.ndim(ids) != 2 or 0 in np.shape(ids):
+        raise ValueError(f"{what} must be a {layout} array of ids (time-major, one column per sequence, "
+                         f"at least one of each), got shape {np.shape(ids)}")
+    return checked_ids(ids, what, size_name, size)
 
 
 def flat_ids(ids):

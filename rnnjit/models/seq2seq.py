@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .module import (Module, checked_ids, decode, decode_backward, decode_ids, flat_ids, greedy, make_layer,
-                     masked_cross_entropy, scalar, seeds, shift_right, strip, uniform)
+from .module import (Module, check_batch, check_sizes, checked_ids, decode, decode_backward, decode_ids, flat_ids,
+                     greedy, id_matrix, make_layer, masked_cross_entropy, scalar, seeds, shift_right, strip, uniform)
 
 
 class Seq2Seq(Module):
@@ -38,6 +38,8 @@ class Seq2Seq(Module):
                  cell: str = "lstm", embedding_size: int | None = None, pad: int = 0, bos: int = 1,
                  eos: int = 2, dtype=np.float32, seed: int | None = None, device: str = "cpu",
                  cuda_graphs: bool = False):
+        check_sizes(src_vocab=src_vocab, tgt_vocab=tgt_vocab, hidden_size=hidden_size, num_layers=num_layers,
+                    embedding_size=embedding_size)
         self._setup(device, cuda_graphs)
         self.src_vocab, self.tgt_vocab = int(src_vocab), int(tgt_vocab)
         self.hidden_size, self.num_layers = int(hidden_size), int(num_layers)
