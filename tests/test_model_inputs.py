@@ -25,6 +25,60 @@ def generator(**kw):
 Y = np.array([[3, 4, 5], [2, 2, 2]])               # (T, B) = (2, 3)
 
 
+# ---- 1. the generator's condition vectors ------------------------------------------------------
+
+@pytest.mark.parametrize("width", [4, 6, 50])
+@pytest.mark.parametrize("call", ["loss", "forward_backward", "generate"])
+def test_generator_refuses_conditions_of_another_width(width, call):
+    """A narrower v was read past its end (a loss came back); a wider one made BLAS complain."""
+    g, v = generator(), np.ones((3, width), np.float32)
+    run = (lambda: g.generate(v)) if call == "generate" else (lambda: getattr(g, call)(v, Y))
+    msg = one_line(run, r"^v must be \(B, 5\): one row of condition_size features per sequence")
+    assert msg.endswith(f"got (3, {width})")
+
+
+def test_generator_reads_one_condition_vector_as_a_batch_of_one():
+    g = generator()
+    v = np.random.default_rng(0).random(5).astype(np.float32)
+    assert g.generate(v, max_len=4) == g.generate(v[None], max_len=4)[0]
+    one_line(lambda: g.generate(np.ones(4, np.float32)), r"v must be \(B, 5\).*got \(4,\)$")
+    one_line(lambda: g.loss(np.ones(5, np.float32), Y), r"v must be \(B, 5\).*got \(5,\)$")
+    one_line(lambda: g.generate(np.ones((3, 5), "U1")), "^v must hold numbers")
+
+
+# ---- 2. batch sizes that disagree, arrays of the wrong rank --------------------------------------
+
+@pytest.mark.parametrize("call,match", [
+    (lambda: Seq2Seq(12, 10, 8, seed=0).forward_backward(np.ones((6, 2), int), Y),
+     r"^x has batch 2 but y has batch 3 \(x is \(6, 2\), y is \(2, 3\)\)"),
+    (lambda: Seq2Seq(12, 10, 8, seed=0).loss(np.ones((6, 2), int), Y), "^x has batch 2 but y has batch 3"),
+    (lambda: generator().forward_backward(np.ones((2, 5), np.float32), Y),
+     r"^v has batch 2 but y has batch 3 \(v is \(2, 5\), y is \(2, 3\)\)"),
+    (lambda: generator().loss(np.ones((2, 5), np.float32), Y), "^v has batch 2 but y has batch 3"),
+    (lambda: SequenceClassifier(2, 1).predict(np.ones((10, 2), np.float32)),
+     r"^x must be \(T, B, I\) = \(T, B, 2\).*got \(10, 2\)$"),
+    (lambda: SequenceClassifier(2, 1).predict(np.ones((10, 4, 3), np.float32)), r"got \(10, 4, 3\)$"),
+    (lambda: SequenceClassifier(2, 1).forward_backward(np.ones((10, 4, 2)), np.ones(3)),
+     r"^x has batch 4 but y has batch 3"),
+    (lambda: SequenceClassifier(2, 2).loss(np.ones((10, 4, 2)), np.ones(4)),
+     r"^y must be \(B, output_size\) = \(4, 2\).*got \(4,\)$"),
+    (lambda: generator().forward_backward(np.ones((3, 5)), Y[0]), r"^targets must be a \(T, B\) array of ids"),
+    (lambda: generator().forward_backward(np.ones((3, 5)), Y[:0]), r"at least one of each\), got shape \(0, 3\)$"),
+    (lambda: Seq2Seq(12, 10, 8).forward_backward(np.ones(6, int), Y), r"^sources must be a \(S, B\) array"),
+    (lambda: Seq2Seq(12, 10, 8).forward_backward(np.ones((6, 3), int), Y[:0]), r"^targets must be a \(U, B\)"),
+    (lambda: CharLM(7, 8, 1).logits(np.zeros(5, int)), r"^x must be a \(T, B\) array of ids"),
+    (lambda: CharLM(7, 8, 1).loss(np.zeros((0, 2), int), np.zeros((0, 2), int)), r"T and B >= 1"),
+], ids=["s2s-fb", "s2s-loss", "gen-fb", "gen-loss", "clf-2d", "clf-features", "clf-fb-y", "clf-y-width",
+        "gen-1d-y", "gen-empty-y", "s2s-1d-x", "s2s-empty-y", "lm-1d", "lm-empty"])
+def test_shapes_that_disagree_are_one_line_naming_the_arrays(call, match):
+    one_line(call, match)
+
+
+def test_seq2seq_translates_one_sequence_given_as_one_column():
+    s, x = Seq2Seq(12, 10, 8, seed=0), np.array([3, 4, 5, 6])
+    assert s.translate(x, max_len=4) == s.translate(x[:, None], max_len=4)[0]
+
+
 # ---- 3. load_state_dict: every entry checked and converted before the first is written ----------
 
 MODELS = {
@@ -89,6 +143,27 @@ def test_a_bfloat16_state_is_one_line_and_loads_nothing(torch_lm):
     one_line(lambda: m.load_state_dict(state), r"^load_state_dict: decoder.bias is a tensor of torch.bfloat16.*\.float\(\)")
     for k, v in m.state_dict().items():
         np.testing.assert_array_equal(v, before[k], err_msg=k)
+
+
+# ---- 4. greedy decoding: max_len=0, and the training mode after a failure ------------------------
+
+def test_max_len_zero_gives_empty_rows():
+    assert generator().generate(np.ones((3, 5), np.float32), max_len=0) == [[], [], []]
+    assert Seq2Seq(12, 10, 8, seed=0).translate(np.ones((4, 2), int), max_len=0) == [[], []]
+    one_line(lambda: generator().generate(np.ones((3, 5)), max_len=-1), "^max_len must be a non-negative integer")
+    one_line(lambda: generator().generate(np.ones((3, 5)), max_len=2.5), "^max_len must be a non-negative integer")
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_a_failed_decode_keeps_the_models_training_mode(training):
+    g, s = generator(), Seq2Seq(12, 10, 8, seed=0)
+    g.train(training), s.train(training)
+    with pytest.raises(ValueError):
+        g.generate(np.ones((3, 5)), max_len=-1)
+    with pytest.raises(ValueError):
+        s.translate(np.ones((4, 2), int), max_len=-1)
+    assert g.rnn.training is training
+    assert s.encoder.training is training and s.decoder.training is training
 
 
 # ---- 5. sampling options ------------------------------------------------------------------------

@@ -59,9 +59,21 @@ class SequenceClassifier(Module):
     def hidden_grad_norms(self):
         return self.rnn.hidden_grad_norms
 
+    def _inputs(self, x):
+        """x as given, once it is known to be (T, B, input_size) numbers; otherwise a one-line
+        ValueError (a (T, I) x has no batch axis: pass x[:, None] for one sequence)."""
+        shape = np.shape(x)
+        if len(shape) != 3 or shape[2] != self.input_size:
+            raise ValueError(f"x must be (T, B, I) = (T, B, {self.input_size}): time-major sequences of "
+                             f"input_size features; got {shape}")
+        dtype = None if self.xp.on_device(x) else np.asarray(x).dtype
+        if dtype is not None and dtype.kind not in "fiub":
+            raise ValueError(f"x must hold numbers, got dtype {dtype}")
+        return x
+
     def _final(self, x):
         """r (B, D*H): the last layer's final state, both directions side by side."""
-        _, state = self.rnn(self._floats(x))
+        _, state = self.rnn(self._floats(self._inputs(x)))
         h_n = state[0] if isinstance(state, tuple) else state
         S, B, H = h_n.shape
         D = self.rnn.num_directions
@@ -78,13 +90,22 @@ class SequenceClassifier(Module):
 
     def _targets(self, y, B):
         """y as the loss reads it, on the host: class ids (B,), checked to be in [0, output_size)
-        (``checked_ids``), or values (B, output_size)."""
+        (``checked_ids``), or values (B, output_size) ((B,) too when output_size is 1)."""
         if self.loss_kind == "ce":
             labels = checked_ids(y, "labels", "output_size", self.output_size)
             if labels.size != B:
                 raise ValueError(f"labels must hold one class id per sequence, B={B}, got shape {labels.shape}")
             return labels.reshape(B)
-        return np.ascontiguousarray(np.asarray(y, self.dtype).reshape(B, self.output_size))
+        O, shape = self.output_size, np.shape(y)
+        if shape != (B, O) and not (O == 1 and shape == (B,)):
+            if len(shape) in (1, 2) and shape[0] != B:
+                raise ValueError(f"x has batch {B} but y has batch {shape[0]} (y is {shape}): "
+                                 f"y must be (B, output_size) = ({B}, {O}), one row of targets per sequence")
+            raise ValueError(f"y must be (B, output_size) = ({B}, {O}): one row of targets per sequence; got {shape}")
+        try:
+            return np.ascontiguousarray(np.asarray(y, self.dtype).reshape(B, O))
+        except (TypeError, ValueError):
+            raise ValueError(f"y must hold numbers, got dtype {np.asarray(y).dtype}") from None
 
     def _loss(self, z, y, grad):
         """(loss, dL/dz or None) against y on the model's device (``_targets``); the loss a float
@@ -103,7 +124,7 @@ class SequenceClassifier(Module):
     def forward_backward(self, x, y) -> float:
         """One step's loss; gradients land in ``grads`` (and the layer's), dL/dx in ``input_grad``."""
         xp = self.xp
-        y = self._targets(y, np.shape(x)[1])
+        y = self._targets(y, np.shape(self._inputs(x))[1])
         if self._graphed is not None and self._graphed.graphable() and not xp.on_device(x):
             return self._graphed([np.ascontiguousarray(x, dtype=self.dtype), y], None)[0]
         return scalar(self._step_on_device([x, xp.to_device(y)], None)[0])

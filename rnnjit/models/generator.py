@@ -67,10 +67,25 @@ class ConditionedGenerator(Module):
     def hidden_grad_norms(self):
         return self.rnn.hidden_grad_norms
 
+    def _conditions(self, v, y=None):
+        """v as given, once it is known to be (B, F) numbers (and, with targets y (T, B), one
+        row per target column); otherwise a one-line ValueError. The kernels would read past the
+        end of a narrower v, and BLAS refuses a wider one."""
+        shape = np.shape(v)
+        if len(shape) != 2 or shape[1] != self.condition_size or shape[0] == 0:
+            raise ValueError(f"v must be (B, {self.condition_size}): one row of condition_size features per "
+                             f"sequence, B >= 1; got {shape}")
+        dtype = None if self.xp.on_device(v) else np.asarray(v).dtype
+        if dtype is not None and dtype.kind not in "fiub":
+            raise ValueError(f"v must hold numbers, got dtype {dtype}")
+        if y is not None:
+            check_batch("v", shape, "y", np.shape(y), 0, 1, "one condition row per target column (y is (T, B))")
+        return v
+
     def initial_state(self, v):
         """v (B, F) -> the decoder's initial state (and s, kept for backward)."""
         k, xp = self.k, self.xp
-        v = self._floats(v)
+        v = self._floats(self._conditions(v))
         s = k.tanh(linear(self._params, "init", v, k, xp))
         B, L, H = v.shape[0], self.num_layers, self.hidden_size
         h0 = xp.contiguous(xp.swap01(s.reshape(B, L, H)))
@@ -78,7 +93,7 @@ class ConditionedGenerator(Module):
 
     def _targets(self, y):
         """Target ids y (T, B) as int64 NumPy, checked to be in [0, vocab_size) (``checked_ids``)."""
-        return checked_ids(y, "targets", "vocab_size", self.vocab_size)
+        return id_matrix(y, "targets", "(T, B)", "vocab_size", self.vocab_size)
 
     def _decode(self, state, y):
         return decode(self._params, self.rnn, _EMB, _HEAD, shift_right(y, self.bos), state, self.k, self.xp)
@@ -86,7 +101,7 @@ class ConditionedGenerator(Module):
     def loss(self, v, y) -> float:
         """Teacher-forced loss of targets y (T, B) without gradients."""
         y = self._targets(y)
-        state, _ = self.initial_state(v)
+        state, _ = self.initial_state(self._conditions(v, y))
         z, _, _ = self._decode(state, y)
         return masked_cross_entropy(z, y, self.pad, self.k, self.xp)
 
@@ -96,6 +111,7 @@ class ConditionedGenerator(Module):
         With ``cuda_graphs=True`` on the GPU (and v on the host), from the third batch of a
         shape on, the device work is one CUDA graph replay (``graphed.py``)."""
         y = self._targets(y)          # checked on the host, before the CPU / CUDA-graph split
+        self._conditions(v, y)
         T, B = np.shape(y)
         ids = [flat_ids(shift_right(y, self.bos)), flat_ids(y)]      # decoder inputs, targets
         if self._graphed is not None and self._graphed.graphable() and not self.xp.on_device(v):
@@ -117,11 +133,18 @@ class ConditionedGenerator(Module):
         self.input_grad = linear_grad(self._params, self._grads, "init", v, k.tanh_backward(s, ds), k, xp)
         return loss, None
 
-    def generate(self, v, max_len: int = 20) -> list[list[int]]:
-        """Greedy decoding: one list of word ids (without <eos>) per condition row."""
+    def generate(self, v, max_len: int = 20) -> list[list[int]] | list[int]:
+        """Greedy decoding: one list of word ids (without <eos>) per condition row of v (B, F);
+        for a single condition vector v (F,), its one list."""
+        one = np.shape(v) == (self.condition_size,)
+        if one:
+            v = np.reshape(v, (1, self.condition_size))     # a batch of one (a device array reshapes too)
         was = self.rnn.training
         self.eval()
-        state, _ = self.initial_state(v)
-        ids = greedy(self._params, self.rnn, _EMB, _HEAD, state, self.bos, self.eos, max_len, self.k, self.xp)
-        self.train(was)
-        return strip(ids, self.eos)
+        try:
+            state, _ = self.initial_state(v)
+            ids = greedy(self._params, self.rnn, _EMB, _HEAD, state, self.bos, self.eos, max_len, self.k, self.xp)
+        finally:
+            self.train(was)
+        rows = strip(ids, self.eos)
+        return rows[0] if one else rows

@@ -326,7 +326,10 @@ def decode_backward(params, grads, layer, emb, head, cache, dz, k=CpuKernels, xp
 
 def greedy(params, layer, emb, head, state, bos, eos, max_len, k=CpuKernels, xp=NumpyArrays):
     """Greedy decoding from ``state``: (B, n) ids, n <= max_len; stops when every row wrote <eos>.
-    On the GPU the argmax runs there and each step's B ids come back (to know when to stop)."""
+    On the GPU the argmax runs there and each step's B ids come back (to know when to stop).
+    max_len=0 gives (B, 0)."""
+    if isinstance(max_len, bool) or not isinstance(max_len, (int, np.integer)) or max_len < 0:
+        raise ValueError(f"max_len must be a non-negative integer, got {max_len!r}")
     B = (state[0] if isinstance(state, tuple) else state).shape[1]
     w = np.full((1, B), bos, np.int64)
     out, done = [], np.zeros(B, bool)
@@ -337,7 +340,7 @@ def greedy(params, layer, emb, head, state, bos, eos, max_len, k=CpuKernels, xp=
         done |= w[0] == eos
         if done.all():
             break
-    return np.stack(out, axis=1)
+    return np.stack(out, axis=1) if out else np.zeros((B, 0), np.int64)
 
 
 def strip(ids, eos):

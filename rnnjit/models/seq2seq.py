@@ -72,11 +72,17 @@ class Seq2Seq(Module):
 
     def _sources(self, x):
         """Source ids x (S, B) as int64 NumPy, checked to be in [0, src_vocab) (``checked_ids``)."""
-        return checked_ids(x, "sources", "src_vocab", self.src_vocab)
+        return id_matrix(x, "sources", "(S, B)", "src_vocab", self.src_vocab)
 
     def _targets(self, y):
         """Target ids y (U, B) as int64 NumPy, checked to be in [0, tgt_vocab) (``checked_ids``)."""
-        return checked_ids(y, "targets", "tgt_vocab", self.tgt_vocab)
+        return id_matrix(y, "targets", "(U, B)", "tgt_vocab", self.tgt_vocab)
+
+    def _pair(self, x, y):
+        """Sources and targets, checked (``_sources``, ``_targets``) and of one batch size."""
+        x, y = self._sources(x), self._targets(y)
+        check_batch("x", x.shape, "y", y.shape, 1, 1, "one target column per source column (both are time-major)")
+        return x, y
 
     def _encode(self, ids, S, B):
         """``encode`` of ids already flat (S*B,) on the model's device."""
@@ -90,7 +96,7 @@ class Seq2Seq(Module):
 
     def loss(self, x, y) -> float:
         """Teacher-forced loss of targets y (U, B) given sources x (S, B), without gradients."""
-        y = self._targets(y)
+        x, y = self._pair(x, y)
         z, _, _ = self._decode(self.encode(x), y)
         return masked_cross_entropy(z, y, self.pad, self.k, self.xp)
 
@@ -99,7 +105,7 @@ class Seq2Seq(Module):
 
         With ``cuda_graphs=True`` on the GPU, from the third batch of a shape on, the device
         work is one CUDA graph replay (``graphed.py``)."""
-        x, y = self._sources(x), self._targets(y)   # checked on the host, before the CPU / CUDA-graph split
+        x, y = self._pair(x, y)   # checked on the host, before the CPU / CUDA-graph split
         (S, B), U = np.shape(x), np.shape(y)[0]
         ids = [flat_ids(x), flat_ids(shift_right(y, self.bos)), flat_ids(y)]
         if self._graphed is not None and self._graphed.graphable():
@@ -122,12 +128,19 @@ class Seq2Seq(Module):
                              xp.contiguous(de.reshape(S * B, self.embedding_size)))
         return loss, None
 
-    def translate(self, x, max_len: int = 20) -> list[list[int]]:
-        """Greedy decoding: one list of target ids (without <eos>) per source column of x (S, B)."""
+    def translate(self, x, max_len: int = 20) -> list[list[int]] | list[int]:
+        """Greedy decoding: one list of target ids (without <eos>) per source column of x (S, B);
+        for a single source sequence x (S,), its one list."""
+        one = np.ndim(x) == 1
+        if one:
+            x = np.reshape(x, (-1, 1))                     # a batch of one
         was = self.encoder.training
         self.eval()
-        state = self.encode(x)
-        ids = greedy(self._params, self.decoder, "tgt_embedding", "head", state, self.bos, self.eos, max_len,
-                     self.k, self.xp)
-        self.train(was)
-        return strip(ids, self.eos)
+        try:
+            state = self.encode(x)
+            ids = greedy(self._params, self.decoder, "tgt_embedding", "head", state, self.bos, self.eos, max_len,
+                         self.k, self.xp)
+        finally:
+            self.train(was)
+        rows = strip(ids, self.eos)
+        return rows[0] if one else rows
