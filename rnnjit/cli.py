@@ -384,7 +384,12 @@ def cmd_sample(args) -> int:
     try:
         first = next(chars, "")          # the checks (the prime's characters...) run before any output
     except ValueError as e:
-        raise CLIError(f"--prime: {e}" if "vocabulary" in str(e) else str(e)) from None
+        message = str(e)                 # sample's messages name its arguments: give them the flags' names
+        if message.startswith("stop"):
+            message = "--" + message
+        elif "vocabulary" in message:    # a prime character the model does not know (Vocab.encode's words)
+            message = f"--prime: {message}"
+        raise CLIError(message) from None
     out = sys.stdout
     out.write(args.prime + first)
     for i, ch in enumerate(chars):       # as they are drawn: a long sample shows, Ctrl-C keeps what came

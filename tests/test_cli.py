@@ -202,7 +202,9 @@ def test_prime_outside_vocabulary(corpus, tmp_path, capsys):
     out = str(tmp_path / "run")
     run_cli(["train", "--corpus", corpus, "--steps", "1", "--out", out, "--json"] + SMALL, capsys)
     rc, _, err = run_cli(["sample", out, "--prime", "Zounds"], capsys)
-    assert rc == 2 and "'Z'" in err
+    assert rc == 2 and "'Z'" in err and "--prime" in err
+    rc, _, err = run_cli(["sample", out, "--stop", "Z"], capsys)      # a stop it could never write
+    assert rc == 2 and err.count("\n") == 1 and "--stop='Z' is not one of the model's characters" in err
 
 
 def test_gradcheck_command(capsys):

@@ -133,3 +133,23 @@ def test_unbatched_states_are_spoken_of_without_a_batch_axis(cell):
     batched = layer(x[:, None], hx(good[:, None], good[:, None]))[0]     # (S, 1, H) still passes
     np.testing.assert_array_equal(layer(x, hx(good[:, None], good[:, None]))[0], batched[:, 0])
     np.testing.assert_array_equal(out, batched[:, 0])
+
+
+def test_layer_load_state_dict_is_all_or_nothing_with_one_line_errors():
+    """The layers load as the models do (``shapes.loadable``): a torch tensor that requires grad
+    loads, a bfloat16 one or a string array is one line naming the key, and a failed load changes
+    nothing."""
+    layer = rnnjit.GRU(I, H, num_layers=2, seed=0)
+    before = {k: v.copy() for k, v in layer.state_dict().items()}
+    state = {k: v + 1 for k, v in before.items()}
+    state["bias_hh_l1"] = np.array(["x"] * (3 * H))
+    with pytest.raises(ValueError, match=r"^load_state_dict: bias_hh_l1 has dtype <U1, expected real numbers"):
+        layer.load_state_dict(state)
+    for k, v in layer.state_dict().items():
+        np.testing.assert_array_equal(v, before[k], err_msg=k)
+    t = pytest.importorskip("torch")
+    ref = t.nn.GRU(I, H, num_layers=2)
+    layer.load_state_dict(dict(ref.named_parameters()))          # requires_grad: detached, loaded
+    np.testing.assert_array_equal(layer.state_dict()["weight_hh_l1"], ref.weight_hh_l1.detach().numpy())
+    with pytest.raises(ValueError, match=r"^load_state_dict: weight_ih_l0 is a tensor of torch.bfloat16"):
+        layer.load_state_dict({k: v.to(t.bfloat16) for k, v in ref.state_dict().items()})

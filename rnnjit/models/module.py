@@ -29,6 +29,7 @@ from ..kernels import dense
 from ..nn.arrays import NumpyArrays, host_view
 from ..nn.flat import ParameterList, flatten
 from ..nn.recurrent import LAYERS
+from ..nn.shapes import loadable
 
 
 class CpuKernels:
@@ -172,31 +173,6 @@ def _few(keys, shown=4) -> str:
         return "nothing"
     more = f" and {len(keys) - shown} more" if len(keys) > shown else ""
     return ", ".join(map(str, keys[:shown])) + more
-
-
-def loadable(name: str, value, shape: tuple, dtype) -> np.ndarray:
-    """``value`` for parameter ``name`` as a C-contiguous NumPy array of ``dtype``, once it is
-    known to be real numbers of ``shape``; otherwise a one-line ValueError naming ``name``.
-    A torch tensor is detached and copied to the host first (one that requires grad included);
-    a device array is copied to the host."""
-    if hasattr(value, "detach"):                               # torch.Tensor, maybe on a GPU
-        try:
-            value = value.detach().cpu().numpy()
-        except (TypeError, RuntimeError):                      # bfloat16 and the like: NumPy has none
-            raise ValueError(f"load_state_dict: {name} is a tensor of {value.dtype}, which NumPy cannot "
-                             f"hold: convert it with .float() first") from None
-    elif hasattr(value, "copy_to_host"):
-        value = value.copy_to_host()
-    try:
-        a = np.asarray(value)
-    except (TypeError, ValueError) as e:                       # a ragged list, say
-        raise ValueError(f"load_state_dict: {name} is not an array: {str(e).splitlines()[0]}") from None
-    if a.dtype.kind not in "fiu":
-        raise ValueError(f"load_state_dict: {name} has dtype {a.dtype}, expected real numbers (float32 or "
-                         f"float64): convert it first")
-    if a.shape != shape:
-        raise ValueError(f"load_state_dict: {name} has shape {a.shape}, expected {shape}")
-    return np.ascontiguousarray(a, dtype=dtype)
 
 
 class Module:

@@ -54,7 +54,7 @@ from ..kernels.cells import CELLS
 from ..machine import require_fits
 from .arrays import NumpyArrays, host_view
 from .flat import ParameterList, flatten
-from .shapes import add_batch_axis, as_array, check_input, results, shape_text, split_state
+from .shapes import add_batch_axis, as_array, check_input, loadable, results, shape_text, split_state
 
 _DTYPES = (np.float32, np.float64)
 
@@ -164,12 +164,7 @@ class Recurrent:
             raise ValueError(f"load_state_dict: missing key(s) {', '.join(missing)}")
         if extra:
             raise ValueError(f"load_state_dict: unexpected key(s) {', '.join(extra)}")
-        new = {}
-        for k, v in self._params.items():
-            a = np.asarray(state[k].detach().cpu().numpy() if hasattr(state[k], "detach") else state[k])
-            if a.shape != v.shape:
-                raise ValueError(f"load_state_dict: {k} has shape {shape_text(a)}, expected {shape_text(v)}")
-            new[k] = np.ascontiguousarray(a, dtype=self.dtype)
+        new = {k: loadable(k, state[k], tuple(v.shape), self.dtype) for k, v in self._params.items()}
         for k in self._params:
             self.xp.assign(self._params[k], new[k])
 
