@@ -131,3 +131,13 @@ def test_padding():
     assert y.T.tolist() == [[5, 6, syn.EOS], [7, syn.EOS, syn.PAD]]
     x = syn.pad_left([[5, 6], [7]])
     assert x.T.tolist() == [[5, 6], [syn.PAD, 7]]
+
+
+def test_tokens_refuse_unknown_symbols_and_ids_in_one_line():
+    words = syn.CAPTION_WORDS
+    assert words.decode(words.encode(["red", "square"])) == ["red", "square"]
+    with pytest.raises(ValueError, match=r"^'purple' is not one of the \d+ symbols this task knows$"):
+        words.encode(["red", "purple"])
+    for bad in (-1, words.size, 2.0, True):      # -1 used to name the last symbol
+        with pytest.raises(ValueError, match=rf"^id {bad!r} is not a symbol's id: ids are integers in \[0, {words.size}\)$"):
+            words.decode([3, bad])

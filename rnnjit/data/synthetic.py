@@ -53,10 +53,20 @@ class Tokens:
         return len(self.symbols)
 
     def encode(self, seq) -> list[int]:
+        unknown = [s for s in seq if s not in self.index]
+        if unknown:
+            raise ValueError(f"{unknown[0]!r} is not one of the {self.size - len(SPECIALS)} symbols this task knows")
         return [self.index[s] for s in seq]
 
     def decode(self, ids) -> list[str]:
-        return [self.symbols[i] for i in ids]
+        """Ids -> symbols; an id outside [0, size) is a ValueError (a negative one would count
+        from the end of the list)."""
+        out = []
+        for i in ids:
+            if isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)) or not 0 <= i < self.size:
+                raise ValueError(f"id {i!r} is not a symbol's id: ids are integers in [0, {self.size})")
+            out.append(self.symbols[i])
+        return out
 
 
 def pad_targets(seqs: list[list[int]]) -> np.ndarray:
