@@ -484,3 +484,32 @@ def test_dense_kernels_check_their_arguments():
     loss, dz = softmax_cross_entropy(z, np.array([0, 3, 1]))
     assert np.isclose(loss, np.log(4)) and dz.shape == (3, 4)
     assert np.isclose(cross_entropy(z, np.array([0, 3, 1])), np.log(4))
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_read_only_inputs_are_copied_not_compiled_for(cell):
+    """A read-only array is a type of its own to Numba (seconds of compiling per kernel): the
+    kernels copy such inputs and run the version they have; one they write into is refused."""
+    kernel = getattr(kernel_module(cell), f"{cell}_forward")
+    arrays = good_arrays(cell)
+    want = call(kernel, arrays)
+    compiled = len(kernel.signatures)
+    frozen = {}
+    for name, value in arrays.items():
+        if isinstance(value, np.ndarray):
+            value = value.copy()
+            value.setflags(write=False)
+        frozen[name] = value
+    got = call(kernel, frozen)
+    for g, w in zip(got if isinstance(got, tuple) else (got,), want if isinstance(want, tuple) else (want,)):
+        np.testing.assert_array_equal(g, w)
+    assert len(kernel.signatures) == compiled
+
+
+def test_read_only_output_arrays_are_refused():
+    from rnnjit.kernels.dense import linear_backward
+    f = np.float32
+    dW, db = np.zeros((4, 5), f), np.zeros(4, f)
+    db.setflags(write=False)
+    with pytest.raises(TypeError, match="^linear_backward: db is read-only, and the kernel writes its result into it"):
+        linear_backward(np.ones((3, 5), f), np.ones((4, 5), f), np.ones((3, 4), f), dW, db)

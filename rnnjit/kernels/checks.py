@@ -224,6 +224,7 @@ DENSE_NDIM = {"E": 2, "dE": 2, "h": 2, "W": 2, "b": 1, "z": 2, "dz": 2, "dW": 2,
 NDIM.update(DENSE_NDIM)
 INDICES = {"ids": "symbol indices", "y": "target classes"}
 FLAGS = ("reverse", "use_relu")
+OUTPUTS = ("dE", "dW", "db")      # arrays a kernel writes its results into
 FLOATS = ("float32", "float64")
 
 
@@ -290,6 +291,10 @@ def checked_types(kernel=None, **ndims):
     therefore costs nothing per call: it runs once for each new combination of types.
 
     ``@checked_types(ids=1)`` gives an argument a number of dimensions other than ``NDIM``'s.
+
+    A read-only input array (``np.load(..., mmap_mode="r")``, ``broadcast_to``) is a type of its
+    own to Numba, which would compile the kernel again for it (seconds); it is copied instead, and
+    the call goes on with the copy. An array the kernel writes into must be writeable.
     """
     if kernel is None:
         return lambda k: checked_types(k, **ndims)
@@ -299,13 +304,23 @@ def checked_types(kernel=None, **ndims):
 
     def compile_checked(*args, **kws):
         try:
-            given = signature.bind(*args, **kws).arguments
+            bound = signature.bind(*args, **kws)
         except TypeError as e:
             raise TypeError(f"{name}: {e}; it takes {signature}") from None
+        given = bound.arguments
         message = argument_type_error(name, list(given), list(given.values()), ndims)
         if message:
             raise TypeError(message)
-        return compile_for_args(*args, **kws)
+        frozen = [n for n, v in given.items() if isinstance(v, np.ndarray) and not v.flags.writeable]
+        if frozen:      # a read-only array is another type to Numba: seconds of compiling, for every kernel
+            written = [n for n in frozen if n in OUTPUTS]
+            if written:
+                raise TypeError(f"{name}: {written[0]} is read-only, and the kernel writes its result into it: "
+                                f"pass a writeable array")
+            for n in frozen:
+                given[n] = given[n].copy()
+            return lambda *_, **__: kernel(*bound.args, **bound.kwargs)
+        return compile_for_args(*args, **kws)   # -> what Numba then calls with the arguments
 
     kernel._compile_for_args = compile_checked
     return kernel
