@@ -21,7 +21,7 @@ The sequence kernels come in an input part (W_ih x_t + b_ih + [b_hr, b_hz, 0] fo
 GEMM per chunk of steps or, for one-hot inputs, a gather of columns of W_ih: ``rnnjit.kernels.dense``; b_hn stays in
 the recurrent part, inside r * (...)) and a recurrent part (``gru_recurrence``,
 ``gru_recurrence_backward``). Layout of states, the reverse direction and the fast path (fused per-row loops, numpy's
-OpenBLAS, float32 activations that vectorise): as in ``lstm.py``.
+OpenBLAS, float32 activations that vectorise) and the argument checks: as in ``lstm.py``.
 """
 
 import numpy as np

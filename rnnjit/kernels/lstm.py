@@ -54,6 +54,8 @@ single GEMM over them.
 
 Every kernel starts by checking the shapes of its arguments against each other
 (``checks.py``): a wrong one is a ValueError that names it, not a read past the end of an array.
+``@checked_types`` checks their types (NumPy arrays, dimensions, one float dtype, C order) the
+first time Numba meets them, before it compiles anything: a TypeError in one line, not a page.
 """
 
 import numpy as np

@@ -15,7 +15,8 @@ The derivative is written in terms of the output h_t, so the forward pass keeps 
 the states. The sequence kernels come in an input part (W_ih x_t + b for all steps, a GEMM per
 chunk of steps or, for one-hot inputs, a gather: ``rnnjit.kernels.dense``) and a recurrent part
 (``rnn_recurrence``, ``rnn_recurrence_backward``). Layout of states, the reverse direction and the fast path (fused
-per-row loops, numpy's OpenBLAS, float32 activations that vectorise): as in ``lstm.py``.
+per-row loops, numpy's OpenBLAS, float32 activations that vectorise) and the argument checks: as in
+``lstm.py``.
 """
 
 import numpy as np
