@@ -174,6 +174,14 @@ def run_point(point, modes, impls, repeats, sample_chars, log=None, device="cpu"
     return row
 
 
+def _llvm_cpu() -> str:
+    try:
+        import llvmlite.binding as ll
+        return ll.get_host_cpu_name()
+    except Exception:   # noqa: BLE001 (a label only)
+        return ""
+
+
 def run_bench(sel, modes=MODES, impls=IMPLS, repeats=10, threads=1, sample_chars=200, memory=True, compile=True,
               log=None, device="cpu"):
     """Run the grid; returns the report dict that --json writes.
@@ -183,13 +191,14 @@ def run_bench(sel, modes=MODES, impls=IMPLS, repeats=10, threads=1, sample_chars
     thread_report = set_threads(threads)
     import numba
     import numpy as np
-    from .kernels import _blas
+    from .kernels import _blas, _vector_width
     impls = [i for i in impls if i != "torch" or _torch() is not None]
     report = {
         "versions": {"python": platform.python_version(), "numpy": np.__version__, "numba": numba.__version__,
                      "torch": _torch().__version__ if _torch() is not None else None},
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                    "cpu_count": os.cpu_count()},
+                    "cpu_count": os.cpu_count(), "llvm_cpu": _llvm_cpu(),
+                    "vector_width": _vector_width.installed_width()},
         "threads": threads, "thread_report": thread_report,
         "blas": {"numpy_openblas_in_kernels": _blas.HAVE_OPENBLAS, "path": _blas.OPENBLAS_PATH},
         "vocab": V, "repeats": repeats, "sample_chars": sample_chars, "device": device,
@@ -267,6 +276,11 @@ def format_table(report) -> str:
                  f"threads={report['threads']} ({', '.join(f'{k}={x}' for k, x in report['thread_report'].items())})")
     lines.append(f"python {v['python']}, numpy {v['numpy']}, numba {v['numba']}, torch {v['torch']}; "
                  f"kernels call numpy's OpenBLAS: {report['blas']['numpy_openblas_in_kernels']}")
+    m = report["machine"]
+    if m.get("llvm_cpu"):
+        width = m.get("vector_width")
+        lines.append(f"Numba compiles for: {m['llvm_cpu']}, rnnjit's loops vectorised "
+                     + (f"{width} bits wide" if width else "as LLVM prefers for this CPU"))
     if report.get("device", "cpu") != "cpu":
         lines.append(f"rnnjit's model runs on: {report['device']} (the peers on the CPU)")
     ceil = report["gemm_ceiling_gflops"]

@@ -7,10 +7,14 @@ so that the layers (and the tests) can treat every cell alike.
     >>> from rnnjit.kernels import lstm_step_forward, lstm_step_backward
 """
 
-from .cells import CELLS, Cell
-from .gru import gru_backward, gru_forward, gru_step_backward, gru_step_forward
-from .lstm import lstm_backward, lstm_forward, lstm_step_backward, lstm_step_forward
-from .rnn import rnn_backward, rnn_forward, rnn_step_backward, rnn_step_forward
+from . import _vector_width
+
+_vector_width.install()   # before anything here compiles: see _vector_width.py
+
+from .cells import CELLS, Cell  # noqa: E402
+from .gru import gru_backward, gru_forward, gru_step_backward, gru_step_forward  # noqa: E402
+from .lstm import lstm_backward, lstm_forward, lstm_step_backward, lstm_step_forward  # noqa: E402
+from .rnn import rnn_backward, rnn_forward, rnn_step_backward, rnn_step_forward  # noqa: E402
 
 __all__ = [
     "CELLS", "Cell",
