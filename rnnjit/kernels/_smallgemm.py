@@ -16,7 +16,10 @@ is not bound by the FMA latency) and two for the last pair (``_row_tile2``, even
 apart: eight again). On Zen 5 (1 thread) this runs at about 240 GFLOP/s in float32 and 120 in float64 for
 B = 32, H = 128 .. 512, against 100 and 50 for OpenBLAS; at B = 1 a step's vector-matrix
 product takes 0.35 us where OpenBLAS's GEMV takes 0.71 (H = 128, RNN), 1.45 against 2.25 us
-(the LSTM's dh = da W_hh), and a batch of 2 or 3 is 3-4x faster than OpenBLAS's GEMM.
+(the LSTM's dh = da W_hh), and a batch of 2 or 3 is 3-4x faster than OpenBLAS's GEMM. On an
+Intel Xeon (Sapphire Rapids class, 1 thread) B = 32 runs at 150-205 GFLOP/s against OpenBLAS's
+80-86: with 512-bit vectors, which LLVM does not choose on its own for Intel CPUs
+(``_vector_width.py``; with its choice, 85-93).
 
     use_packed(B, T, nbytes)                whether a sequence should use it (T >= 2, and B >= 4
                                             or the weights fit in L2)
