@@ -93,3 +93,23 @@ def test_the_recurrent_product_uses_zmm_registers_on_avx512_hosts(tmp_path):
         """, tmp_path)
     assert res.returncode == 0, res.stderr
     assert int(res.stdout.split("zmm")[1]) > 0, res.stdout
+
+
+def test_a_failing_tag_warns_once_and_never_breaks_a_compile(tmp_path):
+    """If a later llvmlite stores function attributes differently, the compile goes on untagged."""
+    res = _run("""
+        import warnings
+        from rnnjit.kernels import _vector_width, _smallgemm
+        def broken(ir_module, width):
+            raise TypeError("attributes are not a set")
+        _vector_width.tag = broken
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            print("use_packed", _smallgemm.use_packed(32, 100, 4096))
+            print("panels", _smallgemm._panels(65))
+        print("warnings", sum("cannot set the vector width" in str(w.message) for w in seen))
+        print("width", _vector_width.installed_width())
+        """, tmp_path, RNNJIT_VECTOR_WIDTH="512")
+    assert res.returncode == 0, res.stderr
+    assert "use_packed True" in res.stdout and "panels 4" in res.stdout, res.stdout
+    assert "warnings 1" in res.stdout and "width 0" in res.stdout, res.stdout

@@ -88,7 +88,14 @@ def install() -> int:
         return width
 
     def add_ir_module(self, ir_module):
-        tag(ir_module, width)
+        global _installed
+        if _installed:
+            try:
+                tag(ir_module, width)
+            except Exception as exc:   # noqa: BLE001 (a Numba/llvmlite this was not written for)
+                _installed = 0          # a speed setting must never cost a compile: stop tagging
+                warnings.warn(f"rnnjit cannot set the vector width with this Numba/llvmlite ({exc!r}); "
+                              "compiling with LLVM's default", RuntimeWarning, stacklevel=2)
         return original(self, ir_module)
 
     add_ir_module.rnnjit_width = width
