@@ -99,7 +99,8 @@ def test_weight_grad_gemm_matches_numpy(N, dtype):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_smallgemm_matches_numpy(dtype):
     """C = A op(W) + beta C through the packed micro-kernel: 8-, 4- and 1-row tiles, column counts
-    that fill eight or four panels, leave two (``_row_tile2``) or end in a ragged panel, K odd and even."""
+    that fill eight or four panels, leave two (``_row_tile2``) or end in a ragged panel, K odd and even;
+    every step's order over the panels (it alternates, see ``smallgemm``) gives the same bits."""
     from rnnjit.kernels._smallgemm import pack_weights, smallgemm
     rng = np.random.default_rng(1)
     tol = 1e-12 if dtype == np.float64 else 1e-5
@@ -111,11 +112,15 @@ def test_smallgemm_matches_numpy(dtype):
                 C0 = rng.standard_normal((M, N)).astype(dtype)
                 opW = (W.T if trans else W).astype(np.float64)
                 for beta in (0.0, 1.0):
-                    C = C0.copy()
-                    smallgemm(A, pack_weights(W, trans, True), C, beta)
                     ref = A.astype(np.float64) @ opW + beta * C0
-                    np.testing.assert_allclose(C, ref, rtol=tol, atol=tol * np.abs(ref).max(),
-                                               err_msg=f"M={M} N={N} K={K} trans={trans} beta={beta}")
+                    first = None
+                    for step in (0, 1, 2, 3):   # passes over the panels in one order, then the other
+                        C = C0.copy()
+                        smallgemm(A, pack_weights(W, trans, True), C, beta, step)
+                        np.testing.assert_allclose(C, ref, rtol=tol, atol=tol * np.abs(ref).max(),
+                                                   err_msg=f"M={M} N={N} K={K} trans={trans} beta={beta} step={step}")
+                        first = C if first is None else first
+                        assert np.array_equal(C, first), "the order over the panels changed a sum"
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

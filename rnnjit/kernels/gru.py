@@ -163,7 +163,7 @@ def gru_recurrence(gates, h0, W_hh, b_hh, reverse, ids=None, table=None, dense=N
             gather_rows(table, ids[t], a)  # the input part of this step
         if dense is not None and s % dense[-1] == 0:
             project_chunk(dense, gates, s, reverse)  # the input part of this step and the next few
-        recurrent_gemm(prev_h, W_hh, True, Whp, packed, hh, 0.0)  # the recurrent GEMM
+        recurrent_gemm(prev_h, W_hh, True, Whp, packed, hh, 0.0, s)  # the recurrent GEMM
         for b in range(B):
             gru_cell_forward(a[b], hh[b], b_hn, prev_h[b], next_h[b], hn[b])
     return hs, hns
@@ -229,7 +229,7 @@ def gru_recurrence_backward(W_hh, hs, gates, hns, dout, dh_n, reverse):
         norms[t] = np.sqrt(sum_squares_of_sum(dh, dout[t]))
         for b in range(B):
             gru_cell_backward(a[b], hn[b], prev_h[b], dh[b], dout[t, b], dax[b], dah[b])
-        recurrent_gemm(dah, W_hh, False, Whp, packed, dh, 1.0)  # dh_{t-1} = dh * z + dah W_hh
+        recurrent_gemm(dah, W_hh, False, Whp, packed, dh, 1.0, s)  # dh_{t-1} = dh * z + dah W_hh
 
     dGh2 = dGh.reshape(T * B, G)
     prev_hs = hs[1 - nxt:T + 1 - nxt]

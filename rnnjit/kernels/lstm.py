@@ -185,7 +185,7 @@ def lstm_recurrence(gates, h0, c0, W_hh, reverse, ids=None, table=None, dense=No
             gather_rows(table, ids[t], a)  # the input part of this step
         if dense is not None and s % dense[-1] == 0:
             project_chunk(dense, gates, s, reverse)  # the input part of this step and the next few
-        recurrent_gemm(prev_h, W_hh, True, Whp, packed, a, 1.0)  # the recurrent GEMM, added to the inputs
+        recurrent_gemm(prev_h, W_hh, True, Whp, packed, a, 1.0, s)  # the recurrent GEMM, added to the inputs
         for b in range(B):
             lstm_cell_forward(a[b], prev_c[b], next_c[b], next_h[b])
     return hs, cs
@@ -251,7 +251,7 @@ def lstm_recurrence_backward(W_hh, hs, cs, gates, dout, dh_n, dc_n, reverse):
         norms[t] = np.sqrt(sum_squares_of_sum(dh, dout[t]))
         for b in range(B):
             lstm_cell_backward(a[b], prev_c[b], c_t[b], dh[b], dout[t, b], dc[b], da[b])
-        recurrent_gemm(da, W_hh, False, Whp, packed, dh, 0.0)  # dh_{t-1} = da W_hh
+        recurrent_gemm(da, W_hh, False, Whp, packed, dh, 0.0, s)  # dh_{t-1} = da W_hh
 
     dG2 = dG.reshape(T * B, G)
     prev_hs = hs[1 - nxt:T + 1 - nxt]

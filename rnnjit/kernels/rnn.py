@@ -106,7 +106,7 @@ def rnn_recurrence(xa, h0, W_hh, reverse, use_relu, ids=None, table=None, dense=
             gather_rows(table, ids[t], a)  # the input part of this step
         if dense is not None and s % dense[-1] == 0:
             project_chunk(dense, xa, s, reverse)  # the input part of this step and the next few
-        recurrent_gemm(prev_h, W_hh, True, Whp, packed, a, 1.0)  # the recurrent GEMM, added to the inputs
+        recurrent_gemm(prev_h, W_hh, True, Whp, packed, a, 1.0, s)  # the recurrent GEMM, added to the inputs
         for b in range(B):
             rnn_cell_forward(a[b], next_h[b], use_relu)
     return hs
@@ -161,7 +161,7 @@ def rnn_recurrence_backward(W_hh, hs, dout, dh_n, reverse, use_relu):
         norms[t] = np.sqrt(sum_squares_of_sum(dh, dout[t]))
         for b in range(B):
             rnn_cell_backward(h[b], dh[b], dout[t, b], da[b], use_relu)
-        recurrent_gemm(da, W_hh, False, Whp, packed, dh, 0.0)  # dh_{t-1} = da W_hh
+        recurrent_gemm(da, W_hh, False, Whp, packed, dh, 0.0, s)  # dh_{t-1} = da W_hh
 
     dG2 = dG.reshape(T * B, H)
     prev_hs = hs[1 - nxt:T + 1 - nxt]
