@@ -19,7 +19,9 @@ product takes 0.35 us where OpenBLAS's GEMV takes 0.71 (H = 128, RNN), 1.45 agai
 (the LSTM's dh = da W_hh), and a batch of 2 or 3 is 3-4x faster than OpenBLAS's GEMM. On an
 Intel Xeon (Sapphire Rapids class, 1 thread) B = 32 runs at 150-205 GFLOP/s against OpenBLAS's
 80-86: with 512-bit vectors, which LLVM does not choose on its own for Intel CPUs
-(``_vector_width.py``; with its choice, 85-93).
+(``_vector_width.py``; with its choice, 85-93). A time loop passes its step number, and every
+other pass goes through the panels in the opposite order, so that a W_hh larger than L2 is
+partly still there when the next step starts (``smallgemm``).
 
     use_packed(B, T, nbytes)                whether a sequence should use it (T >= 2, and B >= 2
                                             or the weights are at most 4 MB)
