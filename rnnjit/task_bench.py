@@ -91,7 +91,7 @@ def render(rows, cells, lengths) -> str:
 
 
 def _int_list(s, what):
-    from .cli import CLIError
+    from .cli_options import CLIError
     try:
         values = [int(v) for v in s.split(",") if v.strip()]
     except ValueError:
@@ -123,7 +123,7 @@ def register(sub) -> None:
 
 
 def cmd_tasks_bench(args) -> int:
-    from .cli import CLIError, parse_cells
+    from .cli_options import CLIError, parse_cells
     cells = parse_cells(args.cells)
     lengths = _int_list(args.lengths, "lengths")
     if args.steps < 1 or args.batch < 1 or args.hidden < 1 or not args.lr > 0:

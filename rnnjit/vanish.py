@@ -160,7 +160,7 @@ def cmd_vanish(args) -> int:
     import json
     import sys
 
-    from .cli import CLIError, parse_cells
+    from .cli_options import CLIError, parse_cells
     cells = parse_cells(args.cells)
     for name in ("length", "hidden", "batch", "width"):
         if getattr(args, name) < (2 if name == "length" else 1):

@@ -16,7 +16,7 @@ EXIT_SIGNALLED = 130     # what `rnnjit train` returns when a stop signal ends i
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from rnnjit.cli import OneLineParser, _train_options
+    from rnnjit.cli_options import OneLineParser, _train_options
     p = OneLineParser(
         prog="rnnjit-tui",
         description="Watch a recurrent network learn: loss, gradient norm per timestep, samples. "
