@@ -174,14 +174,6 @@ def run_point(point, modes, impls, repeats, sample_chars, log=None, device="cpu"
     return row
 
 
-def _llvm_cpu() -> str:
-    try:
-        import llvmlite.binding as ll
-        return ll.get_host_cpu_name()
-    except Exception:   # noqa: BLE001 (a label only)
-        return ""
-
-
 def run_bench(sel, modes=MODES, impls=IMPLS, repeats=10, threads=1, sample_chars=200, memory=True, compile=True,
               log=None, device="cpu"):
     """Run the grid; returns the report dict that --json writes.
@@ -197,7 +189,7 @@ def run_bench(sel, modes=MODES, impls=IMPLS, repeats=10, threads=1, sample_chars
         "versions": {"python": platform.python_version(), "numpy": np.__version__, "numba": numba.__version__,
                      "torch": _torch().__version__ if _torch() is not None else None},
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                    "cpu_count": os.cpu_count(), "llvm_cpu": _llvm_cpu(),
+                    "cpu_count": os.cpu_count(), "llvm_cpu": _vector_width.host_cpu_name(),
                     "vector_width": _vector_width.installed_width()},
         "threads": threads, "thread_report": thread_report,
         "blas": {"numpy_openblas_in_kernels": _blas.HAVE_OPENBLAS, "path": _blas.OPENBLAS_PATH},

@@ -330,9 +330,10 @@ def use_packed(B, T, nbytes=0):
     a batch of one while the weights are at most 4 MB (MAX_PACKED_ROW_BYTES).
 
     Measured per step on an Intel Xeon (2 MB L2, float32, 1 thread) against OpenBLAS: B = 1 with
-    3-4 MB of weights 52-104 us against 94-142 (the panels' alternating order keeps part of them
-    in L2, see ``smallgemm``), with 12-16 MB within 7% either way (both stream from L3: BLAS
-    keeps those); B = 2 and 3, 1.2-2.6x faster at every size up to 16 MB."""
+    3-4 MB of weights 50-104 us against 94-142 (the panels' alternating order keeps part of them
+    in L2, see ``smallgemm``), with 12-16 MB from 10% faster to 1% slower (both stream from L3:
+    BLAS keeps those); B = 2 and 3, 1.15-3.2x faster at every size up to 16 MB, before the
+    two-row tile (``_two_rows_tile4``) halved a pair's reads of the weights."""
     return T >= 2 and (B >= 2 or nbytes <= MAX_PACKED_ROW_BYTES)
 
 

@@ -45,6 +45,15 @@ def host_has_avx512() -> bool:
         return False
 
 
+def host_cpu_name() -> str:
+    """The CPU LLVM compiles for ("" where it cannot tell): a label for benchmarks."""
+    import llvmlite.binding as ll
+    try:
+        return ll.get_host_cpu_name()
+    except RuntimeError:
+        return ""
+
+
 def chosen_width() -> int:
     """The width to ask for: RNNJIT_VECTOR_WIDTH if set, else 512 on AVX-512 hosts, else 0.
     A value that is not a whole number of bits >= 0 is warned about and ignored (it is read at
