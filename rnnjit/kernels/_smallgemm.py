@@ -10,8 +10,9 @@ Here ``op(W_hh)`` is packed once per sequence call into panels of NR = 32 column
 and ``smallgemm`` streams each panel through a register-blocked micro-kernel: 8 rows of A times
 32 columns, 16 AVX-512 accumulators (float32) held in a stack buffer that LLVM promotes to
 registers, one broadcast of A and one FMA per accumulator and k (float64: 4 rows, also 16
-accumulators). Rows left over go to 4-row tiles, then two rows by four panels (float32,
-``_two_rows_tile4``), then row by row, eight panels at a time in float32
+accumulators). Rows left over go to 4-row tiles, then (float32) three rows by two panels when
+three are left (``_three_rows_tile2``) or two rows by four panels (``_two_rows_tile4``), so that
+a small batch reads the weights once a step, then row by row, eight panels at a time in float32
 (``_row_tile8``), then four (``_row_tile4``: eight independent accumulators, so a batch of one
 is not bound by the FMA latency) and two for the last pair (``_row_tile2``, even and odd k
 apart: eight again). On Zen 5 (1 thread) this runs at about 240 GFLOP/s in float32 and 120 in float64 for
@@ -254,6 +255,41 @@ def _two_rows_tile4(A, i, Bp, p0, C, beta, N):
 
 
 @njit(cache=True, nogil=True, fastmath=True, boundscheck=False)
+def _three_rows_tile2(A, i, Bp, p0, C, beta, N):
+    """Rows i .. i + 2 of A times two panels (float32: 12 zmm accumulators and four registers of
+    weights). A batch of three reads W once a step, where a pair and a single row read it twice."""
+    K = A.shape[1]
+    acc = carray(_stack_buf(192, C.dtype), (6, 32))
+    _zero(acc)
+    for k in range(K):
+        a = A[i, k]
+        b = A[i + 1, k]
+        c = A[i + 2, k]
+        for j in range(32):
+            w0 = Bp[p0, k, j]
+            w1 = Bp[p0 + 1, k, j]
+            acc[0, j] += a * w0
+            acc[1, j] += a * w1
+            acc[2, j] += b * w0
+            acc[3, j] += b * w1
+            acc[4, j] += c * w0
+            acc[5, j] += c * w1
+    for q in range(2):
+        for r in range(3):
+            _store_row(acc, 2 * r + q, C, i + r, (p0 + q) * 32, N, beta)
+
+
+@njit(cache=True, nogil=True, fastmath=True, boundscheck=False)
+def _three_rows_pass(A, i, Bp, C, beta, N, backwards):
+    """Rows i .. i + 2 of A times every panel (float32), two panels at a time (the panels are an
+    even number); the opposite order when backwards."""
+    PB = Bp.shape[0]
+    for q in range(PB // 2):
+        g = PB // 2 - 1 - q if backwards else q
+        _three_rows_tile2(A, i, Bp, 2 * g, C, beta, N)
+
+
+@njit(cache=True, nogil=True, fastmath=True, boundscheck=False)
 def _two_rows_pass(A, i, Bp, C, beta, N, backwards):
     """Rows i and i + 1 of A times every panel (float32), four panels at a time, the last two (the
     panels are an even number) a row at a time; the opposite order when backwards."""
@@ -303,8 +339,11 @@ def smallgemm(A, Bp, C, beta, step=0):
     # float32: 8 x 32 tiles (16 zmm accumulators); float64: 4 x 32 (16 zmm, 8 would spill)
     M8 = M - M % 8 if C.itemsize == 4 else 0
     M4 = M - M % 4
-    pairs = (M - M4) // 2 if C.itemsize == 4 else 0   # rows left over that go two at a time
-    passes = (1 if M4 > 0 else 0) + pairs + (M - M4 - 2 * pairs)
+    # rows left over (float32): three together, or two, then one
+    triple = M - M4 == 3 and C.itemsize == 4
+    pairs = (M - M4) // 2 if C.itemsize == 4 and not triple else 0
+    singles = 0 if triple else M - M4 - 2 * pairs
+    passes = (1 if M4 > 0 else 0) + (1 if triple else 0) + pairs + singles
     n = step * passes                  # the number of passes over these panels before this call
     if M4 > 0:
         for q in range(P):
@@ -314,11 +353,14 @@ def smallgemm(A, Bp, C, beta, step=0):
             for i0 in range(M8, M4, 4):
                 _tile4(A, i0, Bp, p, C, beta, N)
         n += 1
-    # rows left over (all of them for a batch below 4): two at a time (float32), then one
+    # rows left over (all of them for a batch below 4)
+    if triple:
+        _three_rows_pass(A, M4, Bp, C, beta, N, n % 2 == 1)
+        n += 1
     for i in range(M4, M4 + 2 * pairs, 2):
         _two_rows_pass(A, i, Bp, C, beta, N, n % 2 == 1)
         n += 1
-    for i in range(M4 + 2 * pairs, M):
+    for i in range(M - singles, M):
         _row_pass(A, i, Bp, C, beta, N, n % 2 == 1)
         n += 1
 
