@@ -280,6 +280,47 @@ def _three_rows_tile2(A, i, Bp, p0, C, beta, N):
 
 
 @njit(cache=True, nogil=True, fastmath=True, boundscheck=False)
+def _two_rows_tile2(A, i, Bp, p0, C, beta, N):
+    """Rows i and i + 1 of A times two panels, even and odd k apart (float32: 16 zmm
+    accumulators): the two rows a larger batch leaves over, while its tiles' panels are in cache."""
+    K = A.shape[1]
+    acc = carray(_stack_buf(256, C.dtype), (8, 32))
+    _zero(acc)
+    for k in range(0, K - 1, 2):
+        a = A[i, k]
+        b = A[i + 1, k]
+        a1 = A[i, k + 1]
+        b1 = A[i + 1, k + 1]
+        for j in range(32):
+            w0 = Bp[p0, k, j]
+            w1 = Bp[p0 + 1, k, j]
+            v0 = Bp[p0, k + 1, j]
+            v1 = Bp[p0 + 1, k + 1, j]
+            acc[0, j] += a * w0
+            acc[1, j] += a * w1
+            acc[2, j] += b * w0
+            acc[3, j] += b * w1
+            acc[4, j] += a1 * v0
+            acc[5, j] += a1 * v1
+            acc[6, j] += b1 * v0
+            acc[7, j] += b1 * v1
+    if K % 2:
+        a = A[i, K - 1]
+        b = A[i + 1, K - 1]
+        for j in range(32):
+            acc[0, j] += a * Bp[p0, K - 1, j]
+            acc[1, j] += a * Bp[p0 + 1, K - 1, j]
+            acc[2, j] += b * Bp[p0, K - 1, j]
+            acc[3, j] += b * Bp[p0 + 1, K - 1, j]
+    for r in range(4):
+        for j in range(32):
+            acc[r, j] += acc[4 + r, j]
+    for q in range(2):
+        for r in range(2):
+            _store_row(acc, 2 * r + q, C, i + r, (p0 + q) * 32, N, beta)
+
+
+@njit(cache=True, nogil=True, fastmath=True, boundscheck=False)
 def _three_rows_pass(A, i, Bp, C, beta, N, backwards):
     """Rows i .. i + 2 of A times every panel (float32), two panels at a time (the panels are an
     even number); the opposite order when backwards."""
@@ -333,36 +374,41 @@ def smallgemm(A, Bp, C, beta, step=0):
     the next pass starts with them (always the same order would find none, as a stream through a
     cache evicts what it needs next). Measured on an Intel Xeon (2 MB L2, float32, 100 steps):
     B = 1 with a 3-4 MB W_hh, 100 -> 58 and 145 -> 87-100 us a step; B = 32, 152 -> 162-170
-    GFLOP/s. Each tile's sums are the same either way, so the results are too."""
+    GFLOP/s. Each tile's sums are the same either way, so the results are too.
+
+    A batch of four or more makes one pass, two panels at a time: the 8- and 4-row tiles, then
+    the rows left over while those two panels are still in cache (a second pass for them would
+    read all of W again: B = 5-7 at H = 512 took 1.6-1.8x as long as B = 8)."""
     M, N = C.shape
     P = (N + NR - 1) // NR   # panels with columns of C in them
     # float32: 8 x 32 tiles (16 zmm accumulators); float64: 4 x 32 (16 zmm, 8 would spill)
     M8 = M - M % 8 if C.itemsize == 4 else 0
     M4 = M - M % 4
-    # rows left over (float32): three together, or two, then one
-    triple = M - M4 == 3 and C.itemsize == 4
-    pairs = (M - M4) // 2 if C.itemsize == 4 and not triple else 0
-    singles = 0 if triple else M - M4 - 2 * pairs
-    passes = (1 if M4 > 0 else 0) + (1 if triple else 0) + pairs + singles
-    n = step * passes                  # the number of passes over these panels before this call
     if M4 > 0:
-        for q in range(P):
-            p = P - 1 - q if n % 2 else q
-            for i0 in range(0, M8, 8):
-                _tile8(A, i0, Bp, p, C, beta, N)
-            for i0 in range(M8, M4, 4):
-                _tile4(A, i0, Bp, p, C, beta, N)
-        n += 1
-    # rows left over (all of them for a batch below 4)
-    if triple:
-        _three_rows_pass(A, M4, Bp, C, beta, N, n % 2 == 1)
-        n += 1
-    for i in range(M4, M4 + 2 * pairs, 2):
-        _two_rows_pass(A, i, Bp, C, beta, N, n % 2 == 1)
-        n += 1
-    for i in range(M - singles, M):
-        _row_pass(A, i, Bp, C, beta, N, n % 2 == 1)
-        n += 1
+        G = Bp.shape[0] // 2           # pairs of panels (their number is even)
+        for q in range(G):
+            g = G - 1 - q if step % 2 else q
+            for p in range(2 * g, min(2 * g + 2, P)):
+                for i0 in range(0, M8, 8):
+                    _tile8(A, i0, Bp, p, C, beta, N)
+                for i0 in range(M8, M4, 4):
+                    _tile4(A, i0, Bp, p, C, beta, N)
+            if M - M4 == 3 and C.itemsize == 4:
+                _three_rows_tile2(A, M4, Bp, 2 * g, C, beta, N)
+            elif M - M4 == 2 and C.itemsize == 4:
+                _two_rows_tile2(A, M4, Bp, 2 * g, C, beta, N)
+            else:
+                for i in range(M4, M):
+                    _row_tile2(A, i, Bp, 2 * g, C, beta, N)
+        return
+    # a batch below four: three rows together, or two (float32), or row by row
+    if M == 3 and C.itemsize == 4:
+        _three_rows_pass(A, 0, Bp, C, beta, N, step % 2 == 1)
+    elif M == 2 and C.itemsize == 4:
+        _two_rows_pass(A, 0, Bp, C, beta, N, step % 2 == 1)
+    else:
+        for i in range(M):
+            _row_pass(A, i, Bp, C, beta, N, (step * M + i) % 2 == 1)
 
 
 @njit(cache=True, nogil=True)
