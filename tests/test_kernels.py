@@ -406,6 +406,58 @@ def test_step_kernels_reject_wrong_shapes(cell):
         back(np.zeros((B, H + 1)))
 
 
+def test_shape_checks_compile_no_string_code(tmp_path):
+    """The checks raise ``ShapeError``/``IndexRangeError`` with the pieces of the message, and
+    Python writes it: no string code is compiled for them. (Built in compiled code, the messages
+    made the default model's first step from an empty cache take 61 s, not 23.) A fresh Numba
+    cache, so that everything a kernel calls is compiled here and seen."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+    code = textwrap.dedent("""
+        import numpy as np
+        from numba.core import event
+        modules = []
+        class Seen(event.Listener):
+            def on_start(self, ev):
+                modules.append(ev.data["dispatcher"].py_func.__module__)
+            def on_end(self, ev):
+                pass
+        event.register("numba:compile", Seen())
+        from rnnjit.kernels import rnn_forward
+        from rnnjit.kernels.dense import embedding_forward
+        rng = np.random.default_rng(0)
+        rnn_forward(rng.standard_normal((3, 2, 5)), np.zeros((2, 4)), rng.standard_normal((4, 5)),
+                    rng.standard_normal((4, 4)), np.zeros(4), np.zeros(4), False, False)
+        embedding_forward(np.zeros((4, 3)), np.array([1, 2]))
+        try:
+            rnn_forward(np.zeros((3, 2, 5)), np.zeros((2, 4)), np.zeros((4, 6)), np.zeros((4, 4)),
+                        np.zeros(4), np.zeros(4), False, False)
+        except ValueError as e:
+            print("message:", e)
+        print("checks" if "rnnjit.kernels.checks" in modules else "no checks compiled")
+        print("string code:", sorted({m for m in modules if "unicode" in m}))
+    """)
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert "message: rnn_forward: W_ih must be (H, I) = (4, 5): H rows (H = 4, from h0)" in out, out
+    assert "checks\n" in out, out
+    assert "string code: []" in out, out
+
+
+def test_shape_errors_survive_pickling():
+    """The errors keep their pieces as ``args``, so they cross process boundaries (a worker's
+    exception re-raised by a pool) with their message."""
+    import pickle
+    from rnnjit.kernels.checks import IndexRangeError, ShapeError
+    e = ShapeError("lstm_forward", 4, "{c}", "(B, H)", (2, 4), (3, 4), ", the shape of {h}", ())
+    assert str(e) == "lstm_forward: c0 must be (B, H) = (2, 4), the shape of h0; got (3, 4)"
+    assert str(pickle.loads(pickle.dumps(e))) == str(e)
+    e = IndexRangeError("embedding_forward", "ids", 0, 9, 4, "ids name rows of E")
+    assert str(pickle.loads(pickle.dumps(e))) == "embedding_forward: ids[0] = 9 is outside [0, 4): ids name rows of E"
+
+
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_recurrent_part_on_its_own_checks_shapes(cell):
     """``*_recurrence_backward`` (what the layers' CPU backward calls) checks its arguments too,

@@ -12,10 +12,12 @@ the result zero).
 
 The checks take the arrays' shapes (``x.shape``, ...), not the arrays: a compiled call that
 takes arrays increfs and decrefs each of them, which cost 50-80 ns a kernel call, against under
-10 ns for these few integer comparisons. They run once per call, never inside a time loop, and
-build a message only when one fails. G is the number of gates, blocks of H rows in W_ih and
-W_hh: 1 for the RNN, 4 for the LSTM, 3 for the GRU. An array a cell does not have (c0, gates,
-...) is passed as None. Empty inputs (T = 0, B = 0) are fine: a sequence of no steps returns h0.
+10 ns for these few integer comparisons. They run once per call, never inside a time loop;
+when one fails it raises ``ShapeError`` with the pieces of the message, and Python puts the
+message together (string code compiled into every check cost more compile time than the math).
+
+G is the number of gates, blocks of H rows in W_ih and W_hh: 1 for the RNN, 4 for the LSTM, 3
+for the GRU. An array a cell does not have (c0, gates, ...) is passed as None. Empty inputs (T = 0, B = 0) are fine: a sequence of no steps returns h0.
 
 The CUDA twins' host functions run the same checks as plain Python (``check_forward_host``,
 ``check_backward_host``).
@@ -31,28 +33,43 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True, nogil=True)
 def shape_text(shape):
     """(16, 300) -> "(16, 300)"; (16,) -> "(16,)"."""
-    s = "(" + str(shape[0])
-    for n in range(1, len(shape)):
-        s += ", " + str(shape[n])
-    return s + (",)" if len(shape) == 1 else ")")
+    return "(" + ", ".join(map(str, shape)) + (",)" if len(shape) == 1 else ")")
 
 
-@njit(cache=True, nogil=True)
-def shape_error(kernel, G, name, form, want, got, note):
-    """Raise the ValueError for an argument ``name`` of shape ``got`` that must be ``form``
-    (in symbols, G*H for the gate rows) = ``want`` (in numbers); ``note`` says why."""
-    rows = "H" if G == 1 else str(G) + "*H"
-    raise ValueError(kernel + ": " + name + " must be " + form.replace("G*H", rows) + " = " + shape_text(want)
-                     + note.replace("G*H", rows) + "; got " + shape_text(got))
-
-
-@njit(cache=True, nogil=True)
 def state_name(kernel, h):
     """The name of a kernel's initial state: "h0" ("c0"), or "prev_h" ("prev_c") in a step kernel."""
     return "prev_" + h if "_step_" in kernel else h + "0"
+
+
+class ShapeError(ValueError):
+    """A failed shape check: argument ``name`` of kernel ``kernel`` has shape ``got`` where it must
+    have ``form`` (in symbols, G*H for the gate rows) = ``want`` (in numbers); ``note`` says why,
+    with ``values`` in its ``{0}``, ``{1}``... and the kernel's state names in ``{h}``, ``{c}``.
+
+    Compiled code raises it with these pieces, which Numba hands to Python as they are, and the
+    message is put together here. Building it inside compiled code (``str(H)``, ``+``,
+    ``replace``) was most of what Numba compiled for a kernel: each call site of a check is a
+    new version of it (the kernel's name and the argument's are literal strings, a type each),
+    and each version compiled the string code again, about a second apiece. ``rnnjit train``'s
+    default model reached the end of its first step from an empty Numba cache in 61 s with the
+    messages built in compiled code, in 23 s with them built here (Intel Xeon)."""
+
+    def __str__(self):
+        kernel, G, name, form, want, got, note, values = self.args
+        rows = "H" if G == 1 else f"{G}*H"
+        names = {"h": state_name(kernel, "h"), "c": state_name(kernel, "c")}
+        return (f"{kernel}: {name.format(**names)} must be {form.replace('G*H', rows)} = {shape_text(want)}"
+                f"{note.format(*values, **names).replace('G*H', rows)}; got {shape_text(got)}")
+
+
+class IndexRangeError(ValueError):
+    """An index outside [0, V): ``name[n] = value``; ``what`` says what the indices name."""
+
+    def __str__(self):
+        kernel, name, n, value, V, what = self.args
+        return f"{kernel}: {name}[{n}] = {value} is outside [0, {V}): {what}"
 
 
 @njit(cache=True, nogil=True)
@@ -65,31 +82,25 @@ def check_forward(kernel, G, x, h0, c0, W_ih, W_hh, b_ih, b_hh, onehot=False):
     I = W_ih[1] if onehot else x[-1]
     H = h0[1]
     if h0[0] != B:
-        shape_error(kernel, G, state_name(kernel, "h"), "(B, H)", (B, H), h0,
-                    ": one row per sequence of " + ("ids" if onehot else "x") + " (B = " + str(B) + ")")
+        raise ShapeError(kernel, G, "{h}", "(B, H)", (B, H), h0,
+                         ": one row per sequence of ids (B = {0})" if onehot
+                         else ": one row per sequence of x (B = {0})", (B,))
     if c0 is not None and c0 != (B, H):
-        shape_error(kernel, G, state_name(kernel, "c"), "(B, H)", (B, H), c0,
-                    ", the shape of " + state_name(kernel, "h"))
+        raise ShapeError(kernel, G, "{c}", "(B, H)", (B, H), c0, ", the shape of {h}", ())
     if W_ih != (G * H, I):
-        shape_error(kernel, G, "W_ih", "(G*H, V)" if onehot else "(G*H, I)", (G * H, I), W_ih,
-                    ": G*H rows (H = " + str(H) + ", from " + state_name(kernel, "h") + ") and "
-                    + ("one column per symbol" if onehot else "one column per feature of x (I = " + str(I) + ")"))
+        if onehot:
+            raise ShapeError(kernel, G, "W_ih", "(G*H, V)", (G * H, I), W_ih,
+                             ": G*H rows (H = {0}, from {h}) and one column per symbol", (H,))
+        raise ShapeError(kernel, G, "W_ih", "(G*H, I)", (G * H, I), W_ih,
+                         ": G*H rows (H = {0}, from {h}) and one column per feature of x (I = {1})", (H, I))
     if W_hh != (G * H, H):
-        shape_error(kernel, G, "W_hh", "(G*H, H)", (G * H, H), W_hh,
-                    " (H = " + str(H) + ", from " + state_name(kernel, "h") + ")")
+        raise ShapeError(kernel, G, "W_hh", "(G*H, H)", (G * H, H), W_hh, " (H = {0}, from {h})", (H,))
     if b_ih != (G * H,):
-        shape_error(kernel, G, "b_ih", "(G*H,)", (G * H,), b_ih,
-                    ", one per row of W_ih (H = " + str(H) + ", from " + state_name(kernel, "h") + ")")
+        raise ShapeError(kernel, G, "b_ih", "(G*H,)", (G * H,), b_ih,
+                         ", one per row of W_ih (H = {0}, from {h})", (H,))
     if b_hh != (G * H,):
-        shape_error(kernel, G, "b_hh", "(G*H,)", (G * H,), b_hh,
-                    ", one per row of W_hh (H = " + str(H) + ", from " + state_name(kernel, "h") + ")")
-
-
-@njit(cache=True, nogil=True)
-def dims_note(from_x, T, B, H):
-    """" (T = 5, B = 2 from x; H = 4 from W_hh)": where a backward kernel's dimensions come from."""
-    return (" (T = " + str(T) + ", B = " + str(B) + " from " + ("x" if from_x else "dout")
-            + "; H = " + str(H) + " from W_hh)")
+        raise ShapeError(kernel, G, "b_hh", "(G*H,)", (G * H,), b_hh,
+                         ", one per row of W_hh (H = {0}, from {h})", (H,))
 
 
 @njit(cache=True, nogil=True)
@@ -101,33 +112,35 @@ def check_backward(kernel, G, x, W_ih, W_hh, hs, cs, gates, hns, dout, dh_n, dc_
     does not take them."""
     T, B = (x[0], x[1]) if x is not None else (dout[0], dout[1])
     H = W_hh[1]
+    dims = (T, B, H, "x" if x is not None else "dout")    # the {0}.. {3} of the notes below
     if W_hh[0] != G * H:
-        shape_error(kernel, G, "W_hh", "(G*H, H)", (G * H, H), W_hh, ": G*H rows for its H = " + str(H) + " columns")
+        raise ShapeError(kernel, G, "W_hh", "(G*H, H)", (G * H, H), W_hh, ": G*H rows for its H = {0} columns", (H,))
     if W_ih is not None and W_ih != (G * H, x[2]):
-        shape_error(kernel, G, "W_ih", "(G*H, I)", (G * H, x[2]), W_ih,
-                    ": G*H rows (H = " + str(H) + ", from W_hh) and one column per feature of x (I = "
-                    + str(x[2]) + ")")
+        raise ShapeError(kernel, G, "W_ih", "(G*H, I)", (G * H, x[2]), W_ih,
+                         ": G*H rows (H = {0}, from W_hh) and one column per feature of x (I = {1})", (H, x[2]))
     if hs != (T + 1, B, H):
-        shape_error(kernel, G, "hs", "(T+1, B, H)", (T + 1, B, H), hs,
-                    ": the states the forward pass returned" + dims_note(x is not None, T, B, H))
+        raise ShapeError(kernel, G, "hs", "(T+1, B, H)", (T + 1, B, H), hs,
+                         ": the states the forward pass returned (T = {0}, B = {1} from {3}; H = {2} from W_hh)", dims)
     if cs is not None and cs != (T + 1, B, H):
-        shape_error(kernel, G, "cs", "(T+1, B, H)", (T + 1, B, H), cs,
-                    ": the cell states the forward pass returned" + dims_note(x is not None, T, B, H))
+        raise ShapeError(kernel, G, "cs", "(T+1, B, H)", (T + 1, B, H), cs,
+                         ": the cell states the forward pass returned (T = {0}, B = {1} from {3}; H = {2} from W_hh)",
+                         dims)
     if gates is not None and gates != (T, B, G * H):
-        shape_error(kernel, G, "gates", "(T, B, G*H)", (T, B, G * H), gates,
-                    ": the gates the forward pass returned" + dims_note(x is not None, T, B, H))
+        raise ShapeError(kernel, G, "gates", "(T, B, G*H)", (T, B, G * H), gates,
+                         ": the gates the forward pass returned (T = {0}, B = {1} from {3}; H = {2} from W_hh)", dims)
     if hns is not None and hns != (T, B, H):
-        shape_error(kernel, G, "hns", "(T, B, H)", (T, B, H), hns,
-                    ": the hns the forward pass returned" + dims_note(x is not None, T, B, H))
+        raise ShapeError(kernel, G, "hns", "(T, B, H)", (T, B, H), hns,
+                         ": the hns the forward pass returned (T = {0}, B = {1} from {3}; H = {2} from W_hh)", dims)
     if dout != (T, B, H):
-        shape_error(kernel, G, "dout", "(T, B, H)", (T, B, H), dout,
-                    ": the gradient of the outputs" + dims_note(x is not None, T, B, H))
+        raise ShapeError(kernel, G, "dout", "(T, B, H)", (T, B, H), dout,
+                         ": the gradient of the outputs (T = {0}, B = {1} from {3}; H = {2} from W_hh)", dims)
     if dh_n != (B, H):
-        shape_error(kernel, G, "dh_n", "(B, H)", (B, H), dh_n,
-                    ": the gradient of the final state" + dims_note(x is not None, T, B, H))
+        raise ShapeError(kernel, G, "dh_n", "(B, H)", (B, H), dh_n,
+                         ": the gradient of the final state (T = {0}, B = {1} from {3}; H = {2} from W_hh)", dims)
     if dc_n is not None and dc_n != (B, H):
-        shape_error(kernel, G, "dc_n", "(B, H)", (B, H), dc_n,
-                    ": the gradient of the final cell state" + dims_note(x is not None, T, B, H))
+        raise ShapeError(kernel, G, "dc_n", "(B, H)", (B, H), dc_n,
+                         ": the gradient of the final cell state (T = {0}, B = {1} from {3}; H = {2} from W_hh)",
+                         dims)
 
 
 @njit(cache=True, nogil=True)
@@ -135,9 +148,9 @@ def check_step_backward(kernel, dnext_h, dnext_c, prev_h):
     """The shapes of the gradients a step backward takes, dnext_h and dnext_c (None for a cell
     without a cell state): (B, H), the shape of the step's states (prev_h, from its cache)."""
     if dnext_h != prev_h:
-        shape_error(kernel, 1, "dnext_h", "(B, H)", prev_h, dnext_h, ", the shape of the step's states")
+        raise ShapeError(kernel, 1, "dnext_h", "(B, H)", prev_h, dnext_h, ", the shape of the step's states", ())
     if dnext_c is not None and dnext_c != prev_h:
-        shape_error(kernel, 1, "dnext_c", "(B, H)", prev_h, dnext_c, ", the shape of the step's states")
+        raise ShapeError(kernel, 1, "dnext_c", "(B, H)", prev_h, dnext_c, ", the shape of the step's states", ())
 
 
 # ---- the dense kernels: embedding, linear, softmax cross-entropy ------------------------------
@@ -147,15 +160,14 @@ def check_indices(kernel, name, ids, V, what):
     """Every index in ids (1-D) in [0, V): the first one outside is named with its position."""
     for n in range(ids.shape[0]):
         if ids[n] < 0 or ids[n] >= V:
-            raise ValueError(kernel + ": " + name + "[" + str(n) + "] = " + str(ids[n]) + " is outside [0, "
-                             + str(V) + "): " + what)
+            raise IndexRangeError(kernel, name, n, ids[n], V, what)
 
 
 @njit(cache=True, nogil=True)
-def check_rows(kernel, name, form, want, got, note):
+def check_rows(kernel, name, form, want, got, note, values=()):
     """A shape check of the dense kernels (no gates: G = 1)."""
     if got != want:
-        shape_error(kernel, 1, name, form, want, got, note)
+        raise ShapeError(kernel, 1, name, form, want, got, note, values)
 
 
 @njit(cache=True, nogil=True)
@@ -164,9 +176,9 @@ def check_linear(kernel, h, W, b, dz, dW, db):
     dW (V, H), db (V,) (None in forward)."""
     N, H = h
     V = W[0]
-    check_rows(kernel, "W", "(V, H)", (V, H), W, ": one column per feature of h (H = " + str(H) + ")")
+    check_rows(kernel, "W", "(V, H)", (V, H), W, ": one column per feature of h (H = {0})", (H,))
     if b is not None:
-        check_rows(kernel, "b", "(V,)", (V,), b, ": one bias per row of W (V = " + str(V) + ")")
+        check_rows(kernel, "b", "(V,)", (V,), b, ": one bias per row of W (V = {0})", (V,))
     if dz is not None:
         check_rows(kernel, "dz", "(N, V)", (N, V), dz, ": one row per row of h, one column per row of W")
     if dW is not None:
@@ -178,14 +190,13 @@ def check_linear(kernel, h, W, b, dz, dW, db):
 # ---- the same checks as plain Python, for the CUDA twins' host functions ---------------------
 
 def shape(a):
-    """A device array's shape as a plain tuple (the simulator's shapes are a tuple subclass, which
-    ``shape_error``, compiled code, cannot take); None stays None."""
+    """A device array's shape as a plain tuple (the simulator's shapes are a tuple subclass, and
+    the messages compare and print plain tuples); None stays None."""
     return None if a is None else tuple(a.shape)
 
 
 def check_forward_host(kernel, G, x, h0, c0, W_ih, W_hh, b_ih, b_hh):
-    """``check_forward`` of device arrays, as plain Python (only a failing check calls compiled
-    code, ``shape_error``, to raise)."""
+    """``check_forward`` of device arrays, as plain Python."""
     check_forward.py_func(kernel, G, *map(shape, (x, h0, c0, W_ih, W_hh, b_ih, b_hh)))
 
 
