@@ -402,11 +402,12 @@ def smallgemm(A, Bp, C, beta, step=0):
                 for i in range(M4, M):
                     _row_tile2(A, i, Bp, 2 * g, C, beta, N)
         return
-    # a batch below four: three rows together, or two (float32), or row by row
+    # a batch below four: three rows together, or two (float32), or row by row. (Row M4 = 0 is
+    # passed as M4: a literal 0 would be a type of its own and compile the tiles again.)
     if M == 3 and C.itemsize == 4:
-        _three_rows_pass(A, 0, Bp, C, beta, N, step % 2 == 1)
+        _three_rows_pass(A, M4, Bp, C, beta, N, step % 2 == 1)
     elif M == 2 and C.itemsize == 4:
-        _two_rows_pass(A, 0, Bp, C, beta, N, step % 2 == 1)
+        _two_rows_pass(A, M4, Bp, C, beta, N, step % 2 == 1)
     else:
         for i in range(M):
             _row_pass(A, i, Bp, C, beta, N, (step * M + i) % 2 == 1)
@@ -445,9 +446,13 @@ def pack_weights(W, trans, use):
 
 
 @njit(cache=True, nogil=True)
-def recurrent_gemm(A, W, trans, Wp, use, C, beta, step=0):
+def recurrent_gemm(A, W, trans, Wp, use, C, beta, step):
     """C = A op(W) + beta C, through the packed Wp when use, else through BLAS. ``step``: the
-    step of the time loop calling (``smallgemm`` alternates its order over the weights by it)."""
+    step of the time loop calling (``smallgemm`` alternates its order over the weights by it).
+
+    Callers pass ``step`` as a run-time integer, never a literal or the default: Numba compiles a
+    function again for each literal value an argument takes (and for an omitted one), and
+    ``smallgemm`` with its tiles is seconds of compiling."""
     if use:
         smallgemm(A, Wp, C, beta, step)
     else:
@@ -460,7 +465,7 @@ def dense_gemm(A, W, trans, C, beta):
     part of a layer, the decoder and their gradients): op(W) is packed for this call (a small cost
     next to M = T*B rows of products) when A has at least MIN_DENSE_ROWS rows, else BLAS."""
     use = A.shape[0] >= MIN_DENSE_ROWS
-    recurrent_gemm(A, W, trans, pack_weights(W, trans, use), use, C, beta)
+    recurrent_gemm(A, W, trans, pack_weights(W, trans, use), use, C, beta, np.int64(0))
 
 
 K_CHUNK = 1200   # rows of dG per chunk of weight_grad_gemm (fewer passes over dW against cache reuse)
@@ -486,4 +491,4 @@ def weight_grad_gemm(dG, X, dW, use):
             row = dG[k0 + k]
             for i in range(G):
                 At[i, k] = row[i]
-        smallgemm(At, Xp, dW, 0.0 if k0 == 0 else 1.0)
+        smallgemm(At, Xp, dW, 0.0 if k0 == 0 else 1.0, k0 // Kc)   # chunks alternate as steps do
