@@ -4,6 +4,7 @@
     rnnjit sample DIR                 make a trained model write
     rnnjit gradcheck --cell gru       check BPTT against finite differences
     rnnjit corpora                    list the corpora and where they come from
+    rnnjit bench | vanish | tasks-bench   speed, vanishing gradients, the adding problem
 
 Every bad option is a one-line error and exit status 2.
 """
@@ -189,6 +190,8 @@ def _drain_on_output_error(events, show, trainer):
     for event in events:
         if not broken:
             try:
+                if event.kind == "end":     # the progress bar's last frame goes above the summary
+                    getattr(show, "close", lambda: None)()
                 show(event)
             except OSError:
                 broken = True

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import argparse
 
-from .train.config import CELL_CHOICES, TrainConfig
+from . import __version__
+from .train.config import CELL_CHOICES, LENGTH_TASKS, TrainConfig
 
 EXIT_USAGE = 2
 
@@ -20,8 +21,19 @@ class CLIError(Exception):
 class OneLineParser(argparse.ArgumentParser):
     """argparse, but a usage error is one line that points to --help (not the whole usage)."""
 
+    commands: dict = {}   # the subcommands' parsers by name (build_parser sets them)
+
     def error(self, message):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def parse_args(self, args=None, namespace=None):
+        """argparse's, but an unknown option is refused by the subcommand it was given to, so the
+        error names `rnnjit train` (say) and points to `rnnjit train --help`."""
+        known, extras = self.parse_known_args(args, namespace)
+        if extras:
+            parser = self.commands.get(getattr(known, "command", None), self)
+            parser.error(f"unrecognized arguments: {' '.join(extras)}")
+        return known
 
 
 def parse_cells(text: str) -> list[str]:
@@ -35,6 +47,14 @@ def parse_cells(text: str) -> list[str]:
 
 # ---- arguments --------------------------------------------------------------------------------
 
+def _task_help() -> str:
+    """--task's help, from the task registry: charlm and the synthetic tasks, by name."""
+    from .train.tasks import TASKS
+    synthetic = [name for name in TASKS if name != "charlm"]
+    return ("charlm (the default: a character language model on --corpus) or a synthetic task: "
+            + ", ".join(synthetic))
+
+
 def _train_options(p: argparse.ArgumentParser) -> None:
     """The training options, shared with rnnjit-tui. Defaults are SUPPRESSed so that a resumed
     run can tell the options given on the command line from its saved configuration."""
@@ -43,10 +63,9 @@ def _train_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("what to learn")
     g.add_argument("--corpus", default=S, metavar="NAME|PATH",
                    help=f"corpus name (see `rnnjit corpora`) or a UTF-8 text file (default {d.corpus})")
-    g.add_argument("--task", default=S, metavar="NAME",
-                   help="charlm (the default: --corpus), or a synthetic task such as adding or copy")
+    g.add_argument("--task", default=S, metavar="NAME", help=_task_help())
     g.add_argument("--length", type=int, default=S, metavar="T",
-                   help=f"sequence length of a synthetic task (default {d.length})")
+                   help=f"sequence length of --task {' and '.join(LENGTH_TASKS)} (default {d.length})")
     g = p.add_argument_group("the network")
     g.add_argument("--cell", default=S, choices=CELL_CHOICES,
                    help=f"recurrent cell (default {d.cell})")
@@ -70,19 +89,24 @@ def _train_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--momentum", type=float, default=S, metavar="F", help="SGD momentum (default 0.9)")
     g.add_argument("--lr-decay", type=float, default=S, metavar="F",
                    help="multiply the learning rate by F every --lr-decay-every steps (default 1: none)")
-    g.add_argument("--lr-decay-every", type=int, default=S, metavar="N", help="(default 1000)")
+    g.add_argument("--lr-decay-every", type=int, default=S, metavar="N",
+                   help=f"steps between two --lr-decay multiplications (default {d.lr_decay_every})")
     g.add_argument("--clip", type=float, default=S, metavar="F", help=f"gradient clipping threshold, 0 for none (default {d.clip})")
     g.add_argument("--clip-mode", default=S, metavar="MODE", help="norm (global L2 norm, default) or value")
     g.add_argument("--seed", type=int, default=S, metavar="N", help="seed for weights, data, dropout, samples (default 0)")
-    g.add_argument("--threads", type=int, default=S, metavar="N", help="BLAS/Numba threads (default: all cores)")
+    g.add_argument("--threads", type=int, default=S, metavar="N",
+                   help="BLAS/Numba threads (default 0: leave as is, normally all cores)")
     g = p.add_argument_group("what it reports and saves")
-    g.add_argument("--eval-every", type=int, default=S, metavar="N", help=f"validation loss every N steps (default {d.eval_every})")
+    g.add_argument("--eval-every", type=int, default=S, metavar="N",
+                   help=f"validation loss every N steps and at the end; 0: only at the end (default {d.eval_every})")
     g.add_argument("--eval-batches", type=int, default=S, metavar="N", help="validation batches (default 0: all)")
-    g.add_argument("--sample-every", type=int, default=S, metavar="N", help=f"a sample every N steps (default {d.sample_every})")
+    g.add_argument("--sample-every", type=int, default=S, metavar="N",
+                   help=f"a sample every N steps; 0: never (default {d.sample_every})")
     g.add_argument("--sample-length", type=int, default=S, metavar="N", help=f"characters per sample (default {d.sample_length})")
     g.add_argument("--temperature", type=float, default=S, metavar="F", help=f"sampling temperature (default {d.temperature})")
-    g.add_argument("--checkpoint-every", type=int, default=S, metavar="N", help=f"checkpoint every N steps (default {d.checkpoint_every})")
-    g.add_argument("--out", default=S, metavar="DIR", help="run directory (default runs/CORPUS-CELL-TIME)")
+    g.add_argument("--checkpoint-every", type=int, default=S, metavar="N",
+                   help=f"checkpoint every N steps and at the end; 0: only at the end (default {d.checkpoint_every})")
+    g.add_argument("--out", default=S, metavar="DIR", help="run directory (default runs/CORPUS-CELL-YYYYMMDD-HHMMSS; TASK-CELL-... for a synthetic task)")
     g.add_argument("--resume", default=S, metavar="DIR",
                    help="continue the run in DIR with its saved configuration (options given here override it)")
 
@@ -92,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="rnnjit",
         description="Recurrent networks (RNN, LSTM, GRU) from scratch in Numba: train, sample, check, time.",
         epilog="Start with `rnnjit train`, then `rnnjit sample runs/<the run>`.")
+    p.add_argument("--version", action="version", version=f"rnnjit {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     t = sub.add_parser("train", help="train a model (default: an LSTM on Shakespeare, character by character)",
@@ -119,18 +144,22 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("gradcheck", help="check backpropagation through time against finite differences",
                        description="Compare a layer's analytic gradients with central finite differences "
                                    "in float64; prints the worst relative error of every parameter.")
-    g.add_argument("--cell", default="lstm", choices=CELL_CHOICES)
-    g.add_argument("--layers", type=int, default=1, metavar="N")
-    g.add_argument("--hidden", type=int, default=5, metavar="N")
-    g.add_argument("--input", type=int, default=3, metavar="N", help="input size")
-    g.add_argument("--seq-len", type=int, default=4, metavar="T")
-    g.add_argument("--bidirectional", action="store_true")
-    g.add_argument("--seed", type=int, default=0, metavar="N")
-    g.add_argument("--json", action="store_true")
+    g.add_argument("--cell", default="lstm", choices=CELL_CHOICES, help="the layer's cell (default lstm)")
+    g.add_argument("--layers", type=int, default=1, metavar="N", help="stacked layers (default 1)")
+    g.add_argument("--hidden", type=int, default=5, metavar="N", help="hidden units (default 5)")
+    g.add_argument("--input", type=int, default=3, metavar="N", help="input size (default 3)")
+    g.add_argument("--seq-len", type=int, default=4, metavar="T", help="timesteps (default 4)")
+    g.add_argument("--bidirectional", action="store_true", help="check a bidirectional layer")
+    g.add_argument("--seed", type=int, default=0, metavar="N", help="seed for the weights and inputs (default 0)")
+    g.add_argument("--json", action="store_true", help="print the errors as one JSON object instead of a table")
 
-    c = sub.add_parser("corpora", help="list the corpora: size, source, licence, availability")
-    c.add_argument("--json", action="store_true")
+    c = sub.add_parser("corpora", help="list the corpora: size, source, licence, availability",
+                       description="List the named corpora of `rnnjit train --corpus NAME`: their size once "
+                                   "built, source, licence, and whether they can be built here (offline, "
+                                   "from an installed package, at first use). Any UTF-8 text file works too.")
+    c.add_argument("--json", action="store_true", help="print the list as JSON")
     _extra_commands(sub)
+    p.commands = sub.choices
     return p
 
 

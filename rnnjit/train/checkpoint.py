@@ -80,9 +80,14 @@ def load_checkpoint(path: str) -> tuple[dict[str, np.ndarray], dict]:
             arrays = {k: z[k] for k in z.files}
         expected = str(arrays.pop("sha256")) if "sha256" in arrays else None   # older checkpoints: none
         damaged = expected is not None and expected != digest(arrays)
+        if not damaged and "meta" not in arrays:
+            raise CheckpointError(f"{path} is not an rnnjit checkpoint (it has no 'meta' entry): "
+                                  "restore the run's checkpoint from a copy or start a new run")
         meta = None if damaged else json.loads(str(arrays.pop("meta")))
         if not damaged and not isinstance(meta, dict):
             raise ValueError("meta is not a JSON object")
+    except CheckpointError:
+        raise
     except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, EOFError, MemoryError,
             OverflowError, RecursionError, SyntaxError, UnicodeDecodeError) as e:
         reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__

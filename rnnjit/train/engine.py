@@ -10,7 +10,8 @@ weights. It writes ``config.json`` and appends every event to ``metrics.jsonl`` 
 directory, and saves checkpoints atomically.
 
 Guards, each of which stops the run with a one-line ``Stopped`` message and keeps the last good
-checkpoint:
+checkpoint (the event's ``step`` is the last step applied; a divergence message names the step
+that failed, one more, and says it stopped at the event's step without applying that one):
 
 - the loss turns NaN or infinite, or climbs above 3x the first loss;
 - the gradients hold a NaN or an infinity (the step is not applied; the message gives the step
@@ -319,14 +320,15 @@ class Trainer:
                 reason = "diverged"
                 message = (f"loss {loss:.4g} at step {self.step + 1} is "
                            f"{'not finite' if not math.isfinite(loss) else 'above 3x the first loss'}: "
-                           f"stopped; {self._kept()}. Gradient norm per layer: "
+                           f"stopped at step {self.step} without applying step {self.step + 1}; {self._kept()}. "
+                           "Gradient norm per layer: "
                            f"{describe_norms(layer_grad_norms(self.model))}. Try a lower --lr or --clip")
                 break
             norm, clipped = clip_gradients(gradients(self.model.parameters()), c.clip, c.clip_mode)
             if not math.isfinite(norm):
                 reason = "diverged"
-                message = (f"the gradient norm is {norm} at step {self.step + 1} (loss {loss:.4g}): stopped before "
-                           f"applying it; {self._kept()}. Gradient norm per layer: "
+                message = (f"the gradient norm is {norm} at step {self.step + 1} (loss {loss:.4g}): stopped at step "
+                           f"{self.step} without applying it; {self._kept()}. Gradient norm per layer: "
                            f"{describe_norms(layer_grad_norms(self.model))}. "
                            + ("Try --clip 5 or a lower --lr" if c.clip == 0 else "Try a lower --lr"))
                 break

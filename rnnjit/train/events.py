@@ -94,7 +94,9 @@ class Warning(Event):
 @dataclass(frozen=True)
 class Stopped(Event):
     """The run ended: ``reason`` is done, stopped (asked to), diverged (a NaN, an infinity or an
-    exploding loss) or error (a run file could not be written, or memory ran out)."""
+    exploding loss) or error (a run file could not be written, or memory ran out). ``step`` is
+    the last step applied: a diverged run's ``message`` names the step that failed (``step + 1``)
+    and says it stopped at ``step``."""
     kind = "end"
     step: int
     reason: str

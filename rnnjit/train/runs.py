@@ -38,12 +38,21 @@ class TrainedRun:
     step: int                # the steps the checkpoint holds
 
 
+def _parent_hint(path: str) -> str:
+    """", here DIR" when the file ``path`` lies in a run directory (one holding a checkpoint)."""
+    parent = os.path.dirname(path) or "."
+    return f", here {parent}" if os.path.isfile(os.path.join(parent, CHECKPOINT)) else ""
+
+
 def load_run(run_dir: str, device: str = "cpu") -> TrainedRun:
     """The model saved in ``run_dir``'s checkpoint, on ``device``. A missing directory or
     checkpoint, or one that does not describe a model, is a one-line ``CheckpointError``."""
     from ..data import Vocab
     from ..data import synthetic as syn
     from .synthetic_tasks import SYNTHETIC_TASKS
+    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
+        raise CheckpointError(f"{run_dir} is a file, not a run directory: pass the directory "
+                              f"`rnnjit train` wrote{_parent_hint(run_dir)}")
     if not os.path.isdir(run_dir):
         raise CheckpointError(f"{run_dir}: no such run directory")
     path = os.path.join(run_dir, CHECKPOINT)
