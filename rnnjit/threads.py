@@ -20,18 +20,19 @@ def set_threads(n: int) -> dict:
     The environment variables only help when set before the libraries load (python -m rnnjit
     bench imports numpy late enough for most of them); the calls below work at any time: numpy's
     OpenBLAS (the one rnnjit's kernels call), SciPy's OpenBLAS (Numba's np.dot), Numba's own
-    pool, and threadpoolctl when it is installed (torch, a benchmark peer, is set by the bench).
+    pool (the recurrent products split over it, ``kernels/_smallgemm.py``; one thread where
+    Numba has only its workqueue pool, which is not safe for two Python threads at once), and threadpoolctl when it is installed (torch, a benchmark peer, is set by the bench).
     """
     for var in _THREAD_VARS:
         if var != "NUMBA_NUM_THREADS" or "numba" not in sys.modules:
             os.environ[var] = str(n)
     report = {}
-    from .kernels import _blas
+    from .kernels import _blas, _smallgemm
     _blas.set_num_threads(n)
     report["numpy_openblas"] = _blas.get_num_threads()
     report["scipy_openblas"] = _set_scipy_openblas_threads(n)
     import numba
-    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS) if _smallgemm.THREADSAFE else 1)
     report["numba"] = numba.get_num_threads()
     try:
         from threadpoolctl import threadpool_limits

@@ -406,6 +406,80 @@ def test_step_kernels_reject_wrong_shapes(cell):
         back(np.zeros((B, H + 1)))
 
 
+@pytest.mark.skipif(__import__("numba").config.NUMBA_NUM_THREADS < 2, reason="one CPU: Numba has one thread")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_smallgemm_on_two_threads_gives_the_same_bits(dtype):
+    """A product of PARALLEL_MIN_FLOPS or more splits its panels over Numba's threads (a share per
+    thread); each tile is summed as on one thread, so every shape of batch (the 8- and 4-row tiles,
+    the rows left over, the tiles of a batch below four) gives the same bits on two threads."""
+    import numba
+    from rnnjit.kernels._smallgemm import PARALLEL_MIN_FLOPS, pack_weights, smallgemm
+    rng = np.random.default_rng(2)
+    before = numba.get_num_threads()
+    try:
+        for M, K, N in ((1, 512, 2048), (2, 400, 1300), (3, 300, 1200), (5, 256, 800), (13, 160, 500), (32, 64, 520)):
+            assert 2 * M * K * N >= PARALLEL_MIN_FLOPS
+            W = rng.standard_normal((N, K)).astype(dtype)
+            A = rng.standard_normal((M, K)).astype(dtype)
+            Wp = pack_weights(W, True, True)
+            out = {}
+            for threads in (1, 2):
+                numba.set_num_threads(threads)
+                C = np.ones((M, N), dtype)
+                for step in range(3):
+                    smallgemm(A, Wp, C, 1.0, step)
+                out[threads] = C
+            assert np.array_equal(out[1], out[2]), (M, K, N)
+            ref = 1 + 3 * (A.astype(np.float64) @ W.T.astype(np.float64))
+            np.testing.assert_allclose(out[2], ref, rtol=1e-4 if dtype == np.float32 else 1e-12,
+                                       atol=(1e-3 if dtype == np.float32 else 1e-10) * np.abs(ref).max())
+    finally:
+        numba.set_num_threads(before)
+
+
+@pytest.mark.skipif(__import__("numba").config.NUMBA_NUM_THREADS < 2, reason="one CPU: Numba has one thread")
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_sequence_kernels_on_two_threads_give_the_same_bits(cell):
+    """Forward and BPTT with their products split over two threads (B = 4 and 2, H = 256: above
+    PARALLEL_MIN_FLOPS): outputs, states and every gradient equal one thread's, bit for bit."""
+    import numba
+    rng = np.random.default_rng(3)
+    c = CELLS[cell]
+    before = numba.get_num_threads()
+    try:
+        for B, H in ((4, 256), (2, 512)):
+            T, I = 3, 20
+            x = rng.standard_normal((T, B, I)).astype(np.float32)
+            h0 = rng.standard_normal((B, H)).astype(np.float32)
+            c0 = rng.standard_normal((B, H)).astype(np.float32) if cell == "lstm" else None
+            weights = params(cell, I, H, np.float32, rng)
+            dout, dh_n = rng.standard_normal((T, B, H)).astype(np.float32), rng.standard_normal((B, H)).astype(np.float32)
+            dc_n = rng.standard_normal((B, H)).astype(np.float32) if cell == "lstm" else None
+            runs = []
+            for threads in (1, 2):
+                numba.set_num_threads(threads)
+                fwd = c.forward(x, h0, c0, *weights, False, "tanh")
+                runs.append((fwd[:3], c.backward(fwd[3], dout, dh_n, dc_n)))
+            for a, b in zip(runs[0][0] + runs[0][1], runs[1][0] + runs[1][1]):
+                assert (a is None and b is None) or np.array_equal(a, b), (B, H)
+    finally:
+        numba.set_num_threads(before)
+
+
+def test_the_products_stay_on_one_thread_with_numbas_workqueue_pool():
+    """Numba's workqueue pool (no OpenMP, no TBB) aborts the process when two Python threads run
+    parallel code at once (the TUI trains in a worker thread): with it, rnnjit keeps Numba at one
+    thread, and ``set_threads`` does not raise it."""
+    import os
+    import subprocess
+    import sys
+    code = ("import numba, rnnjit.kernels; from rnnjit.threads import set_threads; "
+            "print(numba.threading_layer(), numba.get_num_threads(), set_threads(2)['numba'])")
+    env = dict(os.environ, NUMBA_THREADING_LAYER="workqueue", NUMBA_NUM_THREADS="2")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["workqueue", "1", "1"], out.stdout + out.stderr
+
+
 def test_shape_checks_compile_no_string_code(tmp_path):
     """The checks raise ``ShapeError``/``IndexRangeError`` with the pieces of the message, and
     Python writes it: no string code is compiled for them. (Built in compiled code, the messages

@@ -43,16 +43,32 @@ against 3.8 at H = 128.
 """
 
 import numpy as np
-from numba import njit, types
+import numba
+from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 from numba.np.numpy_support import carray
 
 from ._blas import gemm
 
+# The thread count, read in compiled code. numba.get_num_threads() inside @njit reads it through
+# a ctypes pointer, which Numba cannot cache; the intrinsic its parallel loops use calls the
+# thread pool's C function by name instead, a symbol that exists once the pool has started.
+try:
+    from numba.np.ufunc.parallel import _iget_num_threads as _num_threads
+except ImportError:    # a Numba without it: the same count, at the price of recompiling every process
+    _num_threads = numba.get_num_threads
+numba.get_num_threads()     # starts Numba's thread pool (and so defines the symbol) before any kernel loads
+# Numba's fallback pool (no OpenMP, no TBB) aborts the process when two Python threads run parallel
+# code at once (a training thread and a sampling one): there the products stay on one thread.
+THREADSAFE = numba.threading_layer() != "workqueue"
+if not THREADSAFE:
+    numba.set_num_threads(1)
+
 NR = 32          # columns per packed panel (two zmm of float32)
 MAX_PACKED_ROW_BYTES = 4 << 20   # a batch of one packs weights up to this size (use_packed)
 MIN_DENSE_ROWS = 16   # a dense product packs W for one call: worth it from a few rows on
+PARALLEL_MIN_FLOPS = 2_000_000   # a product splits over threads from this size (2 M N K)
 
 
 @intrinsic
@@ -322,47 +338,109 @@ def _two_rows_tile2(A, i, Bp, p0, C, beta, N):
 
 
 @njit(cache=True, nogil=True, fastmath=True, boundscheck=False)
-def _three_rows_pass(A, i, Bp, C, beta, N, backwards):
-    """Rows i .. i + 2 of A times every panel (float32), two panels at a time (the panels are an
-    even number); the opposite order when backwards."""
-    PB = Bp.shape[0]
-    for q in range(PB // 2):
-        g = PB // 2 - 1 - q if backwards else q
-        _three_rows_tile2(A, i, Bp, 2 * g, C, beta, N)
+def _three_rows_pass(A, i, Bp, C, beta, N, p0, p1, backwards):
+    """Rows i .. i + 2 of A times panels p0 .. p1 - 1 (float32), two panels at a time (p1 - p0 is
+    even); the opposite order when backwards."""
+    pairs = (p1 - p0) // 2
+    for q in range(pairs):
+        g = pairs - 1 - q if backwards else q
+        _three_rows_tile2(A, i, Bp, p0 + 2 * g, C, beta, N)
 
 
 @njit(cache=True, nogil=True, fastmath=True, boundscheck=False)
-def _two_rows_pass(A, i, Bp, C, beta, N, backwards):
-    """Rows i and i + 1 of A times every panel (float32), four panels at a time, the last two (the
-    panels are an even number) a row at a time; the opposite order when backwards."""
-    PB = Bp.shape[0]
+def _two_rows_pass(A, i, Bp, C, beta, N, p0, p1, backwards):
+    """Rows i and i + 1 of A times panels p0 .. p1 - 1 (float32), four panels at a time, the last
+    two (p1 - p0 is even) a row at a time; the opposite order when backwards."""
+    PB = p1 - p0
     groups = PB // 4 + PB % 4 // 2
     for q in range(groups):
         g = groups - 1 - q if backwards else q
         if g < PB // 4:
-            _two_rows_tile4(A, i, Bp, g * 4, C, beta, N)
+            _two_rows_tile4(A, i, Bp, p0 + g * 4, C, beta, N)
         else:
-            _row_tile2(A, i, Bp, PB - 2, C, beta, N)
-            _row_tile2(A, i + 1, Bp, PB - 2, C, beta, N)
+            _row_tile2(A, i, Bp, p1 - 2, C, beta, N)
+            _row_tile2(A, i + 1, Bp, p1 - 2, C, beta, N)
 
 
 @njit(cache=True, nogil=True, fastmath=True, boundscheck=False)
-def _row_pass(A, i, Bp, C, beta, N, backwards):
-    """One row of A times every panel: eight at a time (float32), then four, then the last two
-    (the packing pads the panels to an even number with zeros; their columns are not stored);
-    the same groups in the opposite order when backwards."""
-    PB = Bp.shape[0]
+def _row_pass(A, i, Bp, C, beta, N, p0, p1, backwards):
+    """One row of A times panels p0 .. p1 - 1: eight at a time (float32), then four, then the last
+    two (p1 - p0 is even: the packing pads the panels to an even number with zeros, whose
+    columns are not stored); the same groups in the opposite order when backwards."""
+    PB = p1 - p0
     P8 = PB - PB % 8 if C.itemsize == 4 else 0
     P4 = PB - PB % 4
     groups = P8 // 8 + (P4 - P8) // 4 + (1 if P4 < PB else 0)
     for q in range(groups):
         g = groups - 1 - q if backwards else q
         if g < P8 // 8:
-            _row_tile8(A, i, Bp, g * 8, C, beta, N)
+            _row_tile8(A, i, Bp, p0 + g * 8, C, beta, N)
         elif g < P8 // 8 + (P4 - P8) // 4:
-            _row_tile4(A, i, Bp, P8 + (g - P8 // 8) * 4, C, beta, N)
+            _row_tile4(A, i, Bp, p0 + P8 + (g - P8 // 8) * 4, C, beta, N)
         else:
-            _row_tile2(A, i, Bp, P4, C, beta, N)
+            _row_tile2(A, i, Bp, p0 + P4, C, beta, N)
+
+
+@njit(cache=True, nogil=True, fastmath=True, boundscheck=False)
+def _panel_pairs(A, Bp, C, beta, lo, hi, backwards):
+    """Every row of A (four or more) times the pairs of panels lo .. hi - 1 (in the opposite
+    order when backwards): per pair, the 8- and 4-row tiles on each panel, then the rows left
+    over on the two panels while they are still in cache."""
+    M, N = C.shape
+    P = (N + NR - 1) // NR   # panels with columns of C in them
+    # float32: 8 x 32 tiles (16 zmm accumulators); float64: 4 x 32 (16 zmm, 8 would spill)
+    M8 = M - M % 8 if C.itemsize == 4 else 0
+    M4 = M - M % 4
+    for q in range(lo, hi):
+        g = hi - 1 - (q - lo) if backwards else q
+        for p in range(2 * g, min(2 * g + 2, P)):
+            for i0 in range(0, M8, 8):
+                _tile8(A, i0, Bp, p, C, beta, N)
+            for i0 in range(M8, M4, 4):
+                _tile4(A, i0, Bp, p, C, beta, N)
+        if M - M4 == 3 and C.itemsize == 4:
+            _three_rows_tile2(A, M4, Bp, 2 * g, C, beta, N)
+        elif M - M4 == 2 and C.itemsize == 4:
+            _two_rows_tile2(A, M4, Bp, 2 * g, C, beta, N)
+        else:
+            for i in range(M4, M):
+                _row_tile2(A, i, Bp, 2 * g, C, beta, N)
+
+
+@njit(cache=True, nogil=True, fastmath=True, boundscheck=False)
+def _share(A, Bp, C, beta, step, lo, hi):
+    """Every row of A times the pairs of panels lo .. hi - 1: a batch of four or more in one pass
+    (``_panel_pairs``); a smaller one with tiles that read the weights once a step: three rows
+    together, or two (float32), or row by row."""
+    M, N = C.shape
+    M4 = M - M % 4
+    backwards = step % 2 == 1
+    if M4 > 0:
+        _panel_pairs(A, Bp, C, beta, lo, hi, backwards)
+    elif M == 3 and C.itemsize == 4:
+        _three_rows_pass(A, M4, Bp, C, beta, N, 2 * lo, 2 * hi, backwards)  # row M4 = 0 (see smallgemm)
+    elif M == 2 and C.itemsize == 4:
+        _two_rows_pass(A, M4, Bp, C, beta, N, 2 * lo, 2 * hi, backwards)
+    else:
+        for i in range(M):
+            _row_pass(A, i, Bp, C, beta, N, 2 * lo, 2 * hi, (step * M + i) % 2 == 1)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _shares_on_threads(A, Bp, C, beta, step, threads):
+    """``_share`` on ``threads`` threads, each with a contiguous share of the pairs of panels, the
+    same share on every call: each core's cache keeps its part of W from one step to the next
+    (at H = 512 with two cores, half of a 4 MB W_hh is one core's 2 MB of L2). Every tile is
+    computed as on one thread, so the results are the same to the bit. (The shares start at
+    multiples of four panels, and the last one takes the rest: a row's last two panels, when the
+    panels are not a multiple of four, go to the tile that sums even and odd k apart on one
+    thread, and must on several too.)"""
+    G = Bp.shape[0] // 2
+    U = G // 2                        # units of four panels
+    for t in prange(threads):
+        n = np.int64(t)
+        hi = G if n == threads - 1 else 2 * ((n + 1) * U // threads)
+        _share(A, Bp, C, beta, step, 2 * (n * U // threads), hi)
 
 
 @njit(cache=True, nogil=True, fastmath=True, boundscheck=False)
@@ -379,38 +457,18 @@ def smallgemm(A, Bp, C, beta, step=0):
 
     A batch of four or more makes one pass, two panels at a time: the 8- and 4-row tiles, then
     the rows left over while those two panels are still in cache (a second pass for them would
-    read all of W again: B = 5-7 at H = 512 took 1.6-1.8x as long as B = 8)."""
+    read all of W again: B = 5-7 at H = 512 took 1.6-1.8x as long as B = 8).
+
+    With Numba's thread pool at more than one thread (``numba.set_num_threads``, ``--threads``),
+    a product of at least PARALLEL_MIN_FLOPS splits its panels over the threads
+    (``_shares_on_threads``); the results are the same to the bit at any thread count."""
     M, N = C.shape
-    P = (N + NR - 1) // NR   # panels with columns of C in them
-    # float32: 8 x 32 tiles (16 zmm accumulators); float64: 4 x 32 (16 zmm, 8 would spill)
-    M8 = M - M % 8 if C.itemsize == 4 else 0
-    M4 = M - M % 4
-    if M4 > 0:
-        G = Bp.shape[0] // 2           # pairs of panels (their number is even)
-        for q in range(G):
-            g = G - 1 - q if step % 2 else q
-            for p in range(2 * g, min(2 * g + 2, P)):
-                for i0 in range(0, M8, 8):
-                    _tile8(A, i0, Bp, p, C, beta, N)
-                for i0 in range(M8, M4, 4):
-                    _tile4(A, i0, Bp, p, C, beta, N)
-            if M - M4 == 3 and C.itemsize == 4:
-                _three_rows_tile2(A, M4, Bp, 2 * g, C, beta, N)
-            elif M - M4 == 2 and C.itemsize == 4:
-                _two_rows_tile2(A, M4, Bp, 2 * g, C, beta, N)
-            else:
-                for i in range(M4, M):
-                    _row_tile2(A, i, Bp, 2 * g, C, beta, N)
-        return
-    # a batch below four: three rows together, or two (float32), or row by row. (Row M4 = 0 is
-    # passed as M4: a literal 0 would be a type of its own and compile the tiles again.)
-    if M == 3 and C.itemsize == 4:
-        _three_rows_pass(A, M4, Bp, C, beta, N, step % 2 == 1)
-    elif M == 2 and C.itemsize == 4:
-        _two_rows_pass(A, M4, Bp, C, beta, N, step % 2 == 1)
-    else:
-        for i in range(M):
-            _row_pass(A, i, Bp, C, beta, N, (step * M + i) % 2 == 1)
+    G = Bp.shape[0] // 2               # pairs of panels (their number is even)
+    threads = min(_num_threads(), G)
+    if threads > 1 and 2 * M * N * A.shape[1] >= PARALLEL_MIN_FLOPS:
+        _shares_on_threads(A, Bp, C, beta, step, threads)
+    else:   # (np.int64(0): a literal 0 would be a type of its own and compile the tiles again)
+        _share(A, Bp, C, beta, step, np.int64(0), G)
 
 
 @njit(cache=True, nogil=True)
