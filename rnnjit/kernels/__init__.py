@@ -7,8 +7,9 @@ so that the layers (and the tests) can treat every cell alike.
     >>> from rnnjit.kernels import lstm_step_forward, lstm_step_backward
 """
 
-from . import _vector_width
+from . import _cache, _vector_width
 
+_cache.install()          # before anything here is decorated: see _cache.py
 _vector_width.install()   # before anything here compiles: see _vector_width.py
 
 from .cells import CELLS, Cell  # noqa: E402

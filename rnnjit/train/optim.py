@@ -33,6 +33,7 @@ import math
 import numpy as np
 from numba import njit
 
+from .. import kernels  # noqa: F401  (first: it installs the cache locators, kernels/_cache.py)
 from ..nn.flat import holds
 
 
