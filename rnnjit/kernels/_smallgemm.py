@@ -7,10 +7,10 @@ Here ``op(W_hh)`` is packed once per sequence call into panels of NR = 32 column
     Bp[p, k, j] = op(W)[k, p * NR + j]        (zero past the last column; the number of
                                                panels rounded up to an even number),
 
-and ``smallgemm`` streams each panel through a register-blocked micro-kernel: 8 rows of A times
-32 columns, 16 AVX-512 accumulators (float32) held in a stack buffer that LLVM promotes to
-registers, one broadcast of A and one FMA per accumulator and k (float64: 4 rows, also 16
-accumulators). Rows left over go to 4-row tiles; the one to three rows left after those are
+and ``smallgemm`` streams each panel through a register-blocked micro-kernel (the tiles, in
+``_tiles.py``): 8 rows of A times 32 columns, 16 AVX-512 accumulators (float32) held in a stack
+buffer that LLVM promotes to registers, one broadcast of A and one FMA per accumulator and k
+(float64: 4 rows, also 16 accumulators). Rows left over go to 4-row tiles; the one to three rows left after those are
 multiplied two panels at a time beside the tiles, while those panels are in cache
 (``_three_rows_tile2``, ``_two_rows_tile2``, ``_row_tile2``). A batch below four has tiles of
 its own that read the weights once a step: three rows by two panels, two rows by four
@@ -42,14 +42,13 @@ thread, T*B = 3200) it takes 38 ms where OpenBLAS takes 56 at H = 512 (dW_hh of 
 against 3.8 at H = 128.
 """
 
-import numpy as np
 import numba
-from numba import njit, prange, types
-from numba.core import cgutils
-from numba.extending import intrinsic
-from numba.np.numpy_support import carray
+import numpy as np
+from numba import njit, prange
 
 from ._blas import gemm
+from ._tiles import (_row_tile2, _row_tile4, _row_tile8, _three_rows_tile2, _tile4, _tile8, _two_rows_tile2,
+                     _two_rows_tile4)
 
 # The thread count, read in compiled code. numba.get_num_threads() inside @njit reads it through
 # a ctypes pointer, which Numba cannot cache; the intrinsic its parallel loops use calls the
@@ -71,20 +70,6 @@ MIN_DENSE_ROWS = 16   # a dense product packs W for one call: worth it from a fe
 PARALLEL_MIN_FLOPS = 2_000_000   # a product splits over threads from this size (2 M N K)
 
 
-@intrinsic
-def _stack_buf(typingctx, n, dtype):
-    """A stack buffer of n (compile-time literal) elements of dtype -> pointer."""
-    if not isinstance(n, types.IntegerLiteral):
-        return None
-    count = n.literal_value
-    dt = dtype.dtype
-
-    def codegen(context, builder, signature, args):
-        ty = context.get_value_type(dt)
-        return cgutils.alloca_once(builder, ty, size=count)
-    return types.CPointer(dt)(n, dtype), codegen
-
-
 @njit(cache=True, nogil=True)
 def pack_b(W, Bp):
     """Bp[p, k, j] = W[k, p*NR + j] (zero padding), W (K, N)."""
@@ -95,246 +80,6 @@ def pack_b(W, Bp):
             for j in range(NR):
                 n = p * NR + j
                 Bp[p, k, j] = W[k, n] if n < N else 0
-
-
-@njit(cache=True, nogil=True, fastmath=True, boundscheck=False, inline="always")
-def _store_row(acc, r, C, i, j0, N, beta):
-    """C[i, j0:j0+32] = acc[r] (beta = 0) or += acc[r] (beta = 1); columns past N are padding and
-    are dropped. (The row is a slice starting at column j0, so that the index j is non-negative
-    and the loop vectorises; beta is only ever 0 or 1.)"""
-    nj = min(32, N - j0)
-    crow = C[i, j0:j0 + max(nj, 0)]
-    if beta == 0:
-        for j in range(nj):
-            crow[j] = acc[r, j]
-    else:
-        for j in range(nj):
-            crow[j] += acc[r, j]
-
-
-@njit(cache=True, nogil=True, fastmath=True, boundscheck=False, inline="always")
-def _zero(acc):
-    """Clear a tile's accumulators (rows, 32)."""
-    for r in range(acc.shape[0]):
-        for j in range(32):
-            acc[r, j] = 0
-
-
-@njit(cache=True, nogil=True, fastmath=True, boundscheck=False, inline="always")
-def _store(acc, rows, C, i0, j0, N, beta):
-    """C[i0:i0+rows, j0:j0+32] = acc (or += acc)."""
-    for r in range(rows):
-        _store_row(acc, r, C, i0 + r, j0, N, beta)
-
-
-@njit(cache=True, nogil=True, fastmath=True, boundscheck=False)
-def _tile8(A, i0, Bp, p, C, beta, N):
-    K = A.shape[1]
-    acc = carray(_stack_buf(256, C.dtype), (8, 32))
-    _zero(acc)
-    for k in range(K):
-        a0 = A[i0, k]
-        a1 = A[i0 + 1, k]
-        a2 = A[i0 + 2, k]
-        a3 = A[i0 + 3, k]
-        a4 = A[i0 + 4, k]
-        a5 = A[i0 + 5, k]
-        a6 = A[i0 + 6, k]
-        a7 = A[i0 + 7, k]
-        for j in range(32):
-            b = Bp[p, k, j]
-            acc[0, j] += a0 * b
-            acc[1, j] += a1 * b
-            acc[2, j] += a2 * b
-            acc[3, j] += a3 * b
-            acc[4, j] += a4 * b
-            acc[5, j] += a5 * b
-            acc[6, j] += a6 * b
-            acc[7, j] += a7 * b
-    _store(acc, 8, C, i0, p * 32, N, beta)
-
-
-@njit(cache=True, nogil=True, fastmath=True, boundscheck=False)
-def _tile4(A, i0, Bp, p, C, beta, N):
-    K = A.shape[1]
-    acc = carray(_stack_buf(128, C.dtype), (4, 32))
-    _zero(acc)
-    for k in range(K):
-        a0 = A[i0, k]
-        a1 = A[i0 + 1, k]
-        a2 = A[i0 + 2, k]
-        a3 = A[i0 + 3, k]
-        for j in range(32):
-            b = Bp[p, k, j]
-            acc[0, j] += a0 * b
-            acc[1, j] += a1 * b
-            acc[2, j] += a2 * b
-            acc[3, j] += a3 * b
-    _store(acc, 4, C, i0, p * 32, N, beta)
-
-
-@njit(cache=True, nogil=True, fastmath=True, boundscheck=False)
-def _row_tile8(A, i, Bp, p0, C, beta, N):
-    """One row of A times eight panels (256 columns, float32: 16 zmm accumulators). Half as many
-    passes over the row as ``_row_tile4``, each streaming eight panels: at H = 128 the LSTM's
-    h W_hh^T takes 1.45 us instead of 2.2 (the weights come from L2 at 180 GB/s, not 120)."""
-    K = A.shape[1]
-    acc = carray(_stack_buf(256, C.dtype), (8, 32))
-    _zero(acc)
-    for k in range(K):
-        a = A[i, k]
-        for j in range(32):
-            acc[0, j] += a * Bp[p0, k, j]
-            acc[1, j] += a * Bp[p0 + 1, k, j]
-            acc[2, j] += a * Bp[p0 + 2, k, j]
-            acc[3, j] += a * Bp[p0 + 3, k, j]
-            acc[4, j] += a * Bp[p0 + 4, k, j]
-            acc[5, j] += a * Bp[p0 + 5, k, j]
-            acc[6, j] += a * Bp[p0 + 6, k, j]
-            acc[7, j] += a * Bp[p0 + 7, k, j]
-    for q in range(8):
-        _store_row(acc, q, C, i, (p0 + q) * 32, N, beta)
-
-
-@njit(cache=True, nogil=True, fastmath=True, boundscheck=False)
-def _row_tile4(A, i, Bp, p0, C, beta, N):
-    """One row of A times four panels (128 columns): the vector-matrix product of a batch of one.
-    One row times one panel has two accumulators, and each FMA waits for the one before it;
-    four panels give eight independent chains, enough to keep both FMA units busy."""
-    K = A.shape[1]
-    acc = carray(_stack_buf(128, C.dtype), (4, 32))
-    _zero(acc)
-    for k in range(K):
-        a = A[i, k]
-        for j in range(32):
-            acc[0, j] += a * Bp[p0, k, j]
-            acc[1, j] += a * Bp[p0 + 1, k, j]
-            acc[2, j] += a * Bp[p0 + 2, k, j]
-            acc[3, j] += a * Bp[p0 + 3, k, j]
-    for q in range(4):
-        _store_row(acc, q, C, i, (p0 + q) * 32, N, beta)
-
-
-@njit(cache=True, nogil=True, fastmath=True, boundscheck=False)
-def _row_tile2(A, i, Bp, p0, C, beta, N):
-    """One row of A times two panels (64 columns: the last two of a narrow product such as the
-    dh = da W_hh of H = 64). Two panels give four chains; even and odd k in separate
-    accumulators make eight, as ``_row_tile4`` has, without multiplying padding."""
-    K = A.shape[1]
-    acc = carray(_stack_buf(128, C.dtype), (4, 32))
-    _zero(acc)
-    for k in range(0, K - 1, 2):
-        a = A[i, k]
-        a1 = A[i, k + 1]
-        for j in range(32):
-            acc[0, j] += a * Bp[p0, k, j]
-            acc[1, j] += a * Bp[p0 + 1, k, j]
-            acc[2, j] += a1 * Bp[p0, k + 1, j]
-            acc[3, j] += a1 * Bp[p0 + 1, k + 1, j]
-    if K % 2:
-        a = A[i, K - 1]
-        for j in range(32):
-            acc[0, j] += a * Bp[p0, K - 1, j]
-            acc[1, j] += a * Bp[p0 + 1, K - 1, j]
-    for j in range(32):
-        acc[0, j] += acc[2, j]
-        acc[1, j] += acc[3, j]
-    for q in range(2):
-        _store_row(acc, q, C, i, (p0 + q) * 32, N, beta)
-
-
-@njit(cache=True, nogil=True, fastmath=True, boundscheck=False)
-def _two_rows_tile4(A, i, Bp, p0, C, beta, N):
-    """Rows i and i + 1 of A times four panels (float32: 16 zmm accumulators, as ``_row_tile8``).
-    Two rows share every load of the weights: a batch of two reads W once a step, not twice."""
-    K = A.shape[1]
-    acc = carray(_stack_buf(256, C.dtype), (8, 32))
-    _zero(acc)
-    for k in range(K):
-        a = A[i, k]
-        b = A[i + 1, k]
-        for j in range(32):
-            w0 = Bp[p0, k, j]
-            w1 = Bp[p0 + 1, k, j]
-            w2 = Bp[p0 + 2, k, j]
-            w3 = Bp[p0 + 3, k, j]
-            acc[0, j] += a * w0
-            acc[1, j] += a * w1
-            acc[2, j] += a * w2
-            acc[3, j] += a * w3
-            acc[4, j] += b * w0
-            acc[5, j] += b * w1
-            acc[6, j] += b * w2
-            acc[7, j] += b * w3
-    for q in range(4):
-        _store_row(acc, q, C, i, (p0 + q) * 32, N, beta)
-        _store_row(acc, 4 + q, C, i + 1, (p0 + q) * 32, N, beta)
-
-
-@njit(cache=True, nogil=True, fastmath=True, boundscheck=False)
-def _three_rows_tile2(A, i, Bp, p0, C, beta, N):
-    """Rows i .. i + 2 of A times two panels (float32: 12 zmm accumulators and four registers of
-    weights). A batch of three reads W once a step, where a pair and a single row read it twice."""
-    K = A.shape[1]
-    acc = carray(_stack_buf(192, C.dtype), (6, 32))
-    _zero(acc)
-    for k in range(K):
-        a = A[i, k]
-        b = A[i + 1, k]
-        c = A[i + 2, k]
-        for j in range(32):
-            w0 = Bp[p0, k, j]
-            w1 = Bp[p0 + 1, k, j]
-            acc[0, j] += a * w0
-            acc[1, j] += a * w1
-            acc[2, j] += b * w0
-            acc[3, j] += b * w1
-            acc[4, j] += c * w0
-            acc[5, j] += c * w1
-    for q in range(2):
-        for r in range(3):
-            _store_row(acc, 2 * r + q, C, i + r, (p0 + q) * 32, N, beta)
-
-
-@njit(cache=True, nogil=True, fastmath=True, boundscheck=False)
-def _two_rows_tile2(A, i, Bp, p0, C, beta, N):
-    """Rows i and i + 1 of A times two panels, even and odd k apart (float32: 16 zmm
-    accumulators): the two rows a larger batch leaves over, while its tiles' panels are in cache."""
-    K = A.shape[1]
-    acc = carray(_stack_buf(256, C.dtype), (8, 32))
-    _zero(acc)
-    for k in range(0, K - 1, 2):
-        a = A[i, k]
-        b = A[i + 1, k]
-        a1 = A[i, k + 1]
-        b1 = A[i + 1, k + 1]
-        for j in range(32):
-            w0 = Bp[p0, k, j]
-            w1 = Bp[p0 + 1, k, j]
-            v0 = Bp[p0, k + 1, j]
-            v1 = Bp[p0 + 1, k + 1, j]
-            acc[0, j] += a * w0
-            acc[1, j] += a * w1
-            acc[2, j] += b * w0
-            acc[3, j] += b * w1
-            acc[4, j] += a1 * v0
-            acc[5, j] += a1 * v1
-            acc[6, j] += b1 * v0
-            acc[7, j] += b1 * v1
-    if K % 2:
-        a = A[i, K - 1]
-        b = A[i + 1, K - 1]
-        for j in range(32):
-            acc[0, j] += a * Bp[p0, K - 1, j]
-            acc[1, j] += a * Bp[p0 + 1, K - 1, j]
-            acc[2, j] += b * Bp[p0, K - 1, j]
-            acc[3, j] += b * Bp[p0 + 1, K - 1, j]
-    for r in range(4):
-        for j in range(32):
-            acc[r, j] += acc[4 + r, j]
-    for q in range(2):
-        for r in range(2):
-            _store_row(acc, 2 * r + q, C, i + r, (p0 + q) * 32, N, beta)
 
 
 @njit(cache=True, nogil=True, fastmath=True, boundscheck=False)
