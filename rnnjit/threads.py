@@ -21,7 +21,8 @@ def set_threads(n: int) -> dict:
     bench imports numpy late enough for most of them); the calls below work at any time: numpy's
     OpenBLAS (the one rnnjit's kernels call), SciPy's OpenBLAS (Numba's np.dot), Numba's own
     pool (the recurrent products split over it, ``kernels/_smallgemm.py``; one thread where
-    Numba has only its workqueue pool, which is not safe for two Python threads at once), and threadpoolctl when it is installed (torch, a benchmark peer, is set by the bench).
+    Numba has only its workqueue pool, which is not safe for two Python threads at once), and
+    threadpoolctl when it is installed (torch, a benchmark peer, is set by the bench).
     """
     for var in _THREAD_VARS:
         if var != "NUMBA_NUM_THREADS" or "numba" not in sys.modules:

@@ -440,8 +440,9 @@ def test_smallgemm_on_two_threads_gives_the_same_bits(dtype):
 @pytest.mark.skipif(__import__("numba").config.NUMBA_NUM_THREADS < 2, reason="one CPU: Numba has one thread")
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_sequence_kernels_on_two_threads_give_the_same_bits(cell):
-    """Forward and BPTT with their products split over two threads (B = 4 and 2, H = 256: above
-    PARALLEL_MIN_FLOPS): outputs, states and every gradient equal one thread's, bit for bit."""
+    """Forward and BPTT with their products split over two threads (B = 4, H = 256 and B = 2,
+    H = 512: above PARALLEL_MIN_FLOPS): outputs, states and every gradient equal one thread's, bit
+    for bit."""
     import numba
     rng = np.random.default_rng(3)
     c = CELLS[cell]

@@ -10,13 +10,14 @@ Here ``op(W_hh)`` is packed once per sequence call into panels of NR = 32 column
 and ``smallgemm`` streams each panel through a register-blocked micro-kernel (the tiles, in
 ``_tiles.py``): 8 rows of A times 32 columns, 16 AVX-512 accumulators (float32) held in a stack
 buffer that LLVM promotes to registers, one broadcast of A and one FMA per accumulator and k
-(float64: 4 rows, also 16 accumulators). Rows left over go to 4-row tiles; the one to three rows left after those are
-multiplied two panels at a time beside the tiles, while those panels are in cache
-(``_three_rows_tile2``, ``_two_rows_tile2``, ``_row_tile2``). A batch below four has tiles of
-its own that read the weights once a step: three rows by two panels, two rows by four
+(float64: 4 rows, also 16 accumulators). Rows left over go to 4-row tiles; the one to three
+rows left after those are multiplied two panels at a time beside the tiles, while those panels
+are in cache (``_three_rows_tile2``, ``_two_rows_tile2``, ``_row_tile2``). A batch below four has
+tiles of its own that read the weights once a step: three rows by two panels, two rows by four
 (``_two_rows_tile4``), or one row by eight panels at a time in float32 (``_row_tile8``), then
 four (``_row_tile4``: eight independent accumulators, so a batch of one is not bound by the FMA
-latency) and two for the last pair (``_row_tile2``, even and odd k apart: eight again). On Zen 5 (1 thread) this runs at about 240 GFLOP/s in float32 and 120 in float64 for
+latency) and two for the last pair (``_row_tile2``, even and odd k apart: eight again). On
+Zen 5 (1 thread) this runs at about 240 GFLOP/s in float32 and 120 in float64 for
 B = 32, H = 128 .. 512, against 100 and 50 for OpenBLAS; at B = 1 a step's vector-matrix
 product takes 0.35 us where OpenBLAS's GEMV takes 0.71 (H = 128, RNN), 1.45 against 2.25 us
 (the LSTM's dh = da W_hh), and a batch of 2 or 3 is 3-4x faster than OpenBLAS's GEMM. On an
@@ -163,7 +164,9 @@ def _share(A, Bp, C, beta, step, lo, hi):
     if M4 > 0:
         _panel_pairs(A, Bp, C, beta, lo, hi, backwards)
     elif M == 3 and C.itemsize == 4:
-        _three_rows_pass(A, M4, Bp, C, beta, N, 2 * lo, 2 * hi, backwards)  # row M4 = 0 (see smallgemm)
+        # (row 0 is passed as M4, which is 0 here: a literal 0 would be a type of its own to Numba
+        # and compile the tiles again)
+        _three_rows_pass(A, M4, Bp, C, beta, N, 2 * lo, 2 * hi, backwards)
     elif M == 2 and C.itemsize == 4:
         _two_rows_pass(A, M4, Bp, C, beta, N, 2 * lo, 2 * hi, backwards)
     else:

@@ -17,7 +17,8 @@ when one fails it raises ``ShapeError`` with the pieces of the message, and Pyth
 message together (string code compiled into every check cost more compile time than the math).
 
 G is the number of gates, blocks of H rows in W_ih and W_hh: 1 for the RNN, 4 for the LSTM, 3
-for the GRU. An array a cell does not have (c0, gates, ...) is passed as None. Empty inputs (T = 0, B = 0) are fine: a sequence of no steps returns h0.
+for the GRU. An array a cell does not have (c0, gates, ...) is passed as None. Empty inputs
+(T = 0, B = 0) are fine: a sequence of no steps returns h0.
 
 The CUDA twins' host functions run the same checks as plain Python (``check_forward_host``,
 ``check_backward_host``).
@@ -62,6 +63,16 @@ class ShapeError(ValueError):
         names = {"h": state_name(kernel, "h"), "c": state_name(kernel, "c")}
         return (f"{kernel}: {name.format(**names)} must be {form.replace('G*H', rows)} = {shape_text(want)}"
                 f"{note.format(*values, **names).replace('G*H', rows)}; got {shape_text(got)}")
+
+
+class BackwardShapeError(ShapeError):
+    """A ``ShapeError`` of a backward kernel's array, whose note ends by saying where T, B and H
+    come from: ``values`` is (T, B, H, "x" or "dout")."""
+
+    def __str__(self):
+        kernel, G, name, form, want, got, note, values = self.args
+        return str(ShapeError(kernel, G, name, form, want, got,
+                              note + " (T = {0}, B = {1} from {3}; H = {2} from W_hh)", values))
 
 
 class IndexRangeError(ValueError):
@@ -112,35 +123,31 @@ def check_backward(kernel, G, x, W_ih, W_hh, hs, cs, gates, hns, dout, dh_n, dc_
     does not take them."""
     T, B = (x[0], x[1]) if x is not None else (dout[0], dout[1])
     H = W_hh[1]
-    dims = (T, B, H, "x" if x is not None else "dout")    # the {0}.. {3} of the notes below
+    dims = (T, B, H, "x" if x is not None else "dout")    # where they come from, for BackwardShapeError
     if W_hh[0] != G * H:
         raise ShapeError(kernel, G, "W_hh", "(G*H, H)", (G * H, H), W_hh, ": G*H rows for its H = {0} columns", (H,))
     if W_ih is not None and W_ih != (G * H, x[2]):
         raise ShapeError(kernel, G, "W_ih", "(G*H, I)", (G * H, x[2]), W_ih,
                          ": G*H rows (H = {0}, from W_hh) and one column per feature of x (I = {1})", (H, x[2]))
     if hs != (T + 1, B, H):
-        raise ShapeError(kernel, G, "hs", "(T+1, B, H)", (T + 1, B, H), hs,
-                         ": the states the forward pass returned (T = {0}, B = {1} from {3}; H = {2} from W_hh)", dims)
+        raise BackwardShapeError(kernel, G, "hs", "(T+1, B, H)", (T + 1, B, H), hs,
+                                 ": the states the forward pass returned", dims)
     if cs is not None and cs != (T + 1, B, H):
-        raise ShapeError(kernel, G, "cs", "(T+1, B, H)", (T + 1, B, H), cs,
-                         ": the cell states the forward pass returned (T = {0}, B = {1} from {3}; H = {2} from W_hh)",
-                         dims)
+        raise BackwardShapeError(kernel, G, "cs", "(T+1, B, H)", (T + 1, B, H), cs,
+                                 ": the cell states the forward pass returned", dims)
     if gates is not None and gates != (T, B, G * H):
-        raise ShapeError(kernel, G, "gates", "(T, B, G*H)", (T, B, G * H), gates,
-                         ": the gates the forward pass returned (T = {0}, B = {1} from {3}; H = {2} from W_hh)", dims)
+        raise BackwardShapeError(kernel, G, "gates", "(T, B, G*H)", (T, B, G * H), gates,
+                                 ": the gates the forward pass returned", dims)
     if hns is not None and hns != (T, B, H):
-        raise ShapeError(kernel, G, "hns", "(T, B, H)", (T, B, H), hns,
-                         ": the hns the forward pass returned (T = {0}, B = {1} from {3}; H = {2} from W_hh)", dims)
+        raise BackwardShapeError(kernel, G, "hns", "(T, B, H)", (T, B, H), hns,
+                                 ": the hns the forward pass returned", dims)
     if dout != (T, B, H):
-        raise ShapeError(kernel, G, "dout", "(T, B, H)", (T, B, H), dout,
-                         ": the gradient of the outputs (T = {0}, B = {1} from {3}; H = {2} from W_hh)", dims)
+        raise BackwardShapeError(kernel, G, "dout", "(T, B, H)", (T, B, H), dout, ": the gradient of the outputs", dims)
     if dh_n != (B, H):
-        raise ShapeError(kernel, G, "dh_n", "(B, H)", (B, H), dh_n,
-                         ": the gradient of the final state (T = {0}, B = {1} from {3}; H = {2} from W_hh)", dims)
+        raise BackwardShapeError(kernel, G, "dh_n", "(B, H)", (B, H), dh_n, ": the gradient of the final state", dims)
     if dc_n is not None and dc_n != (B, H):
-        raise ShapeError(kernel, G, "dc_n", "(B, H)", (B, H), dc_n,
-                         ": the gradient of the final cell state (T = {0}, B = {1} from {3}; H = {2} from W_hh)",
-                         dims)
+        raise BackwardShapeError(kernel, G, "dc_n", "(B, H)", (B, H), dc_n,
+                                 ": the gradient of the final cell state", dims)
 
 
 @njit(cache=True, nogil=True)
