@@ -97,6 +97,26 @@ def test_weight_grad_gemm_matches_numpy(N, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_weight_grad_gemm_pads_its_chunks_without_changing_a_bit(dtype):
+    """A chunk of dG^T is written into rows of an odd number of cache lines (``_odd_lines``: rows
+    4 KB apart made writing it 8x slower), with zero rows past the chunk on both sides: the
+    result is bit for bit the unpadded product's, dG^T copied and X packed as they are."""
+    from rnnjit.kernels._smallgemm import _odd_lines, pack_weights, smallgemm, weight_grad_gemm
+    for n in (1, 15, 16, 17, 1024, 1040, 1067):
+        for itemsize in (4, 8):
+            kp, per_line = _odd_lines(n, itemsize), 64 // itemsize
+            assert kp >= n and kp % per_line == 0 and (kp // per_line) % 2 == 1 and kp - n < 2 * per_line
+    rng = np.random.default_rng(4)
+    for N, G, I in ((1024, 40, 19), (77, 64, 33)):      # one chunk each: 1024 rows padded to 1040
+        dG, X = rng.standard_normal((N, G)).astype(dtype), rng.standard_normal((N, I)).astype(dtype)
+        dW = np.full((G, I), np.nan, dtype)
+        weight_grad_gemm(dG, X, dW, True)
+        ref = np.empty((G, I), dtype)
+        smallgemm(np.ascontiguousarray(dG.T), pack_weights(X, False, True), ref, 0.0, np.int64(0))
+        assert np.array_equal(dW, ref), (N, G, I)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_smallgemm_matches_numpy(dtype):
     """C = A op(W) + beta C through the packed micro-kernel: 8-, 4- and 1-row tiles, column counts
     that fill eight or four panels, leave two (``_row_tile2``) or end in a ragged panel, K odd and even;
