@@ -430,14 +430,16 @@ def test_step_kernels_reject_wrong_shapes(cell):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_smallgemm_on_two_threads_gives_the_same_bits(dtype):
     """A product of PARALLEL_MIN_FLOPS or more splits its panels over Numba's threads (a share per
-    thread); each tile is summed as on one thread, so every shape of batch (the 8- and 4-row tiles,
-    the rows left over, the tiles of a batch below four) gives the same bits on two threads."""
+    thread), or its rows where there are too few panels (N <= 128: the last four shapes); each
+    tile is summed as on one thread, so every shape of batch (the 8- and 4-row tiles, the rows
+    left over, the tiles of a batch below four) gives the same bits on two threads."""
     import numba
     from rnnjit.kernels._smallgemm import PARALLEL_MIN_FLOPS, pack_weights, smallgemm
     rng = np.random.default_rng(2)
     before = numba.get_num_threads()
     try:
-        for M, K, N in ((1, 512, 2048), (2, 400, 1300), (3, 300, 1200), (5, 256, 800), (13, 160, 500), (32, 64, 520)):
+        for M, K, N in ((1, 512, 2048), (2, 400, 1300), (3, 300, 1200), (5, 256, 800), (13, 160, 500), (32, 64, 520),
+                        (32, 256, 128), (37, 512, 64), (19, 1200, 100), (100, 300, 65)):
             assert 2 * M * K * N >= PARALLEL_MIN_FLOPS
             W = rng.standard_normal((N, K)).astype(dtype)
             A = rng.standard_normal((M, K)).astype(dtype)

@@ -191,6 +191,24 @@ def _shares_on_threads(A, Bp, C, beta, step, threads):
         _share(A, Bp, C, beta, step, 2 * (n * U // threads), hi)
 
 
+@njit(cache=True, nogil=True, parallel=True)
+def _rows_on_threads(A, Bp, C, beta, step, threads):
+    """``_share`` of all the panels on ``threads`` threads, each with a contiguous share of the rows
+    of A and C, for products with too few panels to split (N <= 128: dh_{t-1} = da W_hh at
+    H = 128, the weight gradients dW = dG^T X of 128 inputs, a decoder over 65 characters). Every
+    thread reads all of W, small here. The shares start at multiples of eight rows and the last
+    one takes the rest, so each share has the 8- and 4-row tiles and rows left over that the
+    whole product has on one thread: the same bits."""
+    M = A.shape[0]
+    G = Bp.shape[0] // 2
+    U = M // 8                        # units of eight rows
+    for t in prange(threads):
+        n = np.int64(t)
+        r0 = 8 * (n * U // threads)
+        r1 = M if n == threads - 1 else 8 * ((n + 1) * U // threads)
+        _share(A[r0:r1], Bp, C[r0:r1], beta, step, np.int64(0), G)
+
+
 @njit(cache=True, nogil=True, fastmath=True, boundscheck=False)
 def smallgemm(A, Bp, C, beta, step=0):
     """C = A @ B + beta C, beta 0 or 1, B given packed as Bp (from pack_b). A (M, K), C (M, N).
@@ -205,18 +223,30 @@ def smallgemm(A, Bp, C, beta, step=0):
 
     A batch of four or more makes one pass, two panels at a time: the 8- and 4-row tiles, then
     the rows left over while those two panels are still in cache (a second pass for them would
-    read all of W again: B = 5-7 at H = 512 took 1.6-1.8x as long as B = 8).
+    read all of W again: B = 5-7 at H = 512 took 1.6-1.8x as long as B = 8). Where W fits in L2
+    a second pass costs little, and its two-row tile has twice the accumulators; timed against
+    it in one process (25 alternations, N = 4K), the pass beside the tiles took 0.93-1.05x its
+    time for B = 6, 7, 10, 14 at K = 128-320, and 0.70-0.89x from K = 384 on.
 
     With Numba's thread pool at more than one thread (``numba.set_num_threads``, ``--threads``),
-    a product of at least PARALLEL_MIN_FLOPS splits its panels over the threads
-    (``_shares_on_threads``); the results are the same to the bit at any thread count."""
+    a product of at least PARALLEL_MIN_FLOPS is split over the threads: its panels, four at a
+    time (``_shares_on_threads``), or where there are fewer fours of panels than eights of rows,
+    its rows, eight at a time (``_rows_on_threads``). The results are the same to the bit at any
+    thread count."""
     M, N = C.shape
     G = Bp.shape[0] // 2               # pairs of panels (their number is even)
-    threads = min(_num_threads(), G)
+    threads = _num_threads()
     if threads > 1 and 2 * M * N * A.shape[1] >= PARALLEL_MIN_FLOPS:
-        _shares_on_threads(A, Bp, C, beta, step, threads)
-    else:   # (np.int64(0): a literal 0 would be a type of its own and compile the tiles again)
-        _share(A, Bp, C, beta, step, np.int64(0), G)
+        by_panels = min(threads, G // 2)
+        by_rows = min(threads, M // 8)
+        if by_panels >= by_rows and by_panels > 1:
+            _shares_on_threads(A, Bp, C, beta, step, by_panels)
+            return
+        if by_rows > 1:
+            _rows_on_threads(A, Bp, C, beta, step, by_rows)
+            return
+    # (np.int64(0): a literal 0 would be a type of its own and compile the tiles again)
+    _share(A, Bp, C, beta, step, np.int64(0), G)
 
 
 @njit(cache=True, nogil=True)
