@@ -81,9 +81,10 @@ def test_kernels_import_on_their_own():
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("N", [7, 2501], ids=["one-chunk", "three-chunks"])
+@pytest.mark.parametrize("N", [7, 2501, 3121], ids=["one-chunk", "three-chunks", "last-chunk-a-line-shorter"])
 def test_weight_grad_gemm_matches_numpy(N, dtype):
-    """dW = dG^T X through the packed micro-kernel in chunks of K (the last one shorter), ragged
+    """dW = dG^T X through the packed micro-kernel in chunks of K (the last one shorter: at
+    N = 3121, 1039 rows against 1041, a cache line shorter, so it gets buffers of its own), ragged
     column panels and leftover rows; and through BLAS when not packed."""
     from rnnjit.kernels._smallgemm import weight_grad_gemm
     rng = np.random.default_rng(0)
@@ -94,6 +95,32 @@ def test_weight_grad_gemm_matches_numpy(N, dtype):
         dW = np.full((37, 19), np.nan, dtype)
         weight_grad_gemm(dG, X, dW, use)
         np.testing.assert_allclose(dW, ref, rtol=tol, atol=tol * np.abs(ref).max())
+
+
+@pytest.mark.skipif(__import__("numba").config.NUMBA_NUM_THREADS < 2, reason="one CPU: Numba has one thread")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_weight_grad_gemm_on_two_threads_gives_the_same_bits(dtype):
+    """With two threads, a chunk of dG^T of PARALLEL_MIN_COPY elements or more is copied on both
+    and the product splits its rows (72 rows of dW, 19 columns: one group of panels): the same
+    bits as one thread."""
+    import numba
+    from rnnjit.kernels._smallgemm import PARALLEL_MIN_COPY, weight_grad_gemm
+    rng = np.random.default_rng(5)
+    N, G, I = 3121, 72, 19
+    assert G * 1039 >= PARALLEL_MIN_COPY
+    dG, X = rng.standard_normal((N, G)).astype(dtype), rng.standard_normal((N, I)).astype(dtype)
+    before = numba.get_num_threads()
+    out = {}
+    try:
+        for threads in (1, 2):
+            numba.set_num_threads(threads)
+            out[threads] = np.full((G, I), np.nan, dtype)
+            weight_grad_gemm(dG, X, out[threads], True)
+    finally:
+        numba.set_num_threads(before)
+    assert np.array_equal(out[1], out[2])
+    ref = dG.astype(np.float64).T @ X
+    np.testing.assert_allclose(out[2], ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

@@ -69,6 +69,7 @@ NR = 32          # columns per packed panel (two zmm of float32)
 MAX_PACKED_ROW_BYTES = 4 << 20   # a batch of one packs weights up to this size (use_packed)
 MIN_DENSE_ROWS = 16   # a dense product packs W for one call: worth it from a few rows on
 PARALLEL_MIN_FLOPS = 2_000_000   # a product splits over threads from this size (2 M N K)
+PARALLEL_MIN_COPY = 1 << 16      # weight_grad_gemm copies dG^T on all threads from this many elements
 
 
 @njit(cache=True, nogil=True)
@@ -175,38 +176,36 @@ def _share(A, Bp, C, beta, step, lo, hi):
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def _shares_on_threads(A, Bp, C, beta, step, threads):
+def _shares_on_threads(A, Bp, C, beta, step, threads, by_rows):
     """``_share`` on ``threads`` threads, each with a contiguous share of the pairs of panels, the
     same share on every call: each core's cache keeps its part of W from one step to the next
-    (at H = 512 with two cores, half of a 4 MB W_hh is one core's 2 MB of L2). Every tile is
-    computed as on one thread, so the results are the same to the bit. (The shares start at
-    multiples of four panels, and the last one takes the rest: a row's last two panels, when the
-    panels are not a multiple of four, go to the tile that sums even and odd k apart on one
-    thread, and must on several too.)"""
-    G = Bp.shape[0] // 2
-    U = G // 2                        # units of four panels
-    for t in prange(threads):
-        n = np.int64(t)
-        hi = G if n == threads - 1 else 2 * ((n + 1) * U // threads)
-        _share(A, Bp, C, beta, step, 2 * (n * U // threads), hi)
+    (at H = 512 with two cores, half of a 4 MB W_hh is one core's 2 MB of L2). The shares start
+    at multiples of four panels, and the last one takes the rest: a row's last two panels, when
+    the panels are not a multiple of four, go to the tile that sums even and odd k apart on one
+    thread, and must on several too.
 
+    ``by_rows``: each thread has a contiguous share of the rows of A and C instead, and all the
+    panels, for products with too few panels to split (N <= 128: dh_{t-1} = da W_hh at H = 128,
+    the weight gradients dW = dG^T X of 128 inputs, a decoder over 65 characters). Every thread
+    reads all of W, small here. These shares start at multiples of eight rows and the last one
+    takes the rest, so each has the 8- and 4-row tiles and rows left over that the whole product
+    has on one thread.
 
-@njit(cache=True, nogil=True, parallel=True)
-def _rows_on_threads(A, Bp, C, beta, step, threads):
-    """``_share`` of all the panels on ``threads`` threads, each with a contiguous share of the rows
-    of A and C, for products with too few panels to split (N <= 128: dh_{t-1} = da W_hh at
-    H = 128, the weight gradients dW = dG^T X of 128 inputs, a decoder over 65 characters). Every
-    thread reads all of W, small here. The shares start at multiples of eight rows and the last
-    one takes the rest, so each share has the 8- and 4-row tiles and rows left over that the
-    whole product has on one thread: the same bits."""
+    Either way every tile is computed as on one thread, so the results are the same to the bit.
+    (One parallel function for both: each costs a second or more of compiling.)"""
     M = A.shape[0]
     G = Bp.shape[0] // 2
-    U = M // 8                        # units of eight rows
+    U = M // 8 if by_rows else G // 2   # units of eight rows, or of four panels
     for t in prange(threads):
         n = np.int64(t)
-        r0 = 8 * (n * U // threads)
-        r1 = M if n == threads - 1 else 8 * ((n + 1) * U // threads)
-        _share(A[r0:r1], Bp, C[r0:r1], beta, step, np.int64(0), G)
+        first = n * U // threads
+        last = (n + 1) * U // threads
+        if by_rows:
+            r1 = M if n == threads - 1 else 8 * last
+            _share(A[8 * first:r1], Bp, C[8 * first:r1], beta, step, np.int64(0), G)
+        else:
+            hi = G if n == threads - 1 else 2 * last
+            _share(A, Bp, C, beta, step, 2 * first, hi)
 
 
 @njit(cache=True, nogil=True, fastmath=True, boundscheck=False)
@@ -225,25 +224,23 @@ def smallgemm(A, Bp, C, beta, step=0):
     the rows left over while those two panels are still in cache (a second pass for them would
     read all of W again: B = 5-7 at H = 512 took 1.6-1.8x as long as B = 8). Where W fits in L2
     a second pass costs little, and its two-row tile has twice the accumulators; timed against
-    it in one process (25 alternations, N = 4K), the pass beside the tiles took 0.93-1.05x its
+    it in one process (25 alternations, N = 4K), the pass beside the tiles took 0.92-1.05x its
     time for B = 6, 7, 10, 14 at K = 128-320, and 0.70-0.89x from K = 384 on.
 
     With Numba's thread pool at more than one thread (``numba.set_num_threads``, ``--threads``),
-    a product of at least PARALLEL_MIN_FLOPS is split over the threads: its panels, four at a
-    time (``_shares_on_threads``), or where there are fewer fours of panels than eights of rows,
-    its rows, eight at a time (``_rows_on_threads``). The results are the same to the bit at any
-    thread count."""
+    a product of at least PARALLEL_MIN_FLOPS is split over the threads (``_shares_on_threads``):
+    its panels, four at a time, or where there are fewer fours of panels than eights of rows, its
+    rows, eight at a time. The results are the same to the bit at any thread count."""
     M, N = C.shape
     G = Bp.shape[0] // 2               # pairs of panels (their number is even)
     threads = _num_threads()
     if threads > 1 and 2 * M * N * A.shape[1] >= PARALLEL_MIN_FLOPS:
         by_panels = min(threads, G // 2)
         by_rows = min(threads, M // 8)
-        if by_panels >= by_rows and by_panels > 1:
-            _shares_on_threads(A, Bp, C, beta, step, by_panels)
-            return
-        if by_rows > 1:
-            _rows_on_threads(A, Bp, C, beta, step, by_rows)
+        rows = by_rows > by_panels
+        split = by_rows if rows else by_panels
+        if split > 1:
+            _shares_on_threads(A, Bp, C, beta, step, split, rows)
             return
     # (np.int64(0): a literal 0 would be a type of its own and compile the tiles again)
     _share(A, Bp, C, beta, step, np.int64(0), G)
@@ -321,14 +318,29 @@ def _odd_lines(n, itemsize):
     return (lines + 1 - lines % 2) * per_line
 
 
+@njit(cache=True, nogil=True, parallel=True)
+def _transpose_on_threads(dG, k0, kc, At, threads):
+    """At[:, :kc] = dG[k0:k0 + kc].T, each thread writing a contiguous share of At's rows."""
+    G = dG.shape[1]
+    for t in prange(threads):
+        i0 = t * G // threads
+        i1 = (t + 1) * G // threads
+        for k in range(kc):
+            row = dG[k0 + k]
+            for i in range(i0, i1):
+                At[i, k] = row[i]
+
+
 @njit(cache=True, nogil=True)
 def weight_grad_gemm(dG, X, dW, use):
     """dW = dG^T X, dG (N, G), X (N, I) with contiguous rows, dW (G, I): through ``smallgemm`` in
     chunks of about K_CHUNK rows when use, else one BLAS GEMM.
 
-    Per chunk of kc rows, dG^T is copied into rows of ``_odd_lines(kc)`` elements and X packed
-    with as many rows; the rows past kc are zeros on both sides, and adding 0 * 0 leaves every
-    sum as it was."""
+    Per chunk of kc rows, dG^T is copied (on all threads) into At, whose rows have
+    ``_odd_lines(kc)`` elements, and X is packed with as many rows; the rows past kc are zeros
+    on both sides, and adding 0 * 0 leaves every sum as it was. The chunks reuse one At and one
+    packed X (a fresh 8 MB At per chunk cost its page faults: 5 ms of 25 at H = 512, 2 threads).
+    """
     N, G = dG.shape
     I = X.shape[1]
     if not use or N == 0:
@@ -336,16 +348,24 @@ def weight_grad_gemm(dG, X, dW, use):
         return
     chunks = (N + K_CHUNK - 1) // K_CHUNK
     Kc = (N + chunks - 1) // chunks
+    kp = _odd_lines(Kc, dG.itemsize)
+    At = np.empty((G, kp), dG.dtype)          # a chunk of dG^T, rows contiguous
+    Xp = np.empty((_panels(I), kp, NR), X.dtype)
+    threads = max(1, min(_num_threads(), G // 8))
     for k0 in range(0, N, Kc):
         kc = min(Kc, N - k0)
-        kp = _odd_lines(kc, dG.itemsize)
-        Xp = np.empty((_panels(I), kp, NR), X.dtype)
+        if _odd_lines(kc, dG.itemsize) != kp:   # a last chunk shorter by a line or more
+            kp = _odd_lines(kc, dG.itemsize)
+            At = np.empty((G, kp), dG.dtype)
+            Xp = np.empty((_panels(I), kp, NR), X.dtype)
         pack_b(X[k0:k0 + kc], Xp)
         Xp[:, kc:, :] = 0
-        At = np.empty((G, kp), dG.dtype)  # this chunk of dG^T, rows contiguous
-        for k in range(kc):
-            row = dG[k0 + k]
-            for i in range(G):
-                At[i, k] = row[i]
+        if threads > 1 and G * kc >= PARALLEL_MIN_COPY:
+            _transpose_on_threads(dG, k0, kc, At, threads)
+        else:
+            for k in range(kc):
+                row = dG[k0 + k]
+                for i in range(G):
+                    At[i, k] = row[i]
         At[:, kc:] = 0
         smallgemm(At, Xp, dW, 0.0 if k0 == 0 else 1.0, k0 // Kc)   # chunks alternate as steps do
