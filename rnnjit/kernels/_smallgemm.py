@@ -318,17 +318,21 @@ def _odd_lines(n, itemsize):
     return (lines + 1 - lines % 2) * per_line
 
 
+@njit(cache=True, nogil=True)
+def _transpose(dG, k0, kc, At, i0, i1):
+    """At[i0:i1, :kc] = dG[k0:k0 + kc, i0:i1].T"""
+    for k in range(kc):
+        row = dG[k0 + k]
+        for i in range(i0, i1):
+            At[i, k] = row[i]
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def _transpose_on_threads(dG, k0, kc, At, threads):
-    """At[:, :kc] = dG[k0:k0 + kc].T, each thread writing a contiguous share of At's rows."""
+    """``_transpose`` of all of At's rows, each thread writing a contiguous share of them."""
     G = dG.shape[1]
     for t in prange(threads):
-        i0 = t * G // threads
-        i1 = (t + 1) * G // threads
-        for k in range(kc):
-            row = dG[k0 + k]
-            for i in range(i0, i1):
-                At[i, k] = row[i]
+        _transpose(dG, k0, kc, At, t * G // threads, (t + 1) * G // threads)
 
 
 @njit(cache=True, nogil=True)
@@ -363,9 +367,6 @@ def weight_grad_gemm(dG, X, dW, use):
         if threads > 1 and G * kc >= PARALLEL_MIN_COPY:
             _transpose_on_threads(dG, k0, kc, At, threads)
         else:
-            for k in range(kc):
-                row = dG[k0 + k]
-                for i in range(G):
-                    At[i, k] = row[i]
+            _transpose(dG, k0, kc, At, np.int64(0), G)
         At[:, kc:] = 0
         smallgemm(At, Xp, dW, 0.0 if k0 == 0 else 1.0, k0 // Kc)   # chunks alternate as steps do
