@@ -139,7 +139,7 @@ def test_weight_grad_gemm_pads_its_chunks_without_changing_a_bit(dtype):
         dW = np.full((G, I), np.nan, dtype)
         weight_grad_gemm(dG, X, dW, True)
         ref = np.empty((G, I), dtype)
-        smallgemm(np.ascontiguousarray(dG.T), pack_weights(X, False, True), ref, 0.0, np.int64(0))
+        smallgemm(np.ascontiguousarray(dG.T), pack_weights(X, False, True), ref, 0.0, 0, 1)
         assert np.array_equal(dW, ref), (N, G, I)
 
 
@@ -163,7 +163,7 @@ def test_smallgemm_matches_numpy(dtype):
                     first = None
                     for step in (0, 1, 2, 3):   # passes over the panels in one order, then the other
                         C = C0.copy()
-                        smallgemm(A, pack_weights(W, trans, True), C, beta, step)
+                        smallgemm(A, pack_weights(W, trans, True), C, beta, step, 1)
                         np.testing.assert_allclose(C, ref, rtol=tol, atol=tol * np.abs(ref).max(),
                                                    err_msg=f"M={M} N={N} K={K} trans={trans} beta={beta} step={step}")
                         first = C if first is None else first
@@ -476,7 +476,7 @@ def test_smallgemm_on_two_threads_gives_the_same_bits(dtype):
                 numba.set_num_threads(threads)
                 C = np.ones((M, N), dtype)
                 for step in range(3):
-                    smallgemm(A, Wp, C, 1.0, step)
+                    smallgemm(A, Wp, C, 1.0, step, threads)
                 out[threads] = C
             assert np.array_equal(out[1], out[2]), (M, K, N)
             ref = 1 + 3 * (A.astype(np.float64) @ W.T.astype(np.float64))
@@ -514,6 +514,63 @@ def test_sequence_kernels_on_two_threads_give_the_same_bits(cell):
                 assert (a is None and b is None) or np.array_equal(a, b), (B, H)
     finally:
         numba.set_num_threads(before)
+
+
+@pytest.mark.skipif(__import__("numba").config.NUMBA_NUM_THREADS < 2, reason="one CPU: Numba has one thread")
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_batch_shares_on_two_threads_give_the_same_bits(cell):
+    """A batch of 16 or more with a small W_hh runs its time loops on two threads, each on its
+    share of the rows (``shares.py``): 16 rows (two shares of eight), 21 (the last share takes
+    the five left over) and 40 (16 and 24), dense and one-hot inputs, both directions; outputs,
+    states, every gradient and the per-step norms equal one thread's, bit for bit."""
+    import numba
+    from rnnjit.kernels.shares import batch_shares
+    rng = np.random.default_rng(6)
+    c = CELLS[cell]
+    before = numba.get_num_threads()
+    try:
+        for B, H, reverse in ((16, 24, False), (21, 16, True), (40, 8, False)):
+            T, I, V = 5, 7, 11
+            x = rng.standard_normal((T, B, I)).astype(np.float32)
+            ids = rng.integers(0, V, (T, B))
+            h0 = rng.standard_normal((B, H)).astype(np.float32)
+            c0 = rng.standard_normal((B, H)).astype(np.float32) if cell == "lstm" else None
+            weights = params(cell, I, H, np.float32, rng)
+            onehot_weights = params(cell, V, H, np.float32, rng)
+            dout, dh_n = rng.standard_normal((T, B, H)).astype(np.float32), rng.standard_normal((B, H)).astype(np.float32)
+            dc_n = rng.standard_normal((B, H)).astype(np.float32) if cell == "lstm" else None
+            runs = []
+            for threads in (1, 2):
+                numba.set_num_threads(threads)
+                assert batch_shares(B, T, c.gates * H * H * 4, True) == threads
+                run = []
+                for fwd in (c.forward(x, h0, c0, *weights, reverse, "tanh"),
+                            c.forward_onehot(ids, h0, c0, *onehot_weights, reverse, "tanh")):
+                    run += list(fwd[:3]) + list(c.backward(fwd[3], dout, dh_n, dc_n))
+                runs.append(run)
+            for a, b in zip(*runs):
+                assert (a is None and b is None) or np.array_equal(a, b), (B, H, reverse)
+    finally:
+        numba.set_num_threads(before)
+
+
+def test_batch_shares_cover_the_rows_in_units_of_eight():
+    """share_rows cuts a batch into contiguous shares that start at multiples of eight and end at
+    B; unit_sums fills, over the shares, every unit's sum of squares once."""
+    from rnnjit.kernels.shares import norm_units, share_rows, unit_sums
+    rng = np.random.default_rng(7)
+    for B in (1, 7, 8, 15, 16, 21, 40, 63):
+        for shares in range(1, max(1, B // 8) + 1):
+            rows = [share_rows(n, shares, B) for n in range(shares)]
+            assert rows[0][0] == 0 and rows[-1][1] == B
+            assert all(b0 % 8 == 0 and b0 < b1 for b0, b1 in rows)
+            assert all(rows[n][1] == rows[n + 1][0] for n in range(shares - 1))
+            X, Y = rng.standard_normal((B, 5)), rng.standard_normal((B, 5))
+            out = np.full(norm_units(B), np.nan)
+            for b0, b1 in rows:
+                unit_sums(X, Y, b0, b1, out)
+            np.testing.assert_allclose(out.sum(), ((X + Y) ** 2).sum(), rtol=1e-12)
+            assert not np.isnan(out).any()
 
 
 def test_the_products_stay_on_one_thread_with_numbas_workqueue_pool():

@@ -85,7 +85,7 @@ def test_the_recurrent_product_uses_zmm_registers_on_avx512_hosts(tmp_path):
         W = np.ones((64, 40), np.float32)
         Wp = _smallgemm.pack_weights(W, False, True)
         A, C = np.ones((8, 64), np.float32), np.zeros((8, 40), np.float32)
-        _smallgemm.recurrent_gemm(A, W, False, Wp, True, C, 0.0, 0)
+        _smallgemm.recurrent_gemm(A, W, False, Wp, True, C, 0.0, 0, False)
         assert np.allclose(C, 64.0)
         asm = "\\n".join(_smallgemm.recurrent_gemm.inspect_asm().values())
         asm += "\\n".join(_smallgemm.smallgemm.inspect_asm().values())

@@ -30,7 +30,7 @@ partly still there when the next step starts (``smallgemm``).
     use_packed(B, T, nbytes)                whether a sequence should use it (T >= 2, and B >= 2
                                             or the weights are at most 4 MB)
     Wp = pack_weights(W, trans, use)        op(W) packed (an empty array when not use)
-    recurrent_gemm(A, W, trans, Wp, use, C, beta, step)
+    recurrent_gemm(A, W, trans, Wp, use, C, beta, step, one_thread)
                                             C = A op(W) + beta C, packed or BLAS
     weight_grad_gemm(dG, X, dW, use)        dW = dG^T X after the time loop, packed or BLAS
     dense_gemm(A, W, trans, C, beta)        C = A op(W) + beta C over many rows (a dense layer,
@@ -55,9 +55,9 @@ from ._tiles import (_row_tile2, _row_tile4, _row_tile8, _three_rows_tile2, _til
 # a ctypes pointer, which Numba cannot cache; the intrinsic its parallel loops use calls the
 # thread pool's C function by name instead, a symbol that exists once the pool has started.
 try:
-    from numba.np.ufunc.parallel import _iget_num_threads as _num_threads
+    from numba.np.ufunc.parallel import _iget_num_threads as num_threads
 except ImportError:    # a Numba without it: the same count, at the price of recompiling every process
-    _num_threads = numba.get_num_threads
+    num_threads = numba.get_num_threads
 numba.get_num_threads()     # starts Numba's thread pool (and so defines the symbol) before any kernel loads
 # Numba's fallback pool (no OpenMP, no TBB) aborts the process when two Python threads run parallel
 # code at once (a training thread and a sampling one): there the products stay on one thread.
@@ -209,8 +209,9 @@ def _shares_on_threads(A, Bp, C, beta, step, threads, by_rows):
 
 
 @njit(cache=True, nogil=True, fastmath=True, boundscheck=False)
-def smallgemm(A, Bp, C, beta, step=0):
-    """C = A @ B + beta C, beta 0 or 1, B given packed as Bp (from pack_b). A (M, K), C (M, N).
+def smallgemm(A, Bp, C, beta, step, threads):
+    """C = A @ B + beta C, beta 0 or 1, B given packed as Bp (from pack_b). A (M, K), C (M, N),
+    on at most ``threads`` threads (``num_threads()``: as many as Numba has).
 
     A time loop calls this once per step with the same Bp, ``step`` its step number. Each call
     makes one or more passes over the panels, and every other pass goes through them in the
@@ -227,13 +228,12 @@ def smallgemm(A, Bp, C, beta, step=0):
     it in one process (25 alternations, N = 4K), the pass beside the tiles took 0.92-1.05x its
     time for B = 6, 7, 10, 14 at K = 128-320, and 0.70-0.89x from K = 384 on.
 
-    With Numba's thread pool at more than one thread (``numba.set_num_threads``, ``--threads``),
-    a product of at least PARALLEL_MIN_FLOPS is split over the threads (``_shares_on_threads``):
+    With more than one thread (``numba.set_num_threads``, ``--threads``), a product of at least
+    PARALLEL_MIN_FLOPS is split over the threads (``_shares_on_threads``):
     its panels, four at a time, or where there are fewer fours of panels than eights of rows, its
     rows, eight at a time. The results are the same to the bit at any thread count."""
     M, N = C.shape
     G = Bp.shape[0] // 2               # pairs of panels (their number is even)
-    threads = _num_threads()
     if threads > 1 and 2 * M * N * A.shape[1] >= PARALLEL_MIN_FLOPS:
         by_panels = min(threads, G // 2)
         by_rows = min(threads, M // 8)
@@ -279,15 +279,17 @@ def pack_weights(W, trans, use):
 
 
 @njit(cache=True, nogil=True)
-def recurrent_gemm(A, W, trans, Wp, use, C, beta, step):
+def recurrent_gemm(A, W, trans, Wp, use, C, beta, step, one_thread):
     """C = A op(W) + beta C, through the packed Wp when use, else through BLAS. ``step``: the
-    step of the time loop calling (``smallgemm`` alternates its order over the weights by it).
+    step of the time loop calling (``smallgemm`` alternates its order over the weights by it);
+    ``one_thread``: on the calling thread only (a thread running its share of a batch), else on
+    all of Numba's.
 
     Callers pass ``step`` as a run-time integer, never a literal or the default: Numba compiles a
     function again for each literal value an argument takes (and for an omitted one), and
     ``smallgemm`` with its tiles is seconds of compiling."""
     if use:
-        smallgemm(A, Wp, C, beta, step)
+        smallgemm(A, Wp, C, beta, step, 1 if one_thread else num_threads())
     else:
         gemm(A, False, W, trans, C, 1.0, beta)
 
@@ -298,7 +300,7 @@ def dense_gemm(A, W, trans, C, beta):
     part of a layer, the decoder and their gradients): op(W) is packed for this call (a small cost
     next to M = T*B rows of products) when A has at least MIN_DENSE_ROWS rows, else BLAS."""
     use = A.shape[0] >= MIN_DENSE_ROWS
-    recurrent_gemm(A, W, trans, pack_weights(W, trans, use), use, C, beta, np.int64(0))
+    recurrent_gemm(A, W, trans, pack_weights(W, trans, use), use, C, beta, np.int64(0), False)
 
 
 K_CHUNK = 1200   # rows of dG per chunk of weight_grad_gemm (fewer passes over dW against cache reuse)
@@ -355,7 +357,7 @@ def weight_grad_gemm(dG, X, dW, use):
     kp = _odd_lines(Kc, dG.itemsize)
     At = np.empty((G, kp), dG.dtype)          # a chunk of dG^T, rows contiguous
     Xp = np.empty((_panels(I), kp, NR), X.dtype)
-    threads = max(1, min(_num_threads(), G // 8))
+    threads = max(1, min(num_threads(), G // 8))
     for k0 in range(0, N, Kc):
         kc = min(Kc, N - k0)
         if _odd_lines(kc, dG.itemsize) != kp:   # a last chunk shorter by a line or more
@@ -369,4 +371,4 @@ def weight_grad_gemm(dG, X, dW, use):
         else:
             _transpose(dG, k0, kc, At, np.int64(0), G)
         At[:, kc:] = 0
-        smallgemm(At, Xp, dW, 0.0 if k0 == 0 else 1.0, k0 // Kc)   # chunks alternate as steps do
+        smallgemm(At, Xp, dW, 0.0 if k0 == 0 else 1.0, k0 // Kc, num_threads())   # chunks alternate as steps do

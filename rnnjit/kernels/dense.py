@@ -190,7 +190,17 @@ def project_chunk(dense, gates, s, reverse):
     a = gates[t0:t0 + n].reshape(n * B, G)
     for r in range(n * B):
         copy_row(b, a[r])
-    recurrent_gemm(x[t0:t0 + n].reshape(n * B, I), W, True, Wp, use, a, 1.0, s)
+    recurrent_gemm(x[t0:t0 + n].reshape(n * B, I), W, True, Wp, use, a, 1.0, s, False)
+
+
+@njit(cache=True, nogil=True)
+def project_chunks(dense, gates, reverse):
+    """``project_chunk`` for every chunk of steps, before a time loop that does not call it: one
+    whose threads each run a share of the batch (``shares.py``) and read their rows of every
+    step's gates. The same chunks, so the same sums, as inside the loop."""
+    T = gates.shape[0]
+    for s in range(0, T, dense[-1]):
+        project_chunk(dense, gates, s, reverse)
 
 
 @njit(cache=True, nogil=True)

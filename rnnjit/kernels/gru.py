@@ -25,13 +25,15 @@ OpenBLAS, float32 activations that vectorise) and the argument checks: as in ``l
 """
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
-from ._blas import column_sums, sum_squares_of_sum
+from ._blas import column_sums
 from ._smallgemm import pack_weights, recurrent_gemm, use_packed, weight_grad_gemm
 from .activations import fast_sigmoid, fast_tanh, sigmoid
 from .checks import check_backward, check_forward, check_step_backward, checked_types
-from .dense import check_ids, copy_row, dense_inputs, gather_rows, input_grad, input_weight_grad, onehot_table, project_chunk
+from .dense import (check_ids, copy_row, dense_inputs, gather_rows, input_grad, input_weight_grad, onehot_table,
+                    project_chunk, project_chunks)
+from .shares import batch_shares, norm_units, norms_of_units, share_rows, unit_sums
 
 
 @checked_types
@@ -139,7 +141,8 @@ def gru_recurrence(gates, h0, W_hh, b_hh, reverse, ids=None, table=None, dense=N
     table = ``onehot_table(W_ih, gru_input_bias(b_ih, b_hh))``: as in ``lstm_recurrence``) each
     step first gathers its input part into gates; with dense inputs (dense =
     ``dense_inputs(x, W_ih, gru_input_bias(b_ih, b_hh))``: as in ``lstm_recurrence``) every few
-    steps one GEMM writes the input part of the next few.
+    steps one GEMM writes the input part of the next few. With several threads and a batch of 16
+    or more, each thread runs the loop on a share of the rows (``shares.py``).
     Returns hs (T+1, B, H) and hns (T, B, H) holding W_hn h_{t-1} + b_hn (what backward needs).
     """
     T, B, G = gates.shape
@@ -147,26 +150,51 @@ def gru_recurrence(gates, h0, W_hh, b_hh, reverse, ids=None, table=None, dense=N
     hs = np.empty((T + 1, B, H), gates.dtype)
     hns = np.empty((T, B, H), gates.dtype)
     hh = np.empty((B, G), gates.dtype)
-    nxt = 0 if reverse else 1
     for b in range(B):
         copy_row(h0[b], hs[T if reverse else 0, b])
-    b_hn = b_hh[2 * H:]
     packed = use_packed(B, T, W_hh.nbytes)
     Whp = pack_weights(W_hh, True, packed)  # W_hh^T packed once for the recurrent products
+    shares = batch_shares(B, T, Whp.nbytes, packed)
+    if shares > 1:
+        if dense is not None:
+            project_chunks(dense, gates, reverse)  # the input part of every step, before the loop
+        gru_steps_on_threads(gates, hs, hns, hh, W_hh, Whp, packed, b_hh, reverse, ids, table, dense, shares)
+    else:
+        gru_steps(gates, hs, hns, hh, W_hh, Whp, packed, b_hh, reverse, ids, table, dense, np.int64(0), B,
+                  shares > 1)
+    return hs, hns
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def gru_steps(gates, hs, hns, hh, W_hh, Whp, packed, b_hh, reverse, ids, table, dense, b0, b1, share):
+    """The time loop of ``gru_recurrence`` over the batch rows b0 .. b1 - 1: all of them, or one
+    thread's share (as ``lstm_steps``). hh (B, 3H) holds each step's W_hh h_{t-1}."""
+    T = gates.shape[0]
+    H = hs.shape[2]
+    nxt = 0 if reverse else 1
+    b_hn = b_hh[2 * H:]
+    hh_rows = hh[b0:b1]
     for s in range(T):
         t = T - 1 - s if reverse else s
-        prev_h = hs[t + 1 - nxt]
-        next_h = hs[t + nxt]
-        a = gates[t]
-        hn = hns[t]
+        prev_h = hs[t + 1 - nxt, b0:b1]
+        next_h = hs[t + nxt, b0:b1]
+        a = gates[t, b0:b1]
+        hn = hns[t, b0:b1]
         if ids is not None:
-            gather_rows(table, ids[t], a)  # the input part of this step
-        if dense is not None and s % dense[-1] == 0:
+            gather_rows(table, ids[t, b0:b1], a)  # the input part of this step
+        if dense is not None and not share and s % dense[-1] == 0:
             project_chunk(dense, gates, s, reverse)  # the input part of this step and the next few
-        recurrent_gemm(prev_h, W_hh, True, Whp, packed, hh, 0.0, s)  # the recurrent GEMM
-        for b in range(B):
-            gru_cell_forward(a[b], hh[b], b_hn, prev_h[b], next_h[b], hn[b])
-    return hs, hns
+        recurrent_gemm(prev_h, W_hh, True, Whp, packed, hh_rows, 0.0, s, share)  # the recurrent GEMM
+        for b in range(b1 - b0):
+            gru_cell_forward(a[b], hh_rows[b], b_hn, prev_h[b], next_h[b], hn[b])
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def gru_steps_on_threads(gates, hs, hns, hh, W_hh, Whp, packed, b_hh, reverse, ids, table, dense, shares):
+    """``gru_steps`` on ``shares`` threads, each on its share of the batch (``shares.py``)."""
+    for n in prange(shares):
+        b0, b1 = share_rows(n, shares, gates.shape[1])
+        gru_steps(gates, hs, hns, hh, W_hh, Whp, packed, b_hh, reverse, ids, table, dense, b0, b1, shares > 1)
 
 
 @checked_types
@@ -215,27 +243,54 @@ def gru_recurrence_backward(W_hh, hs, gates, hns, dout, dh_n, reverse):
     dGx = np.empty((T, B, G), dout.dtype)
     dGh = np.empty((T, B, G), dout.dtype)
     dh = dh_n.copy()
-    norms = np.empty(T, np.float64)
+    sums = np.empty((T, norm_units(B)), np.float64)
 
     packed = use_packed(B, T, W_hh.nbytes)
     Whp = pack_weights(W_hh, False, packed)  # W_hh packed once for dh_{t-1} = da W_hh
-    for s in range(T):
-        t = s if reverse else T - 1 - s
-        prev_h = hs[t + 1 - nxt]
-        a = gates[t]
-        hn = hns[t]
-        dax = dGx[t]
-        dah = dGh[t]
-        norms[t] = np.sqrt(sum_squares_of_sum(dh, dout[t]))
-        for b in range(B):
-            gru_cell_backward(a[b], hn[b], prev_h[b], dh[b], dout[t, b], dax[b], dah[b])
-        recurrent_gemm(dah, W_hh, False, Whp, packed, dh, 1.0, s)  # dh_{t-1} = dh * z + dah W_hh
+    shares = batch_shares(B, T, Whp.nbytes, packed)
+    if shares > 1:
+        gru_steps_backward_on_threads(W_hh, Whp, packed, hs, gates, hns, dout, dh, dGx, dGh, sums, reverse, shares)
+    else:
+        gru_steps_backward(W_hh, Whp, packed, hs, gates, hns, dout, dh, dGx, dGh, sums, reverse, np.int64(0), B,
+                           shares > 1)
+    norms = np.empty(T, np.float64)
+    norms_of_units(sums, norms)
 
     dGh2 = dGh.reshape(T * B, G)
     prev_hs = hs[1 - nxt:T + 1 - nxt]
     dW_hh = np.empty((G, H), dout.dtype)
     weight_grad_gemm(dGh2, prev_hs.reshape(T * B, H), dW_hh, packed)
     return dGx, dh, dW_hh, column_sums(dGx.reshape(T * B, G)), column_sums(dGh2), norms
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def gru_steps_backward(W_hh, Whp, packed, hs, gates, hns, dout, dh, dGx, dGh, sums, reverse, b0, b1, share):
+    """The time loop of ``gru_recurrence_backward`` over the batch rows b0 .. b1 - 1, as in
+    ``lstm_steps_backward``."""
+    T = dout.shape[0]
+    nxt = 0 if reverse else 1
+    dh_rows = dh[b0:b1]
+    for s in range(T):
+        t = s if reverse else T - 1 - s
+        prev_h = hs[t + 1 - nxt, b0:b1]
+        a = gates[t, b0:b1]
+        hn = hns[t, b0:b1]
+        dax = dGx[t, b0:b1]
+        dah = dGh[t, b0:b1]
+        dout_t = dout[t, b0:b1]
+        unit_sums(dh, dout[t], b0, b1, sums[t])
+        for b in range(b1 - b0):
+            gru_cell_backward(a[b], hn[b], prev_h[b], dh_rows[b], dout_t[b], dax[b], dah[b])
+        recurrent_gemm(dah, W_hh, False, Whp, packed, dh_rows, 1.0, s, share)  # dh_{t-1} = dh * z + dah W_hh
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def gru_steps_backward_on_threads(W_hh, Whp, packed, hs, gates, hns, dout, dh, dGx, dGh, sums, reverse, shares):
+    """``gru_steps_backward`` on ``shares`` threads, each on its share of the batch."""
+    for n in prange(shares):
+        b0, b1 = share_rows(n, shares, dout.shape[1])
+        gru_steps_backward(W_hh, Whp, packed, hs, gates, hns, dout, dh, dGx, dGh, sums, reverse, b0, b1,
+                           shares > 1)
 
 
 @checked_types

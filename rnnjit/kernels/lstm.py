@@ -38,7 +38,10 @@ The file holds two versions of the same math:
   - the recurrent part (``lstm_recurrence``, ``lstm_recurrence_backward``): each step adds one
     recurrent GEMM to the step's input part and runs one fused loop over the gates of each
     batch row (``lstm_cell_forward``); backward keeps every step's gate gradients ``dG`` and
-    forms ``dW_hh`` with one GEMM after the loop.
+    forms ``dW_hh`` with one GEMM after the loop. The time loops themselves are ``lstm_steps``
+    and ``lstm_steps_backward``, over a range of batch rows: all of them, or, with several
+    threads, each thread's share (``shares.py``: the rows of a batch never meet in a
+    recurrence, so each thread can run all T steps on its own rows).
 
   All workspaces are allocated before the loop. The products go to a packed micro-kernel
   (``_smallgemm``) or numpy's OpenBLAS (``_blas.gemm``), and in float32 the fused loops use a rational tanh and sigmoid that vectorise
@@ -59,13 +62,15 @@ first time Numba meets them, before it compiles anything: a TypeError in one lin
 """
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
-from ._blas import column_sums, sum_squares_of_sum
+from ._blas import column_sums
 from ._smallgemm import pack_weights, recurrent_gemm, use_packed, weight_grad_gemm
 from .activations import fast_tanh, lstm_gate_activations, sigmoid
 from .checks import check_backward, check_forward, check_step_backward, checked_types
-from .dense import check_ids, copy_row, dense_inputs, gather_rows, input_grad, input_weight_grad, onehot_table, project_chunk
+from .dense import (check_ids, copy_row, dense_inputs, gather_rows, input_grad, input_weight_grad, onehot_table,
+                    project_chunk, project_chunks)
+from .shares import batch_shares, norm_units, norms_of_units, share_rows, unit_sums
 
 
 @checked_types
@@ -161,34 +166,60 @@ def lstm_recurrence(gates, h0, c0, W_hh, reverse, ids=None, table=None, dense=No
     steps would write them to memory and read them back). With dense inputs,
     dense = ``dense_inputs(x, W_ih, b_ih + b_hh)``, gates also comes in empty, and every few
     steps one GEMM writes the input part of the next few (``project_chunk``), for the same reason.
-    Returns hs, cs (T+1, B, H).
+    With several threads and a batch of 16 or more, each thread runs the loop on a share of the
+    rows (``shares.py``). Returns hs, cs (T+1, B, H).
     """
     T, B, G = gates.shape
     H = h0.shape[1]
     hs = np.empty((T + 1, B, H), gates.dtype)
     cs = np.empty((T + 1, B, H), gates.dtype)
-    nxt = 0 if reverse else 1  # row of hs holding the state after step t is t + nxt
     first = T if reverse else 0
     for b in range(B):
         copy_row(h0[b], hs[first, b])
         copy_row(c0[b], cs[first, b])
     packed = use_packed(B, T, W_hh.nbytes)
     Whp = pack_weights(W_hh, True, packed)  # W_hh^T packed once for the recurrent products
+    shares = batch_shares(B, T, Whp.nbytes, packed)
+    if shares > 1:
+        if dense is not None:
+            project_chunks(dense, gates, reverse)  # the input part of every step, before the loop
+        lstm_steps_on_threads(gates, hs, cs, W_hh, Whp, packed, reverse, ids, table, dense, shares)
+    else:
+        lstm_steps(gates, hs, cs, W_hh, Whp, packed, reverse, ids, table, dense, np.int64(0), B, shares > 1)
+    return hs, cs
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def lstm_steps(gates, hs, cs, W_hh, Whp, packed, reverse, ids, table, dense, b0, b1, share):
+    """The time loop of ``lstm_recurrence`` over the batch rows b0 .. b1 - 1: all of them (share
+    False: the products on all threads, the input part a chunk at a time inside the loop), or
+    one thread's share (share True: the products on this thread, the input part made before)."""
+    T = gates.shape[0]
+    nxt = 0 if reverse else 1  # row of hs holding the state after step t is t + nxt
     for s in range(T):
         t = T - 1 - s if reverse else s
-        prev_h = hs[t + 1 - nxt]
-        prev_c = cs[t + 1 - nxt]
-        next_h = hs[t + nxt]
-        next_c = cs[t + nxt]
-        a = gates[t]
+        prev_h = hs[t + 1 - nxt, b0:b1]
+        prev_c = cs[t + 1 - nxt, b0:b1]
+        next_h = hs[t + nxt, b0:b1]
+        next_c = cs[t + nxt, b0:b1]
+        a = gates[t, b0:b1]
         if ids is not None:
-            gather_rows(table, ids[t], a)  # the input part of this step
-        if dense is not None and s % dense[-1] == 0:
+            gather_rows(table, ids[t, b0:b1], a)  # the input part of this step
+        if dense is not None and not share and s % dense[-1] == 0:
             project_chunk(dense, gates, s, reverse)  # the input part of this step and the next few
-        recurrent_gemm(prev_h, W_hh, True, Whp, packed, a, 1.0, s)  # the recurrent GEMM, added to the inputs
-        for b in range(B):
+        recurrent_gemm(prev_h, W_hh, True, Whp, packed, a, 1.0, s, share)  # the recurrent GEMM, added to the inputs
+        for b in range(b1 - b0):
             lstm_cell_forward(a[b], prev_c[b], next_c[b], next_h[b])
-    return hs, cs
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def lstm_steps_on_threads(gates, hs, cs, W_hh, Whp, packed, reverse, ids, table, dense, shares):
+    """``lstm_steps`` on ``shares`` threads, each on its share of the batch (``shares.py``)."""
+    for n in prange(shares):
+        b0, b1 = share_rows(n, shares, gates.shape[1])
+        # (share: shares > 1, True, but a run-time value: a literal True would be a type of its own
+        # to Numba and compile lstm_steps a second time)
+        lstm_steps(gates, hs, cs, W_hh, Whp, packed, reverse, ids, table, dense, b0, b1, shares > 1)
 
 
 @checked_types
@@ -238,20 +269,18 @@ def lstm_recurrence_backward(W_hh, hs, cs, gates, dout, dh_n, dc_n, reverse):
     dG = np.empty((T, B, G), dout.dtype)
     dh = dh_n.copy()
     dc = dc_n.copy()
-    norms = np.empty(T, np.float64)
+    sums = np.empty((T, norm_units(B)), np.float64)
 
     packed = use_packed(B, T, W_hh.nbytes)
     Whp = pack_weights(W_hh, False, packed)  # W_hh packed once for dh_{t-1} = da W_hh
-    for s in range(T):
-        t = s if reverse else T - 1 - s
-        prev_c = cs[t + 1 - nxt]
-        c_t = cs[t + nxt]
-        a = gates[t]
-        da = dG[t]
-        norms[t] = np.sqrt(sum_squares_of_sum(dh, dout[t]))
-        for b in range(B):
-            lstm_cell_backward(a[b], prev_c[b], c_t[b], dh[b], dout[t, b], dc[b], da[b])
-        recurrent_gemm(da, W_hh, False, Whp, packed, dh, 0.0, s)  # dh_{t-1} = da W_hh
+    shares = batch_shares(B, T, Whp.nbytes, packed)
+    if shares > 1:
+        lstm_steps_backward_on_threads(W_hh, Whp, packed, cs, gates, dout, dh, dc, dG, sums, reverse, shares)
+    else:
+        lstm_steps_backward(W_hh, Whp, packed, cs, gates, dout, dh, dc, dG, sums, reverse, np.int64(0), B,
+                            shares > 1)
+    norms = np.empty(T, np.float64)
+    norms_of_units(sums, norms)
 
     dG2 = dG.reshape(T * B, G)
     prev_hs = hs[1 - nxt:T + 1 - nxt]
@@ -259,6 +288,36 @@ def lstm_recurrence_backward(W_hh, hs, cs, gates, dout, dh_n, dc_n, reverse):
     weight_grad_gemm(dG2, prev_hs.reshape(T * B, H), dW_hh, packed)
     db = column_sums(dG2)
     return dG, dh, dc, dW_hh, db, db.copy(), norms
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def lstm_steps_backward(W_hh, Whp, packed, cs, gates, dout, dh, dc, dG, sums, reverse, b0, b1, share):
+    """The time loop of ``lstm_recurrence_backward`` over the batch rows b0 .. b1 - 1, as in
+    ``lstm_steps``: dh and dc (B, H) carry dL/dh and dL/dc back a step at a time, dG gets every
+    step's gate gradients, sums the squared norms of dL/dh_t per unit of eight rows."""
+    T = dout.shape[0]
+    nxt = 0 if reverse else 1
+    dh_rows = dh[b0:b1]
+    dc_rows = dc[b0:b1]
+    for s in range(T):
+        t = s if reverse else T - 1 - s
+        prev_c = cs[t + 1 - nxt, b0:b1]
+        c_t = cs[t + nxt, b0:b1]
+        a = gates[t, b0:b1]
+        dout_t = dout[t, b0:b1]
+        da = dG[t, b0:b1]
+        unit_sums(dh, dout[t], b0, b1, sums[t])
+        for b in range(b1 - b0):
+            lstm_cell_backward(a[b], prev_c[b], c_t[b], dh_rows[b], dout_t[b], dc_rows[b], da[b])
+        recurrent_gemm(da, W_hh, False, Whp, packed, dh_rows, 0.0, s, share)  # dh_{t-1} = da W_hh
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def lstm_steps_backward_on_threads(W_hh, Whp, packed, cs, gates, dout, dh, dc, dG, sums, reverse, shares):
+    """``lstm_steps_backward`` on ``shares`` threads, each on its share of the batch."""
+    for n in prange(shares):
+        b0, b1 = share_rows(n, shares, dout.shape[1])
+        lstm_steps_backward(W_hh, Whp, packed, cs, gates, dout, dh, dc, dG, sums, reverse, b0, b1, shares > 1)
 
 
 @checked_types

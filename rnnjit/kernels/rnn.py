@@ -20,13 +20,15 @@ per-row loops, numpy's OpenBLAS, float32 activations that vectorise) and the arg
 """
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
-from ._blas import column_sums, sum_squares_of_sum
+from ._blas import column_sums
 from ._smallgemm import pack_weights, recurrent_gemm, use_packed, weight_grad_gemm
 from .activations import fast_tanh, relu
 from .checks import check_backward, check_forward, check_step_backward, checked_types
-from .dense import check_ids, copy_row, dense_inputs, gather_rows, input_grad, input_weight_grad, onehot_table, project_chunk
+from .dense import (check_ids, copy_row, dense_inputs, gather_rows, input_grad, input_weight_grad, onehot_table,
+                    project_chunk, project_chunks)
+from .shares import batch_shares, norm_units, norms_of_units, share_rows, unit_sums
 
 
 @checked_types
@@ -89,27 +91,50 @@ def rnn_recurrence(xa, h0, W_hh, reverse, use_relu, ids=None, table=None, dense=
     applies the nonlinearity. With one-hot inputs (ids, table: as in ``lstm_recurrence``) each
     step first gathers its input part into xa; with dense inputs (dense =
     ``dense_inputs(x, W_ih, b_ih + b_hh)``) every few steps one GEMM writes the input part of the
-    next few (``project_chunk``). Returns hs (T+1, B, H)."""
+    next few (``project_chunk``). With several threads and a batch of 16 or more, each thread
+    runs the loop on a share of the rows (``shares.py``). Returns hs (T+1, B, H)."""
     T, B, H = xa.shape
     hs = np.empty((T + 1, B, H), xa.dtype)
-    nxt = 0 if reverse else 1
     for b in range(B):
         copy_row(h0[b], hs[T if reverse else 0, b])
     packed = use_packed(B, T, W_hh.nbytes)
     Whp = pack_weights(W_hh, True, packed)  # W_hh^T packed once for the recurrent products
+    shares = batch_shares(B, T, Whp.nbytes, packed)
+    if shares > 1:
+        if dense is not None:
+            project_chunks(dense, xa, reverse)  # the input part of every step, before the loop
+        rnn_steps_on_threads(xa, hs, W_hh, Whp, packed, reverse, use_relu, ids, table, dense, shares)
+    else:
+        rnn_steps(xa, hs, W_hh, Whp, packed, reverse, use_relu, ids, table, dense, np.int64(0), B, shares > 1)
+    return hs
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def rnn_steps(xa, hs, W_hh, Whp, packed, reverse, use_relu, ids, table, dense, b0, b1, share):
+    """The time loop of ``rnn_recurrence`` over the batch rows b0 .. b1 - 1: all of them, or one
+    thread's share (as ``lstm_steps``)."""
+    T = xa.shape[0]
+    nxt = 0 if reverse else 1
     for s in range(T):
         t = T - 1 - s if reverse else s
-        prev_h = hs[t + 1 - nxt]
-        next_h = hs[t + nxt]
-        a = xa[t]
+        prev_h = hs[t + 1 - nxt, b0:b1]
+        next_h = hs[t + nxt, b0:b1]
+        a = xa[t, b0:b1]
         if ids is not None:
-            gather_rows(table, ids[t], a)  # the input part of this step
-        if dense is not None and s % dense[-1] == 0:
+            gather_rows(table, ids[t, b0:b1], a)  # the input part of this step
+        if dense is not None and not share and s % dense[-1] == 0:
             project_chunk(dense, xa, s, reverse)  # the input part of this step and the next few
-        recurrent_gemm(prev_h, W_hh, True, Whp, packed, a, 1.0, s)  # the recurrent GEMM, added to the inputs
-        for b in range(B):
+        recurrent_gemm(prev_h, W_hh, True, Whp, packed, a, 1.0, s, share)  # the recurrent GEMM, added to the inputs
+        for b in range(b1 - b0):
             rnn_cell_forward(a[b], next_h[b], use_relu)
-    return hs
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def rnn_steps_on_threads(xa, hs, W_hh, Whp, packed, reverse, use_relu, ids, table, dense, shares):
+    """``rnn_steps`` on ``shares`` threads, each on its share of the batch (``shares.py``)."""
+    for n in prange(shares):
+        b0, b1 = share_rows(n, shares, xa.shape[1])
+        rnn_steps(xa, hs, W_hh, Whp, packed, reverse, use_relu, ids, table, dense, b0, b1, shares > 1)
 
 
 @checked_types
@@ -150,18 +175,17 @@ def rnn_recurrence_backward(W_hh, hs, dout, dh_n, reverse, use_relu):
     nxt = 0 if reverse else 1
     dG = np.empty((T, B, H), dout.dtype)
     dh = dh_n.copy()
-    norms = np.empty(T, np.float64)
+    sums = np.empty((T, norm_units(B)), np.float64)
 
     packed = use_packed(B, T, W_hh.nbytes)
     Whp = pack_weights(W_hh, False, packed)  # W_hh packed once for dh_{t-1} = da W_hh
-    for s in range(T):
-        t = s if reverse else T - 1 - s
-        h = hs[t + nxt]
-        da = dG[t]
-        norms[t] = np.sqrt(sum_squares_of_sum(dh, dout[t]))
-        for b in range(B):
-            rnn_cell_backward(h[b], dh[b], dout[t, b], da[b], use_relu)
-        recurrent_gemm(da, W_hh, False, Whp, packed, dh, 0.0, s)  # dh_{t-1} = da W_hh
+    shares = batch_shares(B, T, Whp.nbytes, packed)
+    if shares > 1:
+        rnn_steps_backward_on_threads(W_hh, Whp, packed, hs, dout, dh, dG, sums, reverse, use_relu, shares)
+    else:
+        rnn_steps_backward(W_hh, Whp, packed, hs, dout, dh, dG, sums, reverse, use_relu, np.int64(0), B, shares > 1)
+    norms = np.empty(T, np.float64)
+    norms_of_units(sums, norms)
 
     dG2 = dG.reshape(T * B, H)
     prev_hs = hs[1 - nxt:T + 1 - nxt]
@@ -169,6 +193,32 @@ def rnn_recurrence_backward(W_hh, hs, dout, dh_n, reverse, use_relu):
     weight_grad_gemm(dG2, prev_hs.reshape(T * B, H), dW_hh, packed)
     db = column_sums(dG2)
     return dG, dh, dW_hh, db, db.copy(), norms
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def rnn_steps_backward(W_hh, Whp, packed, hs, dout, dh, dG, sums, reverse, use_relu, b0, b1, share):
+    """The time loop of ``rnn_recurrence_backward`` over the batch rows b0 .. b1 - 1, as in
+    ``lstm_steps_backward``."""
+    T = dout.shape[0]
+    nxt = 0 if reverse else 1
+    dh_rows = dh[b0:b1]
+    for s in range(T):
+        t = s if reverse else T - 1 - s
+        h = hs[t + nxt, b0:b1]
+        da = dG[t, b0:b1]
+        dout_t = dout[t, b0:b1]
+        unit_sums(dh, dout[t], b0, b1, sums[t])
+        for b in range(b1 - b0):
+            rnn_cell_backward(h[b], dh_rows[b], dout_t[b], da[b], use_relu)
+        recurrent_gemm(da, W_hh, False, Whp, packed, dh_rows, 0.0, s, share)  # dh_{t-1} = da W_hh
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def rnn_steps_backward_on_threads(W_hh, Whp, packed, hs, dout, dh, dG, sums, reverse, use_relu, shares):
+    """``rnn_steps_backward`` on ``shares`` threads, each on its share of the batch."""
+    for n in prange(shares):
+        b0, b1 = share_rows(n, shares, dout.shape[1])
+        rnn_steps_backward(W_hh, Whp, packed, hs, dout, dh, dG, sums, reverse, use_relu, b0, b1, shares > 1)
 
 
 @checked_types
