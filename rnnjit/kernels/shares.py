@@ -10,13 +10,21 @@ The other way to use several threads is to split each step's product (``smallgem
 and a join every step, and the gate math, on one thread, reads the gates the other cores have
 just written, and the next step's product reads the h_t written there. At B = 32, H = 128
 (LSTM, T = 64, one-hot input) a layer's forward took 2.5 ms on one thread and 2.6-2.8 on two
-that way, and 1.3 on two with shares of the batch (Intel Xeon, 2 cores; the cost: each of these
-parallel functions adds about 2.6 s to a cold compile).
+that way, and 1.3 on two with shares of the batch (Intel Xeon, 2 cores).
 
 When: from B = 16 on (two shares of eight rows) while the packed W_hh is at most
 MAX_SHARED_WEIGHT_BYTES, because every thread reads all of it every step and it should stay in
 each core's L2 (1 MB: an LSTM up to H = 256, a GRU to 295, an RNN to 512). Beyond that, the
-per-step split of the product gives each core its part of W_hh to keep instead.
+per-step split of the product gives each core its part of W_hh to keep instead. (With 8 MB
+allowed, B = 32, T = 100 on two cores: a GRU at H = 512, 3 MB, trained in 81-86 ms against
+98-105, and an LSTM at H = 512, 4 MB, in 104-122 against 113-123, too noisy to call; with more
+cores all streaming W_hh from L3, the per-step split should win, so the limit stays at what L2
+holds.)
+
+Each of these parallel loops costs about 2.7 s of compiling. A parallel loop over a small
+function takes 0.2 s, so the rest goes with the tree of functions these loops call (the
+products): Numba links it into each caller, where, as far as I can tell, LLVM optimises it
+again.
 
 The results are the same to the bit whatever the thread count: shares start at multiples of
 eight rows and the last one takes the rest, so every row goes through the same tiles of the
