@@ -517,12 +517,14 @@ def test_sequence_kernels_on_two_threads_give_the_same_bits(cell):
 
 
 @pytest.mark.skipif(__import__("numba").config.NUMBA_NUM_THREADS < 2, reason="one CPU: Numba has one thread")
-@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
-def test_batch_shares_on_two_threads_give_the_same_bits(cell):
+@pytest.mark.parametrize("cell,dtype", [("rnn", np.float32), ("lstm", np.float32), ("gru", np.float32),
+                                        ("lstm", np.float64)])
+def test_batch_shares_on_two_threads_give_the_same_bits(cell, dtype):
     """A batch of 16 or more with a small W_hh runs its time loops on two threads, each on its
     share of the rows (``shares.py``): 16 rows (two shares of eight), 21 (the last share takes
     the five left over) and 40 (16 and 24), dense and one-hot inputs, both directions; outputs,
-    states, every gradient and the per-step norms equal one thread's, bit for bit."""
+    states, every gradient and the per-step norms equal one thread's, bit for bit (float64 for
+    one cell: its products have 4-row tiles)."""
     import numba
     from rnnjit.kernels.shares import batch_shares
     rng = np.random.default_rng(6)
@@ -531,18 +533,18 @@ def test_batch_shares_on_two_threads_give_the_same_bits(cell):
     try:
         for B, H, reverse in ((16, 24, False), (21, 16, True), (40, 8, False)):
             T, I, V = 5, 7, 11
-            x = rng.standard_normal((T, B, I)).astype(np.float32)
+            x = rng.standard_normal((T, B, I)).astype(dtype)
             ids = rng.integers(0, V, (T, B))
-            h0 = rng.standard_normal((B, H)).astype(np.float32)
-            c0 = rng.standard_normal((B, H)).astype(np.float32) if cell == "lstm" else None
-            weights = params(cell, I, H, np.float32, rng)
-            onehot_weights = params(cell, V, H, np.float32, rng)
-            dout, dh_n = rng.standard_normal((T, B, H)).astype(np.float32), rng.standard_normal((B, H)).astype(np.float32)
-            dc_n = rng.standard_normal((B, H)).astype(np.float32) if cell == "lstm" else None
+            h0 = rng.standard_normal((B, H)).astype(dtype)
+            c0 = rng.standard_normal((B, H)).astype(dtype) if cell == "lstm" else None
+            weights = params(cell, I, H, dtype, rng)
+            onehot_weights = params(cell, V, H, dtype, rng)
+            dout, dh_n = rng.standard_normal((T, B, H)).astype(dtype), rng.standard_normal((B, H)).astype(dtype)
+            dc_n = rng.standard_normal((B, H)).astype(dtype) if cell == "lstm" else None
             runs = []
             for threads in (1, 2):
                 numba.set_num_threads(threads)
-                assert batch_shares(B, T, c.gates * H * H * 4, True) == threads
+                assert batch_shares(B, T, c.gates * H * H * np.dtype(dtype).itemsize, True) == threads
                 run = []
                 for fwd in (c.forward(x, h0, c0, *weights, reverse, "tanh"),
                             c.forward_onehot(ids, h0, c0, *onehot_weights, reverse, "tanh")):
