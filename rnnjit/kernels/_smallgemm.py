@@ -175,6 +175,16 @@ def _share(A, Bp, C, beta, step, lo, hi):
             _row_pass(A, i, Bp, C, beta, N, 2 * lo, 2 * hi, (step * M + i) % 2 == 1)
 
 
+@njit(cache=True, nogil=True)
+def share_rows(n, shares, M):
+    """Rows r0 .. r1 - 1 of share n of ``shares``: multiples of eight, the last share to M. (The
+    products' row shares here, and a batch's shares of a time loop, ``shares.py``.)"""
+    U = M // 8
+    r0 = 8 * (n * U // shares)
+    r1 = M if n == shares - 1 else 8 * ((n + 1) * U // shares)
+    return r0, r1
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def _shares_on_threads(A, Bp, C, beta, step, threads, by_rows):
     """``_share`` on ``threads`` threads, each with a contiguous share of the pairs of panels, the
@@ -193,19 +203,16 @@ def _shares_on_threads(A, Bp, C, beta, step, threads, by_rows):
 
     Either way every tile is computed as on one thread, so the results are the same to the bit.
     (One parallel function for both: each costs a second or more of compiling.)"""
-    M = A.shape[0]
     G = Bp.shape[0] // 2
-    U = M // 8 if by_rows else G // 2   # units of eight rows, or of four panels
+    U = G // 2                        # units of four panels
     for t in prange(threads):
         n = np.int64(t)
-        first = n * U // threads
-        last = (n + 1) * U // threads
         if by_rows:
-            r1 = M if n == threads - 1 else 8 * last
-            _share(A[8 * first:r1], Bp, C[8 * first:r1], beta, step, np.int64(0), G)
+            r0, r1 = share_rows(n, threads, A.shape[0])
+            _share(A[r0:r1], Bp, C[r0:r1], beta, step, np.int64(0), G)
         else:
-            hi = G if n == threads - 1 else 2 * last
-            _share(A, Bp, C, beta, step, 2 * first, hi)
+            hi = G if n == threads - 1 else 2 * ((n + 1) * U // threads)
+            _share(A, Bp, C, beta, step, 2 * (n * U // threads), hi)
 
 
 @njit(cache=True, nogil=True, fastmath=True, boundscheck=False)
@@ -229,9 +236,9 @@ def smallgemm(A, Bp, C, beta, step, threads):
     time for B = 6, 7, 10, 14 at K = 128-320, and 0.70-0.89x from K = 384 on.
 
     With more than one thread (``numba.set_num_threads``, ``--threads``), a product of at least
-    PARALLEL_MIN_FLOPS is split over the threads (``_shares_on_threads``):
-    its panels, four at a time, or where there are fewer fours of panels than eights of rows, its
-    rows, eight at a time. The results are the same to the bit at any thread count."""
+    PARALLEL_MIN_FLOPS is split over the threads (``_shares_on_threads``): its panels, four at a
+    time, or where there are fewer fours of panels than eights of rows, its rows, eight at a
+    time. The results are the same to the bit at any thread count."""
     M, N = C.shape
     G = Bp.shape[0] // 2               # pairs of panels (their number is even)
     if threads > 1 and 2 * M * N * A.shape[1] >= PARALLEL_MIN_FLOPS:

@@ -37,7 +37,7 @@ import numpy as np
 from numba import njit
 
 from ._blas import sum_squares_of_sum
-from ._smallgemm import num_threads
+from ._smallgemm import num_threads, share_rows  # noqa: F401  (share_rows: the cells take it from here)
 
 MAX_SHARED_WEIGHT_BYTES = 1 << 20
 
@@ -50,15 +50,6 @@ def batch_shares(B, T, weight_bytes, packed):
     if not packed or T < 2 or weight_bytes > MAX_SHARED_WEIGHT_BYTES:
         return 1
     return max(1, min(num_threads(), B // 8))
-
-
-@njit(cache=True, nogil=True)
-def share_rows(n, shares, B):
-    """Rows b0 .. b1 - 1 of share n of ``shares``: multiples of eight, the last share to B."""
-    U = B // 8
-    b0 = 8 * (n * U // shares)
-    b1 = B if n == shares - 1 else 8 * ((n + 1) * U // shares)
-    return b0, b1
 
 
 @njit(cache=True, nogil=True)
