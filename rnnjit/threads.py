@@ -28,12 +28,12 @@ def set_threads(n: int) -> dict:
         if var != "NUMBA_NUM_THREADS" or "numba" not in sys.modules:
             os.environ[var] = str(n)
     report = {}
-    from .kernels import _blas, _smallgemm
+    from .kernels import _blas, _pool
     _blas.set_num_threads(n)
     report["numpy_openblas"] = _blas.get_num_threads()
     report["scipy_openblas"] = _set_scipy_openblas_threads(n)
     import numba
-    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS) if _smallgemm.THREADSAFE else 1)
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS) if _pool.THREADSAFE else 1)
     report["numba"] = numba.get_num_threads()
     try:
         from threadpoolctl import threadpool_limits

@@ -589,6 +589,29 @@ def test_the_products_stay_on_one_thread_with_numbas_workqueue_pool():
     assert out.stdout.split() == ["workqueue", "1", "1"], out.stdout + out.stderr
 
 
+@pytest.mark.parametrize("env_levels", [None, "3"])
+def test_numbas_openmp_runtime_is_left_at_one_level_of_parallelism(env_levels):
+    """Numba's OpenMP pool allows 255 nested levels in the libgomp it loads, which a later ``import
+    torch`` shares: torch's GRU then ran 40x slower on two threads (``kernels/_pool.py``). After the
+    kernels load the runtime allows one level, unless OMP_MAX_ACTIVE_LEVELS asks for more."""
+    import os
+    import subprocess
+    import sys
+    code = ("import ctypes, importlib.util, numba, rnnjit.kernels; "
+            "print(numba.threading_layer()); "
+            "print(ctypes.CDLL(importlib.util.find_spec('numba.np.ufunc.omppool').origin).omp_get_max_active_levels())")
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_MAX_ACTIVE_LEVELS", "OMP_NESTED")}
+    if env_levels:
+        env["OMP_MAX_ACTIVE_LEVELS"] = env_levels
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    lines = out.stdout.split()
+    if not lines or lines[0] != "omp":
+        pytest.skip(f"Numba's threading layer here is not OpenMP: {out.stdout.strip() or out.stderr[-300:]}")
+    assert out.returncode == 0, out.stderr
+    # with the variable set, the level is Numba's own (it raises it to allow nesting), not ours
+    assert (lines[1] == "1") == (env_levels is None), out.stdout
+
+
 def test_shape_checks_compile_no_string_code(tmp_path):
     """The checks raise ``ShapeError``/``IndexRangeError`` with the pieces of the message, and
     Python writes it: no string code is compiled for them. (Built in compiled code, the messages

@@ -43,27 +43,13 @@ thread, T*B = 3200) it takes 38 ms where OpenBLAS takes 56 at H = 512 (dW_hh of 
 against 3.8 at H = 128.
 """
 
-import numba
 import numpy as np
 from numba import njit, prange
 
 from ._blas import gemm
+from ._pool import num_threads
 from ._tiles import (_row_tile2, _row_tile4, _row_tile8, _three_rows_tile2, _tile4, _tile8, _two_rows_tile2,
                      _two_rows_tile4)
-
-# The thread count, read in compiled code. numba.get_num_threads() inside @njit reads it through
-# a ctypes pointer, which Numba cannot cache; the intrinsic its parallel loops use calls the
-# thread pool's C function by name instead, a symbol that exists once the pool has started.
-try:
-    from numba.np.ufunc.parallel import _iget_num_threads as num_threads
-except ImportError:    # a Numba without it: the same count, at the price of recompiling every process
-    num_threads = numba.get_num_threads
-numba.get_num_threads()     # starts Numba's thread pool (and so defines the symbol) before any kernel loads
-# Numba's fallback pool (no OpenMP, no TBB) aborts the process when two Python threads run parallel
-# code at once (a training thread and a sampling one): there the products stay on one thread.
-THREADSAFE = numba.threading_layer() != "workqueue"
-if not THREADSAFE:
-    numba.set_num_threads(1)
 
 NR = 32          # columns per packed panel (two zmm of float32)
 MAX_PACKED_ROW_BYTES = 4 << 20   # a batch of one packs weights up to this size (use_packed)
