@@ -5,6 +5,8 @@ cross-entropy, BPTT, plain SGD), ``forward(x)`` (the logits) and ``sampler(n)`` 
 that writes n characters one at a time). NumPy and torch start from rnnjit's weights.
 """
 
+from .grad_mode import no_grad
+
 V = 65  # characters: the size of tiny-shakespeare's vocabulary
 
 
@@ -44,7 +46,8 @@ class RnnjitImpl:
     def forward(self, x):
         self.model.eval()
         try:
-            z, _, _ = self.model.logits(x, self.model.initial_state(x.shape[1]))
+            with no_grad():   # as torch's forward below runs under torch.no_grad()
+                z, _, _ = self.model.logits(x, self.model.initial_state(x.shape[1]))
         finally:
             self.model.train()
         return z

@@ -8,6 +8,9 @@ them all the same shape, so a layer is written once:
         -> out (T, B, H), h_n (B, H), c_n (B, H) or None, cache
     forward_onehot(ids, h0, c0, W_ih, W_hh, b_ih, b_hh, reverse, nonlinearity)
         the same for one-hot inputs given as indices ids (T, B) (CPU only; None on the GPU)
+    infer(...), infer_onehot(...)
+        ``forward`` and ``forward_onehot`` keeping nothing for backward (cache None): the
+        cells' inference kernels, for ``rnnjit.no_grad()`` (CPU only; None on the GPU)
     backward(cache, dout, dh_n, dc_n, need_dx=True, into=None)
         -> dx or None, dh0, dc0 or None, dW_ih, dW_hh, db_ih, db_hh, norms (T,)
 
@@ -31,8 +34,10 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .dense import gather_weight_grad, input_grad, input_weight_grad
-from .gru import gru_backward, gru_forward, gru_forward_onehot, gru_recurrence_backward
-from .lstm import lstm_backward, lstm_forward, lstm_forward_onehot, lstm_recurrence_backward
+from .gru import (gru_backward, gru_forward, gru_forward_onehot, gru_inference, gru_inference_onehot,
+                  gru_recurrence_backward)
+from .lstm import (lstm_backward, lstm_forward, lstm_forward_onehot, lstm_inference, lstm_inference_onehot,
+                   lstm_recurrence_backward)
 from .rnn import rnn_backward, rnn_forward, rnn_forward_onehot, rnn_recurrence_backward
 
 
@@ -44,6 +49,8 @@ class Cell:
     forward: Callable
     backward: Callable
     forward_onehot: Callable | None = None   # None: the caller builds the one-hot vectors
+    infer: Callable | None = None            # None: no_grad runs ``forward``
+    infer_onehot: Callable | None = None
 
 
 def _split(states, T, reverse):
@@ -159,6 +166,19 @@ def _cpu_cells():
             return out, h_n, None, ((x, onehot), W_ih, W_hh, hs, gates, hns, reverse)
         return forward
 
+    def lstm_infer(kernel):
+        def forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, reverse, nonlinearity):
+            hs, c_n = kernel(x, h0, c0, W_ih, W_hh, b_ih, b_hh, reverse)
+            out, h_n = _split(hs, x.shape[0], reverse)
+            return out, h_n, c_n, None
+        return forward
+
+    def gru_infer(kernel):
+        def forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, reverse, nonlinearity):
+            out, h_n = _split(kernel(x, h0, W_ih, W_hh, b_ih, b_hh, reverse), x.shape[0], reverse)
+            return out, h_n, None, None
+        return forward
+
     def gru_bwd(cache, dout, dh_n, dc_n, need_dx=True, into=None):
         inputs, W_ih, W_hh, hs, gates, hns, reverse = cache
         dGx, dh0, dW_hh, db_ih, db_hh, norms = gru_recurrence_backward(W_hh, hs, gates, hns, dout, dh_n, reverse)
@@ -166,9 +186,12 @@ def _cpu_cells():
         return dx, *_into(into, dh0, None, dW_ih, dW_hh, db_ih, db_hh, norms)
 
     return {
+        # the RNN's forward keeps only hs, its outputs: it is its own inference
         "rnn": Cell("rnn", 1, False, rnn_fwd(rnn_forward, False), rnn_bwd, rnn_fwd(rnn_forward_onehot, True)),
-        "lstm": Cell("lstm", 4, True, lstm_fwd(lstm_forward, False), lstm_bwd, lstm_fwd(lstm_forward_onehot, True)),
-        "gru": Cell("gru", 3, False, gru_fwd(gru_forward, False), gru_bwd, gru_fwd(gru_forward_onehot, True)),
+        "lstm": Cell("lstm", 4, True, lstm_fwd(lstm_forward, False), lstm_bwd, lstm_fwd(lstm_forward_onehot, True),
+                     lstm_infer(lstm_inference), lstm_infer(lstm_inference_onehot)),
+        "gru": Cell("gru", 3, False, gru_fwd(gru_forward, False), gru_bwd, gru_fwd(gru_forward_onehot, True),
+                    gru_infer(gru_inference), gru_infer(gru_inference_onehot)),
     }
 
 

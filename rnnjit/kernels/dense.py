@@ -173,6 +173,27 @@ def dense_inputs(x, W, b, steps=0):
     return x, W, pack_weights(W, True, use), use, b, steps
 
 
+@njit(cache=True, nogil=True, inline="always")
+def sequence_length(gates, ids, dense):
+    """T of a recurrence: the steps of its one-hot ids or dense x, else of its gates."""
+    if ids is not None:
+        return ids.shape[0]
+    if dense is not None:
+        return dense[0].shape[0]
+    return gates.shape[0]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def ring_row(t, T, R, reverse):
+    """The row of a gates buffer of R rows that holds step t of T: t itself when R = T (training
+    keeps every step's gates for backward); in a shorter buffer (inference, ``lstm_inference``),
+    rows are reused, and a chunk of steps that ``project_chunk`` writes with one GEMM, which
+    starts at a multiple of R in reading order, lands in consecutive rows from row 0 (read in
+    reverse, the last and shorter chunk ends at row R - 1)."""
+    shift = (R - T % R) % R if reverse else 0
+    return (t + shift) % R
+
+
 @njit(cache=True, nogil=True)
 def project_chunk(dense, gates, s, reverse):
     """The input part of the next chunk of steps, a = x W^T + b, one GEMM over its rows.
@@ -180,14 +201,16 @@ def project_chunk(dense, gates, s, reverse):
     ``project_inputs`` does all T steps at once, but at B = 32, H = 512 that writes 26 MB of
     gates to memory before the time loop reads them back. The recurrences call this instead at
     every ``steps``-th step s (in reading order), for the steps s .. s + steps - 1, so that the
-    gates are still in cache when the loop reaches them; W is packed once per sequence.
+    gates are still in cache when the loop reaches them; W is packed once per sequence. gates has
+    T rows, or, in inference, as many as a chunk has steps (``ring_row``).
     """
     x, W, Wp, use, b, steps = dense
     T, B, I = x.shape
     G = W.shape[0]
     n = min(steps, T - s)
     t0 = T - s - n if reverse else s
-    a = gates[t0:t0 + n].reshape(n * B, G)
+    r0 = ring_row(t0, T, gates.shape[0], reverse)
+    a = gates[r0:r0 + n].reshape(n * B, G)
     for r in range(n * B):
         copy_row(b, a[r])
     recurrent_gemm(x[t0:t0 + n].reshape(n * B, I), W, True, Wp, use, a, 1.0, s, False)

@@ -21,7 +21,8 @@ The sequence kernels come in an input part (W_ih x_t + b_ih + [b_hr, b_hz, 0] fo
 GEMM per chunk of steps or, for one-hot inputs, a gather of columns of W_ih: ``rnnjit.kernels.dense``; b_hn stays in
 the recurrent part, inside r * (...)) and a recurrent part (``gru_recurrence``,
 ``gru_recurrence_backward``). Layout of states, the reverse direction and the fast path (fused per-row loops, numpy's
-OpenBLAS, float32 activations that vectorise) and the argument checks: as in ``lstm.py``.
+OpenBLAS, float32 activations that vectorise) and the argument checks: as in ``lstm.py``. ``gru_inference`` is
+the forward without what backward needs (``rnnjit.no_grad()``), as ``lstm_inference``.
 """
 
 import numpy as np
@@ -32,7 +33,7 @@ from ._smallgemm import pack_weights, recurrent_gemm, use_packed, weight_grad_ge
 from .activations import fast_sigmoid, fast_tanh, sigmoid
 from .checks import check_backward, check_forward, check_step_backward, checked_types
 from .dense import (check_ids, copy_row, dense_inputs, gather_rows, input_grad, input_weight_grad, onehot_table,
-                    project_chunk, project_chunks)
+                    project_chunk, project_chunks, ring_row, sequence_length)
 from .shares import batch_shares, norm_units, norms_of_units, share_rows, unit_sums
 
 
@@ -144,11 +145,16 @@ def gru_recurrence(gates, h0, W_hh, b_hh, reverse, ids=None, table=None, dense=N
     steps one GEMM writes the input part of the next few. With several threads and a batch of 16
     or more, each thread runs the loop on a share of the rows (``shares.py``).
     Returns hs (T+1, B, H) and hns (T, B, H) holding W_hn h_{t-1} + b_hn (what backward needs).
+
+    In inference (``gru_inference``) gates has fewer rows than the sequence has steps, reused
+    step after step as in ``lstm_recurrence``, and hns has one row.
     """
-    T, B, G = gates.shape
+    T = sequence_length(gates, ids, dense)
+    _, B, G = gates.shape
     H = h0.shape[1]
+    keep = gates.shape[0] == T   # every step's gates and W_hn h_{t-1} + b_hn, for backward
     hs = np.empty((T + 1, B, H), gates.dtype)
-    hns = np.empty((T, B, H), gates.dtype)
+    hns = np.empty((T if keep else 1, B, H), gates.dtype)
     hh = np.empty((B, G), gates.dtype)
     for b in range(B):
         copy_row(h0[b], hs[T if reverse else 0, b])
@@ -157,6 +163,8 @@ def gru_recurrence(gates, h0, W_hh, b_hh, reverse, ids=None, table=None, dense=N
     shares = batch_shares(B, T, Whp.nbytes, packed)
     if shares > 1:
         if dense is not None:
+            if not keep:
+                gates = np.empty((T, B, G), gates.dtype)   # the threads read every step's input part
             project_chunks(dense, gates, reverse)  # the input part of every step, before the loop
         gru_steps_on_threads(gates, hs, hns, hh, W_hh, Whp, packed, b_hh, reverse, ids, table, dense, shares)
     else:
@@ -169,8 +177,9 @@ def gru_recurrence(gates, h0, W_hh, b_hh, reverse, ids=None, table=None, dense=N
 def gru_steps(gates, hs, hns, hh, W_hh, Whp, packed, b_hh, reverse, ids, table, dense, b0, b1, share):
     """The time loop of ``gru_recurrence`` over the batch rows b0 .. b1 - 1: all of them, or one
     thread's share (as ``lstm_steps``). hh (B, 3H) holds each step's W_hh h_{t-1}."""
-    T = gates.shape[0]
+    T = hs.shape[0] - 1
     H = hs.shape[2]
+    R, N = gates.shape[0], hns.shape[0]   # T and T, or fewer in inference (``gru_recurrence``)
     nxt = 0 if reverse else 1
     b_hn = b_hh[2 * H:]
     hh_rows = hh[b0:b1]
@@ -178,8 +187,8 @@ def gru_steps(gates, hs, hns, hh, W_hh, Whp, packed, b_hh, reverse, ids, table, 
         t = T - 1 - s if reverse else s
         prev_h = hs[t + 1 - nxt, b0:b1]
         next_h = hs[t + nxt, b0:b1]
-        a = gates[t, b0:b1]
-        hn = hns[t, b0:b1]
+        a = gates[ring_row(t, T, R, reverse), b0:b1]
+        hn = hns[t % N, b0:b1]
         if ids is not None:
             gather_rows(table, ids[t, b0:b1], a)  # the input part of this step
         if dense is not None and not share and s % dense[-1] == 0:
@@ -224,6 +233,32 @@ def gru_forward_onehot(ids, h0, W_ih, W_hh, b_ih, b_hh, reverse):
     gates = np.empty((ids.shape[0], ids.shape[1], W_ih.shape[0]), W_ih.dtype)
     hs, hns = gru_recurrence(gates, h0, W_hh, b_hh, reverse, ids, onehot_table(W_ih, gru_input_bias(b_ih, b_hh), ids))
     return hs, gates, hns
+
+
+@checked_types
+@njit(cache=True, nogil=True, error_model="numpy")
+def gru_inference(x, h0, W_ih, W_hh, b_ih, b_hh, reverse):
+    """``gru_forward`` without what backward needs (``torch.no_grad``'s forward): the gates of
+    one chunk of steps at a time and one row of W_hn h_{t-1} + b_hn, not all T. The same hs, bit
+    for bit. Returns hs (T+1, B, H)."""
+    check_forward("gru_inference", 3, x.shape, h0.shape, None, W_ih.shape, W_hh.shape, b_ih.shape, b_hh.shape)
+    dense = dense_inputs(x, W_ih, gru_input_bias(b_ih, b_hh))
+    gates = np.empty((min(dense[-1], x.shape[0]), x.shape[1], W_ih.shape[0]), x.dtype)
+    hs, _ = gru_recurrence(gates, h0, W_hh, b_hh, reverse, dense=dense)
+    return hs
+
+
+@checked_types
+@njit(cache=True, nogil=True, error_model="numpy")
+def gru_inference_onehot(ids, h0, W_ih, W_hh, b_ih, b_hh, reverse):
+    """``gru_inference`` of one-hot inputs given as indices ids (T, B): one row of gates, which
+    each step gathers its input part into (``gru_forward_onehot``)."""
+    check_forward("gru_inference_onehot", 3, ids.shape, h0.shape, None, W_ih.shape, W_hh.shape, b_ih.shape,
+                  b_hh.shape, onehot=True)
+    check_ids(ids, W_ih.shape[1])
+    gates = np.empty((1, ids.shape[1], W_ih.shape[0]), W_ih.dtype)
+    hs, _ = gru_recurrence(gates, h0, W_hh, b_hh, reverse, ids, onehot_table(W_ih, gru_input_bias(b_ih, b_hh), ids))
+    return hs
 
 
 @checked_types

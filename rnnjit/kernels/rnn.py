@@ -27,7 +27,7 @@ from ._smallgemm import pack_weights, recurrent_gemm, use_packed, weight_grad_ge
 from .activations import fast_tanh, relu
 from .checks import check_backward, check_forward, check_step_backward, checked_types
 from .dense import (check_ids, copy_row, dense_inputs, gather_rows, input_grad, input_weight_grad, onehot_table,
-                    project_chunk, project_chunks)
+                    project_chunk, project_chunks, ring_row, sequence_length)
 from .shares import batch_shares, norm_units, norms_of_units, share_rows, unit_sums
 
 
@@ -92,8 +92,14 @@ def rnn_recurrence(xa, h0, W_hh, reverse, use_relu, ids=None, table=None, dense=
     step first gathers its input part into xa; with dense inputs (dense =
     ``dense_inputs(x, W_ih, b_ih + b_hh)``) every few steps one GEMM writes the input part of the
     next few (``project_chunk``). With several threads and a batch of 16 or more, each thread
-    runs the loop on a share of the rows (``shares.py``). Returns hs (T+1, B, H)."""
-    T, B, H = xa.shape
+    runs the loop on a share of the rows (``shares.py``). Returns hs (T+1, B, H).
+
+    Backward needs only hs, so xa is a workspace: it may have fewer rows than the sequence has
+    steps, one for one-hot inputs and a chunk's steps for dense ones, reused step after step
+    (``dense.ring_row``; ``rnn_forward`` passes such a one).
+    """
+    T = sequence_length(xa, ids, dense)
+    _, B, H = xa.shape
     hs = np.empty((T + 1, B, H), xa.dtype)
     for b in range(B):
         copy_row(h0[b], hs[T if reverse else 0, b])
@@ -102,6 +108,8 @@ def rnn_recurrence(xa, h0, W_hh, reverse, use_relu, ids=None, table=None, dense=
     shares = batch_shares(B, T, Whp.nbytes, packed)
     if shares > 1:
         if dense is not None:
+            if xa.shape[0] < T:
+                xa = np.empty((T, B, H), xa.dtype)   # the threads read every step's input part
             project_chunks(dense, xa, reverse)  # the input part of every step, before the loop
         rnn_steps_on_threads(xa, hs, W_hh, Whp, packed, reverse, use_relu, ids, table, dense, shares)
     else:
@@ -113,13 +121,14 @@ def rnn_recurrence(xa, h0, W_hh, reverse, use_relu, ids=None, table=None, dense=
 def rnn_steps(xa, hs, W_hh, Whp, packed, reverse, use_relu, ids, table, dense, b0, b1, share):
     """The time loop of ``rnn_recurrence`` over the batch rows b0 .. b1 - 1: all of them, or one
     thread's share (as ``lstm_steps``)."""
-    T = xa.shape[0]
+    T = hs.shape[0] - 1
+    R = xa.shape[0]   # T, or fewer (``rnn_recurrence``)
     nxt = 0 if reverse else 1
     for s in range(T):
         t = T - 1 - s if reverse else s
         prev_h = hs[t + 1 - nxt, b0:b1]
         next_h = hs[t + nxt, b0:b1]
-        a = xa[t, b0:b1]
+        a = xa[ring_row(t, T, R, reverse), b0:b1]
         if ids is not None:
             gather_rows(table, ids[t, b0:b1], a)  # the input part of this step
         if dense is not None and not share and s % dense[-1] == 0:
@@ -142,10 +151,12 @@ def rnn_steps_on_threads(xa, hs, W_hh, Whp, packed, reverse, use_relu, ids, tabl
 def rnn_forward(x, h0, W_ih, W_hh, b_ih, b_hh, reverse, use_relu):
     """Run the network over a sequence: the recurrence, with the input part computed a chunk of
     steps (one GEMM) at a time inside it.
-    Returns hs (T+1, B, H)."""
+    Returns hs (T+1, B, H), all that backward needs: the pre-activations live in a workspace of
+    one chunk of steps, so this is also the RNN's inference (there is no ``rnn_inference``)."""
     check_forward("rnn_forward", 1, x.shape, h0.shape, None, W_ih.shape, W_hh.shape, b_ih.shape, b_hh.shape)
-    xa = np.empty((x.shape[0], x.shape[1], W_ih.shape[0]), x.dtype)
-    return rnn_recurrence(xa, h0, W_hh, reverse, use_relu, dense=dense_inputs(x, W_ih, b_ih + b_hh))
+    dense = dense_inputs(x, W_ih, b_ih + b_hh)
+    xa = np.empty((min(dense[-1], x.shape[0]), x.shape[1], W_ih.shape[0]), x.dtype)
+    return rnn_recurrence(xa, h0, W_hh, reverse, use_relu, dense=dense)
 
 
 @checked_types
@@ -156,7 +167,7 @@ def rnn_forward_onehot(ids, h0, W_ih, W_hh, b_ih, b_hh, reverse, use_relu):
     check_forward("rnn_forward_onehot", 1, ids.shape, h0.shape, None, W_ih.shape, W_hh.shape, b_ih.shape,
                   b_hh.shape, onehot=True)
     check_ids(ids, W_ih.shape[1])
-    xa = np.empty((ids.shape[0], ids.shape[1], W_ih.shape[0]), W_ih.dtype)
+    xa = np.empty((1, ids.shape[1], W_ih.shape[0]), W_ih.dtype)   # one step's pre-activations at a time
     return rnn_recurrence(xa, h0, W_hh, reverse, use_relu, ids, onehot_table(W_ih, b_ih + b_hh, ids))
 
 

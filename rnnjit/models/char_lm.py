@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..grad_mode import no_grad
 from .module import Module, check_sizes, checked_ids, flat_ids, layer_cell, make_layer, scalar
 
 
@@ -120,6 +121,7 @@ class CharLM(Module):
         h = out.reshape(T * B, self.hidden_size)
         return self.k.linear_forward(h, self._params["decoder.weight"], self._params["decoder.bias"]), new_state, (ids, h)
 
+    @no_grad()   # keeps nothing for backward (grad_mode.py)
     def loss(self, x, y, state=None):
         """Mean cross-entropy (nats per character) without gradients; returns loss, next state."""
         self._check_pair(x, y)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..grad_mode import no_grad
 from .module import Module, check_sizes, checked_ids, linear, linear_grad, make_layer, scalar, seeds, uniform
 
 
@@ -82,6 +83,7 @@ class SequenceClassifier(Module):
             self.xp.put_columns(r, h_n[S - D + d], d * H)
         return r
 
+    @no_grad()   # keeps nothing for backward (grad_mode.py)
     def predict(self, x):
         """x (T, B, I) -> z (B, output_size): the regression value(s) or the class scores
         (NumPy for a NumPy x; on the GPU, a device x gives a device z)."""
@@ -115,6 +117,7 @@ class SequenceClassifier(Module):
             return k.softmax_cross_entropy(z, y) if grad else (k.cross_entropy(z, y), None)
         return k.mse_grad(z, y) if grad else (k.mse(z, y), None)
 
+    @no_grad()   # keeps nothing for backward (grad_mode.py)
     def loss(self, x, y) -> float:
         """The loss without gradients (evaluation)."""
         z = linear(self._params, "head", self._final(x), self.k, self.xp)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..grad_mode import no_grad
 from .module import (Module, check_batch, check_sizes, checked_ids, decode, decode_backward, decode_ids, flat_ids,
                      greedy, id_matrix, linear, linear_grad, make_layer, masked_cross_entropy, scalar, seeds,
                      shift_right, strip, uniform)
@@ -98,6 +99,7 @@ class ConditionedGenerator(Module):
     def _decode(self, state, y):
         return decode(self._params, self.rnn, _EMB, _HEAD, shift_right(y, self.bos), state, self.k, self.xp)
 
+    @no_grad()   # keeps nothing for backward (grad_mode.py)
     def loss(self, v, y) -> float:
         """Teacher-forced loss of targets y (T, B) without gradients."""
         y = self._targets(y)
@@ -133,6 +135,7 @@ class ConditionedGenerator(Module):
         self.input_grad = linear_grad(self._params, self._grads, "init", v, k.tanh_backward(s, ds), k, xp)
         return loss, None
 
+    @no_grad()   # keeps nothing for backward (grad_mode.py)
     def generate(self, v, max_len: int = 20) -> list[list[int]] | list[int]:
         """Greedy decoding: one list of word ids (without <eos>) per condition row of v (B, F);
         for a single condition vector v (F,), its one list."""

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..grad_mode import no_grad
 from .module import (Module, check_batch, check_sizes, checked_ids, decode, decode_backward, decode_ids, flat_ids,
                      greedy, id_matrix, make_layer, masked_cross_entropy, scalar, seeds, shift_right, strip, uniform)
 
@@ -94,6 +95,7 @@ class Seq2Seq(Module):
         return decode(self._params, self.decoder, "tgt_embedding", "head", shift_right(y, self.bos), state,
                       self.k, self.xp)
 
+    @no_grad()   # keeps nothing for backward (grad_mode.py)
     def loss(self, x, y) -> float:
         """Teacher-forced loss of targets y (U, B) given sources x (S, B), without gradients."""
         x, y = self._pair(x, y)
@@ -128,6 +130,7 @@ class Seq2Seq(Module):
                              xp.contiguous(de.reshape(S * B, self.embedding_size)))
         return loss, None
 
+    @no_grad()   # keeps nothing for backward (grad_mode.py)
     def translate(self, x, max_len: int = 20) -> list[list[int]] | list[int]:
         """Greedy decoding: one list of target ids (without <eos>) per source column of x (S, B);
         for a single source sequence x (S,), its one list."""

@@ -50,11 +50,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..grad_mode import is_grad_enabled
 from ..kernels.cells import CELLS
 from ..machine import require_fits
 from .arrays import NumpyArrays, host_view
 from .flat import ParameterList, flatten
 from .shapes import add_batch_axis, as_array, check_input, loadable, results, shape_text, split_state
+
+NOTHING_KEPT = "forward ran inside rnnjit.no_grad()"   # what _cache holds then
 
 _DTYPES = (np.float32, np.float64)
 
@@ -240,10 +243,14 @@ class Recurrent:
 
         h_n = xp.empty((L * D, B, H), self.dtype)
         c_n = xp.empty((L * D, B, H), self.dtype) if lstm else None
+        keep = is_grad_enabled()   # inside rnnjit.no_grad(): nothing for backward (grad_mode.py)
         caches, masks = [], []
         layer_in = x
         for k in range(L):
-            forward = self.cell.forward_onehot if onehot and k == 0 else self.cell.forward
+            first = onehot and k == 0
+            forward = self.cell.forward_onehot if first else self.cell.forward
+            if not keep:
+                forward = (self.cell.infer_onehot if first else self.cell.infer) or forward
             out = xp.empty((T, B, D * H), self.dtype) if D == 2 else None
             for d in range(D):
                 idx = k * D + d
@@ -266,7 +273,7 @@ class Recurrent:
             masks.append(mask)
             layer_in = xp.contiguous(out)
 
-        self._cache = (caches, masks, T, B, unbatched)
+        self._cache = (caches, masks, T, B, unbatched) if keep else NOTHING_KEPT
         y, (h_n, c_n) = results(self, layer_in, [h_n, c_n], unbatched, from_host)
         return (y, (h_n, c_n)) if lstm else (y, h_n)
 
@@ -291,6 +298,9 @@ class Recurrent:
         """
         if self._cache is None:
             raise ValueError("backward() called before forward(): run forward on a batch first")
+        if self._cache is NOTHING_KEPT:
+            raise ValueError("backward() after a forward inside rnnjit.no_grad(), which keeps nothing for "
+                             "backward: run that forward outside no_grad")
         xp = self.xp
         caches, masks, T, B, unbatched = self._cache
         H, D, L = self.hidden_size, self.num_directions, self.num_layers

@@ -27,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..data import synthetic as syn
+from ..grad_mode import no_grad
 from ..models import CharLM, ConditionedGenerator, Seq2Seq, SequenceClassifier
 from ..models.module import host_ids, scalar
 from .config import ConfigError, TrainConfig
@@ -116,7 +117,8 @@ class CopyTask(SyntheticTask):
         """The argmax ids (T, B) on the host, and the mean cross-entropy against y (if given)."""
         m = self.model
         m.eval()
-        z, _, _ = m.logits(x, m.initial_state(x.shape[1]))
+        with no_grad():
+            z, _, _ = m.logits(x, m.initial_state(x.shape[1]))
         m.train()
         loss = None if y is None else scalar(m.k.cross_entropy(z, m._ids(y)))
         return host_ids(m.k.argmax_rows(z)).reshape(x.shape), loss
