@@ -7,7 +7,9 @@ A recurrent layer's forward keeps, for backward, every step's gates (an LSTM's f
 three and its W_hn h_{t-1} + b_hn) and every cell state: 4TBH numbers of gates for an LSTM,
 105 MB at B = 128, H = 512, T = 100 in float32. Inside ``no_grad`` the layers call the cells'
 inference kernels instead (``lstm_inference``, ``gru_inference``), which reuse one chunk of
-steps' worth of gates and two cell states: the same outputs, bit for bit, in less memory and
+steps' worth of gates and two cell states (a dense input's gates are still made for every step
+when the batch is shared out over threads, ``kernels/shares.py``, since each thread reads every
+step's input part): the same outputs, bit for bit, in less memory and
 less time (a third less at B = 128, H = 512 on one thread; see README, "Speed"). The RNN keeps
 only its outputs either way. Evaluation (``CharLM.loss``, the tasks' validation) and the
 benchmark's forward pass run inside it; ``eval()`` is a different switch (dropout off), and a
