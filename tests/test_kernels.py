@@ -612,6 +612,39 @@ def test_numbas_openmp_runtime_is_left_at_one_level_of_parallelism(env_levels):
     assert (lines[1] == "1") == (env_levels is None), out.stdout
 
 
+@pytest.mark.parametrize("env", [None, "MALLOC_MMAP_THRESHOLD_"])
+def test_large_arrays_come_from_the_heap_after_the_kernels_load(env):
+    """``kernels/_malloc.py``: with glibc, after ``import rnnjit.kernels`` a 16 MB array is not a
+    fresh mmap (the pages a step frees are kept for the next); a fresh interpreter without the
+    import, or with MALLOC_MMAP_THRESHOLD_ set, maps it."""
+    import os
+    import subprocess
+    import sys
+    code = ("import ctypes, sys, numpy as np\n"
+            "class M(ctypes.Structure):\n"
+            "    _fields_ = [(n, ctypes.c_size_t) for n in ('arena', 'ordblks', 'smblks', 'hblks', 'hblkhd',\n"
+            "                'usmblks', 'fsmblks', 'uordblks', 'fordblks', 'keepcost')]\n"
+            "libc = ctypes.CDLL(None)\n"
+            "if not hasattr(libc, 'mallinfo2'): print('no-mallinfo2'); sys.exit()\n"
+            "libc.mallinfo2.restype = M\n"
+            "if sys.argv[1] == 'import':\n"
+            "    import rnnjit.kernels\n"
+            "a = np.empty(16 << 20, np.uint8)\n"
+            "print(libc.mallinfo2().hblkhd >= 16 << 20)\n")
+    env_vars = {k: v for k, v in os.environ.items() if k not in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_",
+                                                                 "GLIBC_TUNABLES")}
+    if env:
+        env_vars[env] = str(128 << 10)
+    runs = {}
+    for mode in ("import", "bare"):
+        out = subprocess.run([sys.executable, "-c", code, mode], env=env_vars, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        runs[mode] = out.stdout.strip()
+    if "no-mallinfo2" in runs.values():
+        pytest.skip("not glibc 2.33 or later: no mallinfo2 to read")
+    assert runs == {"import": "True" if env else "False", "bare": "True"}, runs
+
+
 def test_shape_checks_compile_no_string_code(tmp_path):
     """The checks raise ``ShapeError``/``IndexRangeError`` with the pieces of the message, and
     Python writes it: no string code is compiled for them. (Built in compiled code, the messages

@@ -7,7 +7,7 @@ so that the layers (and the tests) can treat every cell alike.
     >>> from rnnjit.kernels import lstm_step_forward, lstm_step_backward
 """
 
-from . import _cache, _vector_width
+from . import _cache, _malloc, _vector_width  # noqa: F401  (_malloc: set on import, see _malloc.py)
 
 _cache.install()          # before anything here is decorated: see _cache.py
 _vector_width.install()   # before anything here compiles: see _vector_width.py
