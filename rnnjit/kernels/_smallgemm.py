@@ -293,7 +293,8 @@ def dense_gemm(A, W, trans, C, beta):
     part of a layer, the decoder and their gradients): op(W) is packed for this call (a small cost
     next to M = T*B rows of products) when A has at least MIN_DENSE_ROWS rows, else BLAS."""
     use = A.shape[0] >= MIN_DENSE_ROWS
-    recurrent_gemm(A, W, trans, pack_weights(W, trans, use), use, C, beta, np.int64(0), False)
+    # (np.bool_(False): a literal False would be a type of its own and compile recurrent_gemm again)
+    recurrent_gemm(A, W, trans, pack_weights(W, trans, use), use, C, beta, np.int64(0), np.bool_(False))
 
 
 K_CHUNK = 1200   # rows of dG per chunk of weight_grad_gemm (fewer passes over dW against cache reuse)

@@ -213,7 +213,7 @@ def project_chunk(dense, gates, s, reverse):
     a = gates[r0:r0 + n].reshape(n * B, G)
     for r in range(n * B):
         copy_row(b, a[r])
-    recurrent_gemm(x[t0:t0 + n].reshape(n * B, I), W, True, Wp, use, a, 1.0, s, False)
+    recurrent_gemm(x[t0:t0 + n].reshape(n * B, I), W, True, Wp, use, a, 1.0, s, np.bool_(False))  # all threads
 
 
 @njit(cache=True, nogil=True)
