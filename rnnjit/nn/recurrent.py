@@ -34,6 +34,8 @@ of the loss with respect to the outputs (and, optionally, the final state). It r
 gradients with respect to the inputs and the initial state, sets ``grads`` (same keys as
 ``state_dict()``), and records ``hidden_grad_norms``: for every layer and direction the norm of
 dL/dh_t at every timestep t, the quantity that shows gradients vanishing or exploding.
+Inside ``rnnjit.no_grad()`` forward keeps nothing for it (the cells' inference kernels,
+``grad_mode.py``), and backward says so.
 
 Two savings on the input side, both leaving the results unchanged:
 
