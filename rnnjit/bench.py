@@ -6,7 +6,8 @@ For every point of a grid (cell, batch B, sequence length T, hidden size H, laye
               stack, a linear decoder to V classes, mean softmax cross-entropy, BPTT, plain SGD
               (rnnjit gathers columns of W_ih for the one-hot input where the peers multiply the
               one-hot matrix, and skips the input's gradient as torch does: see ``NOTES``)
-    forward   the same model's forward pass only (logits of the T*B characters)
+    forward   the same model's forward pass only (logits of the T*B characters), keeping nothing
+              for backward: rnnjit's under ``rnnjit.no_grad()``, torch's under ``torch.no_grad()``
     sample    writing characters one at a time (B = 1, T = 1 per call, then softmax and a draw)
 
 for rnnjit, ``rnnjit.bench_ref`` (min-char-rnn style NumPy) and PyTorch (when installed), with the
