@@ -220,10 +220,15 @@ def project_chunk(dense, gates, s, reverse):
 def project_chunks(dense, gates, reverse):
     """``project_chunk`` for every chunk of steps, before a time loop that does not call it: one
     whose threads each run a share of the batch (``shares.py``) and read their rows of every
-    step's gates. The same chunks, so the same sums, as inside the loop."""
-    T = gates.shape[0]
+    step's gates. The same chunks, so the same sums, as inside the loop. Returns the gates: the
+    ones given, or, when they are an inference buffer of fewer rows than steps (``ring_row``), a
+    buffer of all T steps made here."""
+    T = dense[0].shape[0]
+    if gates.shape[0] < T:
+        gates = np.empty((T, gates.shape[1], gates.shape[2]), gates.dtype)
     for s in range(0, T, dense[-1]):
         project_chunk(dense, gates, s, reverse)
+    return gates
 
 
 @njit(cache=True, nogil=True)

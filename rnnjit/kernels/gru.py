@@ -163,9 +163,7 @@ def gru_recurrence(gates, h0, W_hh, b_hh, reverse, ids=None, table=None, dense=N
     shares = batch_shares(B, T, Whp.nbytes, packed)
     if shares > 1:
         if dense is not None:
-            if not keep:
-                gates = np.empty((T, B, G), gates.dtype)   # the threads read every step's input part
-            project_chunks(dense, gates, reverse)  # the input part of every step, before the loop
+            gates = project_chunks(dense, gates, reverse)  # the input part of every step, before the loop
         gru_steps_on_threads(gates, hs, hns, hh, W_hh, Whp, packed, b_hh, reverse, ids, table, dense, shares)
     else:
         gru_steps(gates, hs, hns, hh, W_hh, Whp, packed, b_hh, reverse, ids, table, dense, np.int64(0), B,

@@ -175,7 +175,7 @@ def lstm_recurrence(gates, h0, c0, W_hh, reverse, ids=None, table=None, dense=No
     and cs comes back with two rows, c_{t-1} and c_t, taking turns.
     """
     T = sequence_length(gates, ids, dense)
-    _, B, G = gates.shape
+    B = gates.shape[1]
     H = h0.shape[1]
     keep = gates.shape[0] == T   # every step's gates and c_t, for backward
     hs = np.empty((T + 1, B, H), gates.dtype)
@@ -189,9 +189,7 @@ def lstm_recurrence(gates, h0, c0, W_hh, reverse, ids=None, table=None, dense=No
     shares = batch_shares(B, T, Whp.nbytes, packed)
     if shares > 1:
         if dense is not None:
-            if not keep:
-                gates = np.empty((T, B, G), gates.dtype)   # the threads read every step's input part
-            project_chunks(dense, gates, reverse)  # the input part of every step, before the loop
+            gates = project_chunks(dense, gates, reverse)  # the input part of every step, before the loop
         lstm_steps_on_threads(gates, hs, cs, W_hh, Whp, packed, reverse, ids, table, dense, shares)
     else:
         lstm_steps(gates, hs, cs, W_hh, Whp, packed, reverse, ids, table, dense, np.int64(0), B, shares > 1)

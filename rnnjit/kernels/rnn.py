@@ -108,9 +108,7 @@ def rnn_recurrence(xa, h0, W_hh, reverse, use_relu, ids=None, table=None, dense=
     shares = batch_shares(B, T, Whp.nbytes, packed)
     if shares > 1:
         if dense is not None:
-            if xa.shape[0] < T:
-                xa = np.empty((T, B, H), xa.dtype)   # the threads read every step's input part
-            project_chunks(dense, xa, reverse)  # the input part of every step, before the loop
+            xa = project_chunks(dense, xa, reverse)  # the input part of every step, before the loop
         rnn_steps_on_threads(xa, hs, W_hh, Whp, packed, reverse, use_relu, ids, table, dense, shares)
     else:
         rnn_steps(xa, hs, W_hh, Whp, packed, reverse, use_relu, ids, table, dense, np.int64(0), B, shares > 1)
