@@ -3,11 +3,65 @@ each validation, sample, checkpoint and warning.
 
 ``progress_printer(trainer)`` returns ``show(event)`` with a ``close()``; the CLI feeds it the
 engine's events (``--json`` prints them instead).
+
+The first run of a model compiles its kernels (half a minute or more on a slow CPU) before the
+first step ends, and nothing would move on the screen meanwhile: ``CompileWatch`` listens to
+Numba's compile events (fired on cache misses only, so a warm cache shows nothing), and a line
+says that it is compiling, then how many functions it compiled and in how long.
 """
 
 import math
+import time
 
 from .train.config import LENGTH_TASKS
+
+
+class CompileWatch:
+    """Watches Numba compile (cache misses only) while it is installed.
+
+    A compile *episode* runs from the first compilation after ``reset()`` until the next
+    ``reset()``; ``on_begin()`` is called when one starts, from the compiling thread. ``functions``
+    and ``seconds()`` say how much it compiled. Numba's event API is young: where it is missing,
+    ``install`` does nothing and no episode is ever seen.
+    """
+
+    def __init__(self, on_begin=lambda: None):
+        self.on_begin = on_begin
+        self.functions = 0
+        self.began = None           # time.perf_counter() at the episode's first compilation
+        self._listener = None
+
+    def seconds(self) -> float:
+        return 0.0 if self.began is None else time.perf_counter() - self.began
+
+    def reset(self) -> None:
+        self.functions, self.began = 0, None
+
+    def install(self) -> "CompileWatch":
+        try:
+            from numba.core import event
+        except ImportError:
+            return self
+        watch = self
+
+        class _Listener(event.Listener):
+            def on_start(self, ev):
+                if watch.began is None:
+                    watch.began = time.perf_counter()
+                    watch.on_begin()
+
+            def on_end(self, ev):
+                watch.functions += 1
+
+        self._listener = _Listener()
+        event.register("numba:compile", self._listener)
+        return self
+
+    def remove(self) -> None:
+        if self._listener is not None:
+            from numba.core import event
+            event.unregister("numba:compile", self._listener)
+            self._listener = None
 
 
 def progress_printer(trainer):
@@ -29,6 +83,14 @@ def progress_printer(trainer):
     loss_column = "loss [bold]{task.fields[loss]}[/]" + (" ({task.fields[bpc]} bpc)" if lm else "")
     progress = Progress(TextColumn("step"), MofNCompleteColumn(), BarColumn(), TextColumn(loss_column),
                         TextColumn("{task.fields[tps]} tok/s"), TimeRemainingColumn(), console=console)
+    episodes = []
+
+    def compiling():
+        episodes.append(None)
+        progress.console.print("[dim]compiling the kernels for this model: on its first run only, Numba caches them[/]"
+                               if len(episodes) == 1 else "[dim]compiling more kernels (first run only)[/]")
+
+    watch = CompileWatch(compiling).install()
     progress.start()
     bar = progress.add_task("train", total=c.steps, completed=trainer.step, loss="-", bpc="-", tps="-")
     smooth = None
@@ -37,6 +99,10 @@ def progress_printer(trainer):
         nonlocal smooth
         kind = event.kind
         out = progress.console.print
+        if watch.began is not None and kind != "start":
+            n = watch.functions
+            out(f"[dim]compiled {n} function{'' if n == 1 else 's'} in {watch.seconds():.1f} s[/]")
+            watch.reset()
         if kind == "start":
             out(f"{event.num_parameters:,} parameters"
                 + (f", vocabulary of {event.vocab_size}" if event.vocab_size else "")
@@ -63,6 +129,7 @@ def progress_printer(trainer):
                                                   if lm else f"The run is in {escape(trainer.out_dir)}"))
 
     def close():
+        watch.remove()
         try:
             progress.stop()
         except OSError:

@@ -123,3 +123,54 @@ def test_the_cli_exits_1_on_divergence_and_agrees_with_its_end_event(tmp_path, c
     n = end["step"]
     assert f"at step {n + 1} " in end["message"] and f"stopped at step {n} without applying" in end["message"]
     assert err == f"rnnjit: {end['message']}\n"
+
+
+def test_the_compile_watch_sees_compilations_and_only_them():
+    """Numba fires its compile event on a cache miss: a new function is one episode, calling it again none."""
+    from numba import njit
+    from rnnjit.progress import CompileWatch
+    begun = []
+    watch = CompileWatch(lambda: begun.append(1)).install()
+    try:
+        @njit
+        def twice(x):
+            return 2 * x
+        assert twice(3) == 6
+        assert begun == [1] and watch.functions == 1 and watch.seconds() > 0
+        watch.reset()
+        assert twice(4) == 8
+        assert watch.began is None and watch.functions == 0 and begun == [1]
+    finally:
+        watch.remove()
+    twice(5.0)                  # a new signature compiles, but nobody is listening now
+    assert begun == [1] and watch.began is None
+
+
+def test_the_progress_says_when_it_compiles(corpus, tmp_path, capsys):
+    """A first step that compiles is announced, then summed up; a first step that does not, is not."""
+    from numba import njit
+    from rnnjit.progress import progress_printer
+    from rnnjit.train.events import Start, Step
+    config = TrainConfig(corpus=corpus, steps=2, hidden=8, layers=1, seq_len=8, batch=2)
+    trainer = Trainer(config, out_dir=str(tmp_path / "r"))
+
+    def step(n):
+        return Step(step=n, loss=1.0, bpc=1.4, grad_norm=1.0, clipped=False, hidden_grad_norms=[], lr=0.1,
+                    tokens_per_s=1.0, elapsed=0.1)
+    show = progress_printer(trainer)
+    try:
+        show(Start(step=0, total_steps=2, config={}, num_parameters=10))
+
+        @njit
+        def fresh(x):
+            return x + 1
+        fresh(1)
+        show(step(1))
+        fresh(2)
+        show(step(2))
+    finally:
+        show.close()
+    out = capsys.readouterr().out.replace("\n", " ")
+    assert "compiling the kernels for this model" in out
+    assert re.search(r"compiled 1 function in \d+\.\d s", out)
+    assert out.count("compil") == 2
