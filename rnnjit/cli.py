@@ -254,6 +254,9 @@ def cmd_sample(args) -> int:
         raise CLIError(f"--seed must be >= 0, got {args.seed}")
     chars = sample_stream(model, vocab, args.length, prime=args.prime, temperature=args.temperature,
                           top_k=args.top_k, argmax=args.argmax, stop=args.stop, seed=args.seed)
+    from .compiling import CompileWatch
+    watch = CompileWatch(lambda: print("rnnjit: compiling the kernels for this model: on its first run only, "
+                                       "Numba caches them", file=sys.stderr, flush=True)).install()
     try:
         first = next(chars, "")          # the checks (the prime's characters...) run before any output
     except ValueError as e:
@@ -263,6 +266,8 @@ def cmd_sample(args) -> int:
         elif "vocabulary" in message:    # a prime character the model does not know (Vocab.encode's words)
             message = f"--prime: {message}"
         raise CLIError(message) from None
+    finally:
+        watch.remove()
     out = sys.stdout
     out.write(args.prime + first)
     for i, ch in enumerate(chars):       # as they are drawn: a long sample shows, Ctrl-C keeps what came

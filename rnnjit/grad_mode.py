@@ -11,8 +11,8 @@ steps' worth of gates and two cell states (a dense input's gates are still made 
 when the batch is shared out over threads, ``kernels/shares.py``, since each thread reads every
 step's input part): the same outputs, bit for bit, in less memory and
 less time (a quarter less at B = 128, H = 512 on one thread, 279 -> 206 ms; see README). The RNN keeps
-only its outputs either way. Evaluation (``CharLM.loss``, the tasks' validation) and the
-benchmark's forward pass run inside it; ``eval()`` is a different switch (dropout off), and a
+only its outputs either way. Evaluation (``CharLM.loss``, the tasks' validation), sampling
+(``models/sampling.py``) and the benchmark's forward pass run inside it; ``eval()`` is a different switch (dropout off), and a
 layer in eval mode still keeps what backward needs, as in PyTorch.
 
 The switch belongs to the thread that sets it (a ``ContextVar``): a sampling thread inside

@@ -5,63 +5,15 @@ each validation, sample, checkpoint and warning.
 engine's events (``--json`` prints them instead).
 
 The first run of a model compiles its kernels (half a minute or more on a slow CPU) before the
-first step ends, and nothing would move on the screen meanwhile: ``CompileWatch`` listens to
-Numba's compile events (fired on cache misses only, so a warm cache shows nothing), and a line
-says that it is compiling, then how many functions it compiled and in how long.
+first step ends, and nothing would move on the screen meanwhile: a line says that it is
+compiling (``compiling.CompileWatch``: a warm cache shows nothing), then how many functions it
+compiled and in how long.
 """
 
 import math
-import time
 
+from .compiling import CompileWatch
 from .train.config import LENGTH_TASKS
-
-
-class CompileWatch:
-    """Watches Numba compile (cache misses only) while it is installed.
-
-    A compile *episode* runs from the first compilation after ``reset()`` until the next
-    ``reset()``; ``on_begin()`` is called when one starts, from the compiling thread. ``functions``
-    and ``seconds()`` say how much it compiled. Numba's event API is young: where it is missing,
-    ``install`` does nothing and no episode is ever seen.
-    """
-
-    def __init__(self, on_begin=lambda: None):
-        self.on_begin = on_begin
-        self.functions = 0
-        self.began = None           # time.perf_counter() at the episode's first compilation
-        self._listener = None
-
-    def seconds(self) -> float:
-        return 0.0 if self.began is None else time.perf_counter() - self.began
-
-    def reset(self) -> None:
-        self.functions, self.began = 0, None
-
-    def install(self) -> "CompileWatch":
-        try:
-            from numba.core import event
-        except ImportError:
-            return self
-        watch = self
-
-        class _Listener(event.Listener):
-            def on_start(self, ev):
-                if watch.began is None:
-                    watch.began = time.perf_counter()
-                    watch.on_begin()
-
-            def on_end(self, ev):
-                watch.functions += 1
-
-        self._listener = _Listener()
-        event.register("numba:compile", self._listener)
-        return self
-
-    def remove(self) -> None:
-        if self._listener is not None:
-            from numba.core import event
-            event.unregister("numba:compile", self._listener)
-            self._listener = None
 
 
 def progress_printer(trainer):

@@ -104,3 +104,35 @@ def test_a_sample_streams_one_character_at_a_time():
     whole = sample(model, vocab, 40, prime="the ", temperature=0.8, seed=7)
     assert "".join(first) == whole[:5] and "".join(sample_stream(model, vocab, 40, prime="the ",
                                                                  temperature=0.8, seed=7)) == whole
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_sampling_keeps_nothing_and_leaves_gradients_on_between_characters(cell):
+    """Each model call of the sampler runs inside ``rnnjit.no_grad()``: the layers keep nothing,
+    the characters are those of the training forward (same logits to the bit), and a caller
+    that trains between two characters of a stream still gets its gradients."""
+    import rnnjit
+    from rnnjit.models import sample_stream
+    from rnnjit.models.sampling import _last_scores
+    from rnnjit.nn.recurrent import NOTHING_KEPT
+    vocab = Vocab.from_text(TEXT)
+    model = CharLM(vocab.size, 16, 2, cell, seed=0)
+    stream = sample_stream(model, vocab, 30, prime="the ", temperature=0.8, seed=7)
+    drawn = [next(stream) for _ in range(3)]
+    assert model.rnn._cache is NOTHING_KEPT and rnnjit.is_grad_enabled()
+    x = vocab.encode("the quick ").reshape(-1, 1)
+    loss, _ = model.forward_backward(x[:-1], x[1:])     # between two characters: a training step works
+    assert np.isfinite(loss)
+    drawn += list(stream)
+
+    # the same draws from the training forward's logits (what the sampler used before no_grad)
+    rng = np.random.default_rng(7)
+    z, state, _ = model.logits(vocab.encode("the ").reshape(-1, 1), model.initial_state(1))
+    expected = []
+    for _ in range(30):
+        scores = _last_scores(z)
+        p = np.exp((scores - scores.max()) / 0.8)
+        c = int(rng.choice(p.size, p=p / p.sum()))
+        expected.append(vocab.chars[c])
+        z, state, _ = model.logits(np.array([[c]], np.int32), state)
+    assert "".join(drawn) == "".join(expected)

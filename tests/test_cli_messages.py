@@ -128,7 +128,7 @@ def test_the_cli_exits_1_on_divergence_and_agrees_with_its_end_event(tmp_path, c
 def test_the_compile_watch_sees_compilations_and_only_them():
     """Numba fires its compile event on a cache miss: a new function is one episode, calling it again none."""
     from numba import njit
-    from rnnjit.progress import CompileWatch
+    from rnnjit.compiling import CompileWatch
     begun = []
     watch = CompileWatch(lambda: begun.append(1)).install()
     try:

@@ -5,6 +5,11 @@
 
 With a model on the GPU (``device="cuda"``) the model and its state stay there; the scores of
 the last step, one row of V numbers, come back to the host for each character drawn.
+
+Each call of the model runs inside ``rnnjit.no_grad()``: nothing is kept for a backward pass that
+sampling never makes (the same outputs, bit for bit). Each call, and not the whole generator: a
+generator that yields from inside ``no_grad`` would leave it on in its caller's code between
+characters (a training loop that samples as it goes would find its gradients switched off).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from ..data.vocab import Vocab
+from ..grad_mode import no_grad
 
 
 def _last_scores(z) -> np.ndarray:
@@ -77,7 +83,8 @@ def sample_stream(model, vocab: Vocab, length: int = 200, prime: str = "", tempe
     try:
         state = model.initial_state(1)
         prime_ids = vocab.encode(prime) if prime else np.array([rng.integers(vocab.size)], np.int32)
-        z, state, _ = model.logits(prime_ids.reshape(-1, 1), state)  # read the whole prime at once
+        with no_grad():
+            z, state, _ = model.logits(prime_ids.reshape(-1, 1), state)  # read the whole prime at once
         scores = _last_scores(z)
         for _ in range(length):
             if argmax:
@@ -95,7 +102,8 @@ def sample_stream(model, vocab: Vocab, length: int = 200, prime: str = "", tempe
             yield ch
             if stop is not None and ch == stop:
                 break
-            z, state, _ = model.logits(np.array([[c]], np.int32), state)
+            with no_grad():
+                z, state, _ = model.logits(np.array([[c]], np.int32), state)
             scores = _last_scores(z)
     finally:
         model.train(was_training)
