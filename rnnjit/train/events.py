@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 
 
 def _clean(v):
@@ -26,7 +26,9 @@ class Event:
     kind = "event"
 
     def to_dict(self) -> dict:
-        return {"event": self.kind, **_clean(asdict(self))}
+        # _clean copies every list and dict it meets, so dataclasses.asdict's deep copy before it
+        # would be a second one (with a Step's norms, most of the time metrics.jsonl costs a step)
+        return {"event": self.kind, **{f.name: _clean(getattr(self, f.name)) for f in fields(self)}}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), ensure_ascii=False)
