@@ -53,19 +53,17 @@ class RnnjitImpl:
         return z
 
     def sampler(self, n, seed=0):
+        """rnnjit's own sampler, as a user calls it (``models.sample``: on the CPU a compiled loop
+        over the characters, ``kernels/generate.py``), from character 0 and a zero state like
+        the others: a one-character prime is read by that loop as its first step."""
+        from .data.vocab import Vocab
+        from .models import sample
         np = self.np
-        model = self.model
+        vocab = Vocab([chr(33 + v) for v in range(V)])
 
         def run():
-            rng = np.random.default_rng(seed)
-            model.eval()
-            state = model.initial_state(1)
-            c = 0
-            for _ in range(n):
-                z, state, _ = model.logits(np.array([[c]], np.int64), state)
-                c = _draw(np, np.asarray(z[-1]), rng)  # a cuda model gives device logits
-            model.train()
-            return c
+            text = sample(self.model, vocab, n, prime=vocab.chars[0], rng=np.random.default_rng(seed))
+            return vocab.chars.index(text[-1])
         return run
 
 

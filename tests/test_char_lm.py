@@ -108,16 +108,17 @@ def test_a_sample_streams_one_character_at_a_time():
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_sampling_keeps_nothing_and_leaves_gradients_on_between_characters(cell):
-    """Each model call of the sampler runs inside ``rnnjit.no_grad()``: the layers keep nothing,
-    the characters are those of the training forward (same logits to the bit), and a caller
-    that trains between two characters of a stream still gets its gradients."""
+    """Each model call of the per-character sampler (the GPU's path; ``compiled=False`` here)
+    runs inside ``rnnjit.no_grad()``: the layers keep nothing, the characters are those of the
+    training forward (same logits to the bit), and a caller that trains between two characters
+    of a stream still gets its gradients."""
     import rnnjit
     from rnnjit.models import sample_stream
     from rnnjit.models.sampling import _last_scores
     from rnnjit.nn.recurrent import NOTHING_KEPT
     vocab = Vocab.from_text(TEXT)
     model = CharLM(vocab.size, 16, 2, cell, seed=0)
-    stream = sample_stream(model, vocab, 30, prime="the ", temperature=0.8, seed=7)
+    stream = sample_stream(model, vocab, 30, prime="the ", temperature=0.8, seed=7, compiled=False)
     drawn = [next(stream) for _ in range(3)]
     assert model.rnn._cache is NOTHING_KEPT and rnnjit.is_grad_enabled()
     x = vocab.encode("the quick ").reshape(-1, 1)

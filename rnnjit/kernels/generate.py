@@ -1,0 +1,149 @@
+"""Generating text from a language model one character at a time, the whole loop compiled.
+
+Sampling cannot batch over time: the input of each step is the character the step before drew.
+Run from Python, each character is a trip through the layers' Python (shape checks, state
+splitting, one kernel call per layer, the decoder, the draw): 30-40 us a character where the
+arithmetic of a small model takes 1-2, which made rnnjit's sampling slower than a plain NumPy
+loop at every size in ``rnnjit bench``. ``generate`` runs the loop itself, for any stack of one
+cell's layers, with B = 1:
+
+    for each character:
+        (read the prime's characters first, drawing nothing)
+        a_0 = table[c]                         the first layer's input part, W_ih e_c + b: a
+                                               column of W_ih for one-hot input, W_ih E[c] for
+                                               an embedding (``generation_table``)
+        for each layer l:                      (l > 0: a_l = W_ih^l h^{l-1} + b^l)
+            a_l += W_hh^l h^l                  the recurrent part (the GRU keeps it apart:
+            h^l (and c^l) <- cell(a_l, ...)     r multiplies W_hn h + b_hn)
+        z = W_dec h^{L-1} + b_dec              the decoder's scores
+        c = draw(z)                            below
+
+The draw is ``models/sampling.py``'s, as NumPy's ``Generator.choice`` makes it: s = (z - max z)
+/ temperature, keeping the top_k largest (all if top_k is 0), p = exp(s) / sum, and with one
+uniform number u the character is the first whose cumulative probability exceeds u (for
+``argmax``, the first largest score). The uniform numbers come in drawn (``rng.random(n)``), so
+the random stream is NumPy's.
+
+The cells' own gate loops do the cell math (``rnn_cell_forward``, ``lstm_cell_forward``,
+``gru_cell_forward``), and the products are the recurrent products' (``_smallgemm``): each weight
+matrix transposed and packed once per call of the sampler (``pack_weights``), then multiplied by
+one row with the tiles made for a batch of one, every other character through the panels in the
+opposite order (a W_hh larger than L2 is then partly still there). A plain loop over W's rows
+took 3.6 us for W_hh h at H = 128 (LSTM) where the tiles take about 1.5; and the tiles are
+compiled already, for the sequence kernels. The results are the sequence kernels' up to
+rounding where those sum the products in another order (chunks of steps, BLAS).
+
+Weights come packed (``pack_weights(W, True, True)``: (P, K, NR) panels of op(W) = W^T) and
+stacked by layer, Wp_ih (L-1, P, H, NR) for layers 1.., Wp_hh (L, P, H, NR), Wp_dec (Pd, H,
+NR) for the decoder; G = gates * H;
+b_in (L, G) holds each layer's input bias (b_ih + b_hh, or for the GRU ``gru_input_bias``: b_hn
+stays apart, in b_hn (L, H)); layer 0's is in the table.
+"""
+
+import numpy as np
+from numba import njit
+
+from ._pool import num_threads
+from ._smallgemm import smallgemm
+from .dense import copy_row
+from .gru import gru_cell_forward
+from .lstm import lstm_cell_forward
+from .rnn import rnn_cell_forward
+
+RNN_TANH, RNN_RELU, LSTM, GRU = 0, 1, 2, 3     # the ``cell`` codes
+GATES = {RNN_TANH: 1, RNN_RELU: 1, LSTM: 4, GRU: 3}
+
+
+def cell_code(cell: str, nonlinearity: str = "tanh") -> int:
+    """``generate``'s code for a cell name ('rnn' with its nonlinearity, 'lstm', 'gru')."""
+    if cell == "rnn":
+        return RNN_RELU if nonlinearity == "relu" else RNN_TANH
+    return {"lstm": LSTM, "gru": GRU}[cell]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def draw(z, u, temperature, top_k, argmax, s):
+    """A character from scores z (V,) and one uniform u in [0, 1): the first whose cumulative
+    probability under softmax(s), s = (z - max z) / temperature (only the top_k largest if top_k
+    > 0), exceeds u; or the first largest score when argmax. s (V,) float64 is workspace."""
+    V = z.shape[0]
+    best = 0
+    for v in range(1, V):
+        if z[v] > z[best]:
+            best = v
+    if argmax:
+        return best
+    zmax = np.float64(z[best])
+    for v in range(V):
+        s[v] = (np.float64(z[v]) - zmax) / temperature
+    if 0 < top_k < V:
+        cut = np.sort(s)[V - top_k]            # the top_k-th largest: ties with it stay in
+        for v in range(V):
+            if s[v] < cut:
+                s[v] = -np.inf
+    total = 0.0
+    for v in range(V):
+        s[v] = np.exp(s[v])
+        total += s[v]
+    cum = 0.0
+    for v in range(V):                          # p = exp(s) / total; cdf = cumsum(p) / cdf[-1]
+        s[v] = s[v] / total
+        cum += s[v]
+        s[v] = cum
+    for v in range(V):
+        if s[v] / cum > u:
+            return v
+    return V - 1
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def generate(cell, prime, table, Wp_ih, b_in, Wp_hh, b_hn, Wp_dec, b_dec, h, cs, uniforms, temperature, top_k,
+             argmax, stop, out):
+    """Read the characters of ``prime`` (one at least), then draw a character, read it, draw the
+    next, ... up to out.shape[0] characters into out (int64), stopping after ``stop`` if drawn
+    (-1: never). h and cs (L, H) hold each layer's state and are updated in place (cs: the LSTM's
+    cell states; any (L, H) array for the others). uniforms: one number in [0, 1) per character
+    drawn (unused when argmax). Returns how many characters were drawn; the state has then read
+    all of them but the last (the next call's prime)."""
+    L, H = h.shape
+    G = table.shape[1]
+    V = b_dec.shape[0]
+    P = prime.shape[0]
+    dt = h.dtype
+    a = np.empty((1, G), dt)      # a layer's gates (one row: a batch of one)
+    ah = np.empty((1, G), dt)     # the GRU's recurrent part, W_hh h
+    new_h = np.empty(H, dt)
+    new_c = np.empty(H, dt)
+    hn = np.empty(H, dt)
+    z = np.empty((1, V), dt)
+    s = np.empty(V, np.float64)
+    threads = np.int64(num_threads())   # smallgemm splits a product over them from 2 MFLOP on
+    for i in range(P - 1 + out.shape[0]):
+        c = prime[i] if i < P else out[i - P]      # the character read at this step
+        step = np.int64(i)
+        for l in range(L):
+            if l == 0:
+                copy_row(table[c], a[0])                         # W_ih e_c + b
+            else:
+                copy_row(b_in[l], a[0])
+                smallgemm(h[l - 1:l], Wp_ih[l - 1], a, 1.0, step, threads)   # + W_ih h^{l-1}
+            if cell == GRU:
+                smallgemm(h[l:l + 1], Wp_hh[l], ah, 0.0, step, threads)      # W_hh h, apart
+                gru_cell_forward(a[0], ah[0], b_hn[l], h[l], new_h, hn)
+            else:
+                smallgemm(h[l:l + 1], Wp_hh[l], a, 1.0, step, threads)       # + W_hh h
+                if cell == LSTM:
+                    lstm_cell_forward(a[0], cs[l], new_c, new_h)
+                    copy_row(new_c, cs[l])
+                else:
+                    rnn_cell_forward(a[0, :H], new_h, cell == RNN_RELU)
+            copy_row(new_h, h[l])
+        if i < P - 1:
+            continue                                             # still reading the prime
+        j = i - (P - 1)
+        copy_row(b_dec, z[0])
+        smallgemm(h[L - 1:L], Wp_dec, z, 1.0, step, threads)                 # scores: W_dec h + b_dec
+        out[j] = draw(z[0], uniforms[j], temperature, top_k, argmax, s)
+        if out[j] == stop:
+            return j + 1
+    return out.shape[0]
