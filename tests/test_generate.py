@@ -72,8 +72,7 @@ def test_the_states_after_generating_are_the_models(cell, dtype, tol):
     h0, c0 = h.copy(), c.copy()
     out = np.empty(25, np.int64)
     prime = np.array([7, 3, 11])
-    n = generate(g.cell, prime, g.table, g.Wp_ih, g.b_in, g.Wp_hh, g.b_hn, g.Wp_dec, g.b_dec, h, c, rng.random(25),
-                 1.0, 0, False, -1, out)
+    n = generate(g.weights.cell, prime, *g.weights.arrays, h, c, rng.random(25), 1.0, 0, False, -1, out)
     assert n == 25
     ids = np.concatenate((prime, out[:-1])).reshape(-1, 1)    # what the loop read: the prime, its draws but the last
     state = (h0[:, None, :].copy(), c0[:, None, :].copy()) if cell == "lstm" else h0[:, None, :].copy()

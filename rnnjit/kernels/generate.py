@@ -2,21 +2,21 @@
 
 Sampling cannot batch over time: the input of each step is the character the step before drew.
 Run from Python, each character is a trip through the layers' Python (shape checks, state
-splitting, one kernel call per layer, the decoder, the draw): 30-40 us a character where the
-arithmetic of a small model takes 1-2, which made rnnjit's sampling slower than a plain NumPy
-loop at every size in ``rnnjit bench``. ``generate`` runs the loop itself, for any stack of one
-cell's layers, with B = 1:
+splitting, one kernel call per layer, the decoder, the draw): 30-50 us a character where the
+arithmetic of a small model takes 1-5, which made rnnjit's sampling slower than a plain NumPy
+loop at 32 of the 36 points of ``rnnjit bench``. ``generate`` runs the loop itself, for any
+stack of one cell's layers, with B = 1:
 
-    for each character:
-        (read the prime's characters first, drawing nothing)
+    for each character c read (the prime's, then each one drawn):
         a_0 = table[c]                         the first layer's input part, W_ih e_c + b: a
                                                column of W_ih for one-hot input, W_ih E[c] for
-                                               an embedding (``generation_table``)
+                                               an embedding E
         for each layer l:                      (l > 0: a_l = W_ih^l h^{l-1} + b^l)
             a_l += W_hh^l h^l                  the recurrent part (the GRU keeps it apart:
             h^l (and c^l) <- cell(a_l, ...)     r multiplies W_hn h + b_hn)
-        z = W_dec h^{L-1} + b_dec              the decoder's scores
-        c = draw(z)                            below
+        once the prime is read:
+            z = W_dec h^{L-1} + b_dec          the decoder's scores
+            c = draw(z)                        below
 
 The draw is ``models/sampling.py``'s, as NumPy's ``Generator.choice`` makes it: s = (z - max z)
 / temperature, keeping the top_k largest (all if top_k is 0), p = exp(s) / sum, and with one
@@ -26,32 +26,30 @@ the random stream is NumPy's.
 
 The cells' own gate loops do the cell math (``rnn_cell_forward``, ``lstm_cell_forward``,
 ``gru_cell_forward``), and the products are the recurrent products' (``_smallgemm``): each weight
-matrix transposed and packed once per call of the sampler (``pack_weights``), then multiplied by
-one row with the tiles made for a batch of one, every other character through the panels in the
-opposite order (a W_hh larger than L2 is then partly still there). A plain loop over W's rows
-took 3.6 us for W_hh h at H = 128 (LSTM) where the tiles take about 1.5; and the tiles are
-compiled already, for the sequence kernels. The results are the sequence kernels' up to
-rounding where those sum the products in another order (chunks of steps, BLAS).
+matrix transposed and packed once (``generation_weights``), then multiplied by one row with the
+tiles made for a batch of one, every other character through the panels in the opposite order
+(a W_hh larger than L2 is then partly still there). A plain loop over W's rows took 3.6 us for
+W_hh h at H = 128 (LSTM) where the tiles take about 1.9; and the tiles are compiled already, for
+the sequence kernels. The results are the sequence kernels' up to rounding, where those sum the
+products in another order (chunks of steps, BLAS).
 
-Weights come packed (``pack_weights(W, True, True)``: (P, K, NR) panels of op(W) = W^T) and
-stacked by layer, Wp_ih (L-1, P, H, NR) for layers 1.., Wp_hh (L, P, H, NR), Wp_dec (Pd, H,
-NR) for the decoder; G = gates * H;
-b_in (L, G) holds each layer's input bias (b_ih + b_hh, or for the GRU ``gru_input_bias``: b_hn
-stays apart, in b_hn (L, H)); layer 0's is in the table.
+    w = generation_weights("lstm", W_ih, W_hh, b_ih, b_hh, W_dec, b_dec)   # lists by layer
+    n = generate(w.cell, prime, *w.arrays, h, c, uniforms, temperature, top_k, argmax, stop, out)
 """
+
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
 
 from ._pool import num_threads
-from ._smallgemm import smallgemm
+from ._smallgemm import pack_weights, smallgemm
 from .dense import copy_row
-from .gru import gru_cell_forward
+from .gru import gru_cell_forward, gru_input_bias
 from .lstm import lstm_cell_forward
 from .rnn import rnn_cell_forward
 
 RNN_TANH, RNN_RELU, LSTM, GRU = 0, 1, 2, 3     # the ``cell`` codes
-GATES = {RNN_TANH: 1, RNN_RELU: 1, LSTM: 4, GRU: 3}
 
 
 def cell_code(cell: str, nonlinearity: str = "tanh") -> int:
@@ -59,6 +57,49 @@ def cell_code(cell: str, nonlinearity: str = "tanh") -> int:
     if cell == "rnn":
         return RNN_RELU if nonlinearity == "relu" else RNN_TANH
     return {"lstm": LSTM, "gru": GRU}[cell]
+
+
+class GenerationWeights(NamedTuple):
+    """A stack's weights as ``generate`` takes them: ``cell`` (its code) and ``arrays``, the
+    seven arrays that follow the prime among its arguments."""
+    cell: int
+    arrays: tuple     # table, Wp_ih, b_in, Wp_hh, b_hn, Wp_dec, b_dec
+
+
+def generation_weights(cell, W_ih, W_hh, b_ih, b_hh, W_dec, b_dec, embedding=None, nonlinearity="tanh"):
+    """Arrange one cell's stacked layers and a decoder for ``generate``. W_ih, W_hh, b_ih and b_hh
+    are lists by layer, in torch's shapes (b_ih and b_hh may be None: no bias); W_dec (V, H),
+    b_dec (V,); ``embedding`` (V, E) when the characters go through an embedding, None for
+    one-hot input (W_ih of layer 0 is then (G, V)). Returns:
+
+        table (V, G)            layer 0's input part of each character, biases included
+        Wp_ih (L-1, P, H, NR)   W_ih of layers 1.., transposed and packed (``pack_weights``)
+        b_in (L, G)             each layer's input bias: b_ih + b_hh (the GRU: b_ih plus b_hr
+                                and b_hz, ``gru_input_bias``); layer 0's is in the table too
+        Wp_hh (L, P, H, NR)     W_hh of every layer, packed
+        b_hn (L, H)             the GRU's b_hn (inside r * (W_hn h + b_hn)); zeros otherwise
+        Wp_dec (Pd, H, NR)      the decoder, packed
+        b_dec (V,)
+    """
+    code = cell_code(cell, nonlinearity)
+    L = len(W_hh)
+    G, H = W_hh[0].shape
+    dt = W_hh[0].dtype
+    b_in, b_hn = np.zeros((L, G), dt), np.zeros((L, H), dt)
+    for k in range(L):
+        if b_ih[k] is None:
+            continue
+        if code == GRU:
+            b_in[k] = gru_input_bias(b_ih[k], b_hh[k])
+            b_hn[k] = b_hh[k][2 * H:]
+        else:
+            b_in[k] = b_ih[k] + b_hh[k]
+    inputs = W_ih[0].T if embedding is None else embedding @ W_ih[0].T
+    table = np.ascontiguousarray(inputs + b_in[0], dt)
+    Wp_hh = np.array([pack_weights(W_hh[k], True, True) for k in range(L)])
+    Wp_ih = np.array([pack_weights(W_ih[k], True, True) for k in range(1, L)], dt).reshape((L - 1,) + Wp_hh.shape[1:])
+    Wp_dec = pack_weights(np.ascontiguousarray(W_dec), True, True)
+    return GenerationWeights(code, (table, Wp_ih, b_in, Wp_hh, b_hn, Wp_dec, np.ascontiguousarray(b_dec, dt)))
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

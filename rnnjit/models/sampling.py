@@ -146,35 +146,15 @@ class _CompiledGeneration:
         return cls(model)
 
     def __init__(self, model):
-        from ..kernels._smallgemm import pack_weights
-        from ..kernels.generate import GRU, cell_code
+        from ..kernels.generate import generation_weights
         self.model = model
-        rnn = model.rnn
         p = {name: array for name, array, _ in model.parameters()}    # the live arrays: no copies
-        L, H, dt = rnn.num_layers, rnn.hidden_size, model.dtype
-        self.cell = cell_code(rnn.cell.name, rnn.nonlinearity)
-        G = p["rnn.weight_hh_l0"].shape[0]
-        b_in, b_hn = np.zeros((L, G), dt), np.zeros((L, H), dt)
-        for k in range(L):
-            if f"rnn.bias_ih_l{k}" not in p:      # a layer built with bias=False
-                continue
-            b_ih, b_hh = p[f"rnn.bias_ih_l{k}"], p[f"rnn.bias_hh_l{k}"]
-            if self.cell == GRU:                  # b_hn stays inside r * (W_hn h + b_hn)
-                b_in[k] = b_ih
-                b_in[k, :2 * H] += b_hh[:2 * H]
-                b_hn[k] = b_hh[2 * H:]
-            else:
-                b_in[k] = b_ih + b_hh
-        W0 = p["rnn.weight_ih_l0"]
-        inputs = W0.T if model.input == "onehot" else p["embedding.weight"] @ W0.T
-        self.table = np.ascontiguousarray(inputs + b_in[0], dt)   # (V, G): the first layer's input part
-        # every product's weights transposed and packed once (generate.py); stacked by layer
-        self.Wp_hh = np.array([pack_weights(p[f"rnn.weight_hh_l{k}"], True, True) for k in range(L)])
-        self.Wp_ih = np.array([pack_weights(p[f"rnn.weight_ih_l{k}"], True, True) for k in range(1, L)], dt).reshape(
-            (L - 1,) + self.Wp_hh.shape[1:])
-        self.b_in, self.b_hn = b_in, b_hn
-        self.Wp_dec = pack_weights(np.ascontiguousarray(p["decoder.weight"]), True, True)
-        self.b_dec = np.ascontiguousarray(p["decoder.bias"], dt)
+        layers = range(model.rnn.num_layers)
+        W_ih, W_hh = [p[f"rnn.weight_ih_l{k}"] for k in layers], [p[f"rnn.weight_hh_l{k}"] for k in layers]
+        b_ih, b_hh = [p.get(f"rnn.bias_ih_l{k}") for k in layers], [p.get(f"rnn.bias_hh_l{k}") for k in layers]
+        self.weights = generation_weights(model.rnn.cell.name, W_ih, W_hh, b_ih, b_hh, p["decoder.weight"],
+                                          p["decoder.bias"], p.get("embedding.weight") if model.input == "embedding"
+                                          else None, model.rnn.nonlinearity)
 
     def stream(self, vocab, prime_ids, state, length, temperature, top_k, argmax, stop, rng):
         """The characters after the prime, a chunk of compiled steps at a time. The loop reads the
@@ -190,9 +170,8 @@ class _CompiledGeneration:
             n = min(chunk, left)
             u = np.zeros(n) if argmax else rng.random(n)
             out = np.empty(n, np.int64)
-            m = generate(self.cell, read, self.table, self.Wp_ih, self.b_in, self.Wp_hh, self.b_hn, self.Wp_dec,
-                         self.b_dec, h, c, u, 1.0 if argmax else float(temperature), top_k or 0, bool(argmax),
-                         stop_id, out)
+            m = generate(self.weights.cell, read, *self.weights.arrays, h, c, u, 1.0 if argmax else float(temperature),
+                         top_k or 0, bool(argmax), stop_id, out)
             for i in range(m):
                 yield vocab.chars[out[i]]
             if m < n:      # the stop character
