@@ -89,3 +89,16 @@ def test_a_cuda_or_bidirectional_model_keeps_the_per_character_path():
         device = "cuda"
     assert _CompiledGeneration.of(NotOnTheCPU()) is None
     assert _CompiledGeneration.of(model_for("lstm")) is not None
+
+
+def test_bad_arguments_are_one_line_errors():
+    g = _CompiledGeneration.of(model_for("gru")).weights
+    h, c, out = np.zeros((2, 12)), np.zeros((2, 12)), np.empty(5, np.int64)
+    with pytest.raises(ValueError, match=r"generate: h must be \(L, H\) = \(2, 12\)"):
+        generate(g.cell, np.array([1]), *g.arrays, np.zeros((1, 12)), c, np.zeros(5), 1.0, 0, False, -1, out)
+    with pytest.raises(ValueError, match=r"generate: prime\[1\] = 99 is outside \[0, \d+\)"):
+        generate(g.cell, np.array([1, 99]), *g.arrays, h, c, np.zeros(5), 1.0, 0, False, -1, out)
+    with pytest.raises(ValueError, match=r"generate: prime must be \(P,\) = \(1,\)"):
+        generate(g.cell, np.array([], np.int64), *g.arrays, h, c, np.zeros(5), 1.0, 0, False, -1, out)
+    with pytest.raises(ValueError, match=r"generate: uniforms must be \(N,\) = \(5,\)"):
+        generate(g.cell, np.array([1]), *g.arrays, h, c, np.zeros(4), 1.0, 0, False, -1, out)

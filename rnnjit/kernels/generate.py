@@ -44,6 +44,7 @@ from numba import njit
 
 from ._pool import num_threads
 from ._smallgemm import pack_weights, smallgemm
+from .checks import check_indices, check_rows
 from .dense import copy_row
 from .gru import gru_cell_forward, gru_input_bias
 from .lstm import lstm_cell_forward
@@ -151,6 +152,13 @@ def generate(cell, prime, table, Wp_ih, b_in, Wp_hh, b_hn, Wp_dec, b_dec, h, cs,
     V = b_dec.shape[0]
     P = prime.shape[0]
     dt = h.dtype
+    check_rows("generate", "h", "(L, H)", (Wp_hh.shape[0], Wp_hh.shape[2]), h.shape,
+               ": a state row per layer of Wp_hh, H its rows (generation_weights)")
+    check_rows("generate", "cs", "(L, H)", h.shape, cs.shape, ", the shape of h")
+    check_rows("generate", "table", "(V, G)", (V, G), table.shape, ": a row per character of b_dec")
+    check_rows("generate", "uniforms", "(N,)", out.shape, uniforms.shape, ": one per character of out")
+    check_rows("generate", "prime", "(P,)", (max(P, 1),), prime.shape, ": one character at least")
+    check_indices("generate", "prime", prime, V, "characters are ids in [0, V)")
     a = np.empty((1, G), dt)      # a layer's gates (one row: a batch of one)
     ah = np.empty((1, G), dt)     # the GRU's recurrent part, W_hh h
     new_h = np.empty(H, dt)
