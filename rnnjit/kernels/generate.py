@@ -103,6 +103,28 @@ def generation_weights(cell, W_ih, W_hh, b_ih, b_hh, W_dec, b_dec, embedding=Non
     return GenerationWeights(code, (table, Wp_ih, b_in, Wp_hh, b_hn, Wp_dec, np.ascontiguousarray(b_dec, dt)))
 
 
+@njit(cache=True, nogil=True)
+def kth_largest(s, k):
+    """The k-th largest value of s (k >= 1): k passes that each find the largest value below the
+    last one found, counting its copies (what ``np.sort(s)[len(s) - k]`` gives, without compiling
+    a sort: a second of compiling for one index of V numbers)."""
+    found = 0
+    last = np.inf
+    while True:
+        best = -np.inf
+        for v in range(s.shape[0]):
+            if best < s[v] < last:
+                best = s[v]
+        copies = 0
+        for v in range(s.shape[0]):
+            if s[v] == best:
+                copies += 1
+        found += copies
+        if found >= k or copies == 0:
+            return best
+        last = best
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def draw(z, u, temperature, top_k, argmax, s):
     """A character from scores z (V,) and one uniform u in [0, 1): the first whose cumulative
@@ -119,7 +141,7 @@ def draw(z, u, temperature, top_k, argmax, s):
     for v in range(V):
         s[v] = (np.float64(z[v]) - zmax) / temperature
     if 0 < top_k < V:
-        cut = np.sort(s)[V - top_k]            # the top_k-th largest: ties with it stay in
+        cut = kth_largest(s, top_k)            # ties with it stay in
         for v in range(V):
             if s[v] < cut:
                 s[v] = -np.inf
@@ -138,7 +160,6 @@ def draw(z, u, temperature, top_k, argmax, s):
     return V - 1
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
 def generate(cell, prime, table, Wp_ih, b_in, Wp_hh, b_hn, Wp_dec, b_dec, h, cs, uniforms, temperature, top_k,
              argmax, stop, out):
     """Read the characters of ``prime`` (one at least), then draw a character, read it, draw the
@@ -146,19 +167,32 @@ def generate(cell, prime, table, Wp_ih, b_in, Wp_hh, b_hn, Wp_dec, b_dec, h, cs,
     (-1: never). h and cs (L, H) hold each layer's state and are updated in place (cs: the LSTM's
     cell states; any (L, H) array for the others). uniforms: one number in [0, 1) per character
     drawn (unused when argmax). Returns how many characters were drawn; the state has then read
-    all of them but the last (the next call's prime)."""
+    all of them but the last (the next call's prime).
+
+    The arguments' shapes are checked here, in Python (the checks' own Python, ``py_func``: a
+    compiled check is compiled again for every call site), then ``generate_loop`` runs."""
+    V, G = b_dec.shape[0], table.shape[1]
+    rows, indices = check_rows.py_func, check_indices.py_func
+    rows("generate", "h", "(L, H)", (Wp_hh.shape[0], Wp_hh.shape[2]), h.shape,
+         ": a state row per layer of Wp_hh, H its rows (generation_weights)")
+    rows("generate", "cs", "(L, H)", h.shape, cs.shape, ", the shape of h")
+    rows("generate", "table", "(V, G)", (V, G), table.shape, ": a row per character of b_dec")
+    rows("generate", "uniforms", "(N,)", out.shape, uniforms.shape, ": one per character of out")
+    rows("generate", "prime", "(P,)", (max(prime.shape[0], 1),), prime.shape, ": one character at least")
+    indices("generate", "prime", prime, V, "characters are ids in [0, V)")
+    return generate_loop(cell, prime, table, Wp_ih, b_in, Wp_hh, b_hn, Wp_dec, b_dec, h, cs, uniforms, temperature,
+                         top_k, argmax, stop, out)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def generate_loop(cell, prime, table, Wp_ih, b_in, Wp_hh, b_hn, Wp_dec, b_dec, h, cs, uniforms, temperature, top_k,
+                  argmax, stop, out):
+    """``generate``'s loop, its arguments checked."""
     L, H = h.shape
     G = table.shape[1]
     V = b_dec.shape[0]
     P = prime.shape[0]
     dt = h.dtype
-    check_rows("generate", "h", "(L, H)", (Wp_hh.shape[0], Wp_hh.shape[2]), h.shape,
-               ": a state row per layer of Wp_hh, H its rows (generation_weights)")
-    check_rows("generate", "cs", "(L, H)", h.shape, cs.shape, ", the shape of h")
-    check_rows("generate", "table", "(V, G)", (V, G), table.shape, ": a row per character of b_dec")
-    check_rows("generate", "uniforms", "(N,)", out.shape, uniforms.shape, ": one per character of out")
-    check_rows("generate", "prime", "(P,)", (max(P, 1),), prime.shape, ": one character at least")
-    check_indices("generate", "prime", prime, V, "characters are ids in [0, V)")
     a = np.empty((1, G), dt)      # a layer's gates (one row: a batch of one)
     ah = np.empty((1, G), dt)     # the GRU's recurrent part, W_hh h
     new_h = np.empty(H, dt)
