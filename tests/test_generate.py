@@ -102,3 +102,15 @@ def test_bad_arguments_are_one_line_errors():
         generate(g.cell, np.array([], np.int64), *g.arrays, h, c, np.zeros(5), 1.0, 0, False, -1, out)
     with pytest.raises(ValueError, match=r"generate: uniforms must be \(N,\) = \(5,\)"):
         generate(g.cell, np.array([1]), *g.arrays, h, c, np.zeros(4), 1.0, 0, False, -1, out)
+
+
+def test_the_top_k_cut_is_the_kth_largest_value():
+    """``kth_largest`` against ``np.sort``: ties (which all stay in the top k) and -inf included."""
+    from rnnjit.kernels.generate import kth_largest
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        s = rng.integers(-3, 4, int(rng.integers(1, 12))).astype(float)
+        if rng.random() < 0.3:
+            s[rng.integers(0, s.size)] = -np.inf
+        k = int(rng.integers(1, s.size + 1))
+        assert kth_largest(s, k) == np.sort(s)[s.size - k]
