@@ -16,7 +16,8 @@ takes its uniform numbers from ``rng`` a chunk at a time (``rng.random(n)``, the
 one ``rng.random()`` a character), so a ``stop`` that ends a chunk early leaves ``rng`` a few
 draws further on than one draw a character would have. The characters are those of the
 per-character path (``compiled=False``), which the tests hold it to; its sums differ in
-rounding only.
+rounding only. It packs the weights when the stream starts: a model trained while a stream is
+open goes on writing with the weights it had then.
 
 The per-character path (the GPU's) runs each call of the model inside ``rnnjit.no_grad()``:
 nothing is kept for a backward pass that sampling never makes (the same outputs, bit for bit).
