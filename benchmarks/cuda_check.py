@@ -44,6 +44,7 @@ Needs numpy, numba, numba-cuda and (optionally) torch; nothing else outside the 
 """
 
 import argparse
+import contextlib
 import functools
 import json
 import os
@@ -501,6 +502,44 @@ def step_gemm_section(cuda, cells, sizes, T, repeats, failures):
     return rows
 
 
+def staged_section(cuda, sizes, T, repeats, failures, kc=None):
+    """The LSTM's persistent kernels with each step's operand staged in shared memory
+    (``benchmarks/staged_lstm.py``, a prototype) against lstm.py's: device time of a forward
+    call and of forward + backward, and the largest difference of every output and gradient
+    (the sums run in the same order: expected 0)."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import staged_lstm
+    from rnnjit.kernels.cuda import to_host
+    from rnnjit.kernels.cuda.launch import tuning
+    kc = kc or staged_lstm.KC
+    log(f"staged: LSTM, the operand of each step staged in shared memory (slabs of {kc} k values a "
+        "thread) against lstm.py's kernels (ms, device; split-K path)")
+    log(f"  {'B':>4} {'H':>5} | {'fwd lstm.py':>11} {'staged':>8} {'ratio':>6} | {'train lstm.py':>13} "
+        f"{'staged':>8} {'ratio':>6} | max rel diff (all outputs and gradients)")
+    rows = []
+    for B, H in sizes:
+        try:
+            ours = Ours("lstm", "tanh", make_case("lstm", B, H, H, T))
+            outs, times = {}, {}
+            with tuning(step_gemm=False):
+                for on in (False, True):
+                    with (staged_lstm.staged(kc=kc) if on else contextlib.nullcontext()):
+                        outs[on] = [to_host(a) for a in ours.train_step() if a is not None]
+                        times[on] = (device_ms(cuda, ours.forward, repeats), device_ms(cuda, ours.train_step, repeats))
+            diff = max(rel_err(a, b) for a, b in zip(outs[True], outs[False]))
+            (f0, t0), (f1, t1) = times[False], times[True]
+            rows.append({"B": B, "H": H, "fwd": f0, "fwd_staged": f1, "train": t0, "train_staged": t1,
+                         "diff": diff, "kc": kc})
+            log(f"  {B:>4} {H:>5} | {f0:11.3f} {f1:8.3f} {f1 / f0 if f0 > 0 else 0:6.2f} | {t0:13.3f} "
+                f"{t1:8.3f} {t1 / t0 if t0 > 0 else 0:6.2f} | {diff:.1e}")
+            if diff > PARITY_TOL:
+                failures.append(f"staged B={B} H={H}")
+                log(f"  FAILED: staged B={B} H={H}")
+        except Exception:
+            failed(f"staged B={B} H={H}", failures)
+    return rows
+
+
 def gemm_shapes(B, H, T):
     """(label, M, N, K, trans_a, trans_b) of an LSTM layer's four products, I = H."""
     G = 4 * H
@@ -707,6 +746,7 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=None, help="timed calls per measurement")
     ap.add_argument("--tf32", action="store_true", help="let cuDNN use TF32 (faster, less precise; parity looser)")
     ap.add_argument("--no-cpu", action="store_true", help="skip the parity check against the CPU kernels")
+    ap.add_argument("--no-relu", action="store_true", help="skip the relu RNN (checked for parity only)")
     ap.add_argument("--json", default=None, help="also write the results to this JSON file")
     ap.add_argument("--lm-only", action="store_true", help="only the CharLM training step against torch")
     ap.add_argument("--no-lm", action="store_true", help="skip the CharLM training step")
@@ -716,6 +756,10 @@ def main(argv=None):
                     help="also time the GEMM of an LSTM layer's products, both slab loadings, against cuBLAS")
     ap.add_argument("--step-gemm", action="store_true",
                     help="also time the LSTM forward with each step as a tiled GEMM against the split-K kernel")
+    ap.add_argument("--staged", action="store_true",
+                    help="also time the LSTM with each step's operand staged in shared memory (staged_lstm.py)")
+    ap.add_argument("--sizes", default=None,
+                    help="BxH pairs to check and time instead of the grid, e.g. 1x128,32x512,256x1024")
     ap.add_argument("--sweep", action="store_true",
                     help="instead: time our LSTM under several tile shapes (for tuning launch.plan)")
     args = ap.parse_args(argv)
@@ -738,6 +782,8 @@ def main(argv=None):
         T, Bs, Hs, repeats, lm_sizes = 100, (1, 32, 256), (128, 512, 1024), 5, [(32, 128), (32, 512), (256, 512)]
     T = args.T or T
     repeats = args.repeats or repeats
+    sizes = ([tuple(int(v) for v in p.lower().split("x")) for p in args.sizes.split(",")] if args.sizes
+             else [(B, H) for B in Bs for H in Hs])
     cells = [c.strip() for c in args.cells.split(",") if c.strip()]
     global PARITY_TOL
     if args.tf32:
@@ -754,7 +800,7 @@ def main(argv=None):
         torch.backends.cudnn.allow_tf32 = bool(args.tf32)
         torch.backends.cuda.matmul.allow_tf32 = bool(args.tf32)
         log(f"cuDNN    : torch.nn on {torch.cuda.get_device_name()} (TF32 {'on' if args.tf32 else 'off'})")
-    log(f"sizes    : T={T}, B in {Bs}, H in {Hs}, I=H, float32, {repeats} timed calls (median)")
+    log(f"sizes    : T={T}, (B, H) in {sizes}, I=H, float32, {repeats} timed calls (median)")
     log("=" * 100)
 
     failures, rows = [], []
@@ -770,19 +816,19 @@ def main(argv=None):
                 json.dump(results, f, indent=1, default=str)
 
     # the RNN with relu only for parity (its timing is the tanh RNN's)
-    parity_cases = [(c, "tanh") for c in cells] + ([("rnn", "relu")] if "rnn" in cells else [])
-    for cell, nl in ([] if args.lm_only else parity_cases):
-        for B in Bs:
-            for H in Hs:
-                label = f"{cell}{'-relu' if nl == 'relu' else ''} B={B} H={H}"
-                if budget.over(label):
-                    continue
-                log(f"{label}")
-                try:
-                    cell_case(cuda, torch, cell, nl, B, H, T, repeats, args, failures, label, rows)
-                except Exception:
-                    failed(label, failures)
-                save()
+    parity_cases = [(c, "tanh") for c in cells] + ([("rnn", "relu")] if "rnn" in cells and not args.no_relu else [])
+    # size by size, every cell at each: a run cut short by the budget still compares the cells
+    for B, H in ([] if args.lm_only else sizes):
+        for cell, nl in parity_cases:
+            label = f"{cell}{'-relu' if nl == 'relu' else ''} B={B} H={H}"
+            if budget.over(label):
+                continue
+            log(f"{label}")
+            try:
+                cell_case(cuda, torch, cell, nl, B, H, T, repeats, args, failures, label, rows)
+            except Exception:
+                failed(label, failures)
+            save()
 
     log("=" * 100)
     log(f"{'cell':<5} {'B':>4} {'H':>5} | {'fwd ours':>9} {'cuDNN':>9} {'ratio':>6} | "
@@ -794,27 +840,20 @@ def main(argv=None):
     def ratio(r, a, b):
         return f"{r[a] / r[b]:6.2f}" if a in r and b in r and r[b] > 0 else f"{'-':>6}"
 
-    for r in rows:
+    for r in sorted(rows, key=lambda r: (r["cell"], r["B"], r["H"])):
         log(f"{r['cell']:<5} {r['B']:>4} {r['H']:>5} | {cell_(r, 'ours_fwd')} {cell_(r, 'cudnn_fwd')} "
             f"{ratio(r, 'ours_fwd', 'cudnn_fwd')} | {cell_(r, 'ours_train'):>10} {cell_(r, 'cudnn_train')} "
             f"{ratio(r, 'ours_train', 'cudnn_train')} | {cell_(r, 'graphed_fwd')} "
             f"{ratio(r, 'graphed_fwd', 'cudnn_fwd')} {cell_(r, 'graphed_train'):>11} "
             f"{ratio(r, 'graphed_train', 'cudnn_train')}")
     log("=" * 100)
-    if not args.lm_only and "lstm" in cells and not budget.over("breakdown"):
-        bd_sizes = [(1, 4), (3, 6)] if args.tiny else [(1, 128), (32, 512), (256, 1024)]
-        try:
-            save(breakdown=breakdown(cuda, bd_sizes, T, repeats))
-        except Exception:
-            failed("breakdown", failures)
-        log("=" * 100)
-    if args.gemm and not budget.over("gemm"):
-        sizes = [(1, 4), (3, 6)] if args.tiny else [(64, 512), (256, 1024)]
-        save(gemm=gemm_section(cuda, torch, [s for B, H in sizes for s in gemm_shapes(B, H, T)], repeats, failures))
-        log("=" * 100)
     if args.step_gemm and not budget.over("step_gemm"):
-        sizes = [(5, 9), (8, 6)] if args.tiny else [(32, 512), (64, 512), (256, 128), (128, 1024), (256, 1024)]
-        save(step_gemm=step_gemm_section(cuda, cells, sizes, T, repeats, failures))
+        sizes_g = [(5, 9), (8, 6)] if args.tiny else [(32, 512), (64, 512), (256, 128), (128, 1024), (256, 1024)]
+        save(step_gemm=step_gemm_section(cuda, cells, sizes_g, T, repeats, failures))
+        log("=" * 100)
+    if args.staged and not budget.over("staged"):
+        sizes_s = [(1, 12), (3, 20)] if args.tiny else [(1, 512), (32, 512), (64, 512), (256, 128), (1, 1024), (32, 1024)]
+        save(staged=staged_section(cuda, sizes_s, T, repeats, failures, kc=2 if args.tiny else None))
         log("=" * 100)
     lm_rows = [] if args.no_lm else lm_section(cuda, torch, cells, lm_sizes, T, repeats, failures,
                                                cpu_check=not args.no_cpu, budget=budget, save=save)
@@ -827,6 +866,17 @@ def main(argv=None):
             log(f"{r['cell']:<6} {r['B']:>4} {r['H']:>5} | {cell_(r, 'ours_train'):>10} {cell_(r, 'torch_train')} "
                 f"{ratio(r, 'ours_train', 'torch_train')} | {cell_(r, 'graphed_train')} "
                 f"{ratio(r, 'graphed_train', 'torch_train')}")
+        log("=" * 100)
+    if not args.lm_only and "lstm" in cells and not budget.over("breakdown"):
+        bd_sizes = [(1, 4), (3, 6)] if args.tiny else [(1, 128), (32, 512), (256, 1024)]
+        try:
+            save(breakdown=breakdown(cuda, bd_sizes, T, repeats))
+        except Exception:
+            failed("breakdown", failures)
+        log("=" * 100)
+    if args.gemm and not budget.over("gemm"):
+        sizes = [(1, 4), (3, 6)] if args.tiny else [(64, 512), (256, 1024)]
+        save(gemm=gemm_section(cuda, torch, [s for B, H in sizes for s in gemm_shapes(B, H, T)], repeats, failures))
         log("=" * 100)
     if budget.skipped:
         log(f"skipped for the budget ({len(budget.skipped)}): " + "; ".join(budget.skipped))
