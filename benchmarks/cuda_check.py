@@ -847,13 +847,13 @@ def main(argv=None):
             f"{ratio(r, 'graphed_fwd', 'cudnn_fwd')} {cell_(r, 'graphed_train'):>11} "
             f"{ratio(r, 'graphed_train', 'cudnn_train')}")
     log("=" * 100)
-    if args.step_gemm and not budget.over("step_gemm"):
-        sizes_g = [(5, 9), (8, 6)] if args.tiny else [(32, 512), (64, 512), (256, 128), (128, 1024), (256, 1024)]
-        save(step_gemm=step_gemm_section(cuda, cells, sizes_g, T, repeats, failures))
-        log("=" * 100)
     if args.staged and not budget.over("staged"):
         sizes_s = [(1, 12), (3, 20)] if args.tiny else [(1, 512), (32, 512), (64, 512), (256, 128), (1, 1024), (32, 1024)]
         save(staged=staged_section(cuda, sizes_s, T, repeats, failures, kc=2 if args.tiny else None))
+        log("=" * 100)
+    if args.step_gemm and not budget.over("step_gemm"):
+        sizes_g = [(5, 9), (8, 6)] if args.tiny else [(64, 512), (256, 128), (256, 1024)]
+        save(step_gemm=step_gemm_section(cuda, cells, sizes_g, T, repeats, failures))
         log("=" * 100)
     lm_rows = [] if args.no_lm else lm_section(cuda, torch, cells, lm_sizes, T, repeats, failures,
                                                cpu_check=not args.no_cpu, budget=budget, save=save)
