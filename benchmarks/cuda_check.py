@@ -44,7 +44,6 @@ Needs numpy, numba, numba-cuda and (optionally) torch; nothing else outside the 
 """
 
 import argparse
-import contextlib
 import functools
 import json
 import os
@@ -502,38 +501,33 @@ def step_gemm_section(cuda, cells, sizes, T, repeats, failures):
     return rows
 
 
-def staged_section(cuda, cells, sizes, T, repeats, failures, kc=None):
-    """The cells' persistent kernels with each step's operand staged in shared memory
-    (``benchmarks/staged.py``, a prototype) against the package's: device time of a forward
-    call and of forward + backward, and the largest difference of every output and gradient
-    (the sums run in the same order: expected 0)."""
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import staged
+def staged_section(cuda, cells, sizes, T, repeats, failures):
+    """The LSTM's and the RNN's split-K kernels with each step's operand staged in shared memory
+    (``launch.stage_slabs``) against the same kernels reading it from global memory: device time
+    of a forward call and of forward + backward, and the largest difference of every output and
+    gradient (the sums run in the same order: expected 0)."""
     from rnnjit.kernels.cuda import to_host
-    from rnnjit.kernels.cuda.launch import tuning
-    kc = kc or staged.KC
-    log(f"staged: the operand of each step staged in shared memory (slabs of {kc} k values a thread) "
-        "against the package's kernels (ms, device; split-K path)")
-    log(f"  {'cell':<5} {'B':>4} {'H':>5} | {'fwd now':>9} {'staged':>8} {'ratio':>6} | {'train now':>9} "
+    from rnnjit.kernels.cuda.launch import SETTINGS, tuning
+    log(f"staged: each step's operand staged in shared memory (slabs of {SETTINGS['stage_kc']} k values a "
+        "thread) against read from global memory in the k loop (ms, device; split-K kernels)")
+    log(f"  {'cell':<5} {'B':>4} {'H':>5} | {'fwd direct':>10} {'staged':>8} {'ratio':>6} | {'train direct':>12} "
         f"{'staged':>8} {'ratio':>6} | max rel diff (all outputs and gradients)")
     rows = []
-    for cell in cells:
+    for cell in [c for c in cells if c in ("rnn", "lstm")]:
         for B, H in sizes:
             try:
                 ours = Ours(cell, "tanh", make_case(cell, B, H, H, T))
                 outs, times = {}, {}
-                with tuning(step_gemm=False):
-                    for on in (False, True):
-                        with (staged.staged(cell, kc=kc) if on else contextlib.nullcontext()):
-                            outs[on] = [to_host(a) for a in ours.train_step() if a is not None]
-                            times[on] = (device_ms(cuda, ours.forward, repeats),
-                                         device_ms(cuda, ours.train_step, repeats))
+                for on in (False, True):
+                    with tuning(step_gemm=False, stage=on):
+                        outs[on] = [to_host(a) for a in ours.train_step() if a is not None]
+                        times[on] = (device_ms(cuda, ours.forward, repeats), device_ms(cuda, ours.train_step, repeats))
                 diff = max(rel_err(a, b) for a, b in zip(outs[True], outs[False]))
                 (f0, t0), (f1, t1) = times[False], times[True]
                 rows.append({"cell": cell, "B": B, "H": H, "fwd": f0, "fwd_staged": f1, "train": t0,
-                             "train_staged": t1, "diff": diff, "kc": kc})
-                log(f"  {cell:<5} {B:>4} {H:>5} | {f0:9.3f} {f1:8.3f} {f1 / f0 if f0 > 0 else 0:6.2f} | "
-                    f"{t0:9.3f} {t1:8.3f} {t1 / t0 if t0 > 0 else 0:6.2f} | {diff:.1e}")
+                             "train_staged": t1, "diff": diff})
+                log(f"  {cell:<5} {B:>4} {H:>5} | {f0:10.3f} {f1:8.3f} {f1 / f0 if f0 > 0 else 0:6.2f} | "
+                    f"{t0:12.3f} {t1:8.3f} {t1 / t0 if t0 > 0 else 0:6.2f} | {diff:.1e}")
                 if diff > PARITY_TOL:
                     failures.append(f"staged {cell} B={B} H={H}")
                     log(f"  FAILED: staged {cell} B={B} H={H}")
@@ -759,7 +753,7 @@ def main(argv=None):
     ap.add_argument("--step-gemm", action="store_true",
                     help="also time the LSTM forward with each step as a tiled GEMM against the split-K kernel")
     ap.add_argument("--staged", action="store_true",
-                    help="also time the cells with each step's operand staged in shared memory (staged.py)")
+                    help="also time the LSTM and the RNN with each step's operand staged in shared memory and not")
     ap.add_argument("--sizes", default=None,
                     help="BxH pairs to check and time instead of the grid, e.g. 1x128,32x512,256x1024")
     ap.add_argument("--sweep", action="store_true",
@@ -851,7 +845,7 @@ def main(argv=None):
     log("=" * 100)
     if args.staged and not budget.over("staged"):
         sizes_s = [(1, 12), (3, 20)] if args.tiny else [(32, 512), (64, 512), (256, 128)]
-        save(staged=staged_section(cuda, cells, sizes_s, T, repeats, failures, kc=2 if args.tiny else None))
+        save(staged=staged_section(cuda, cells, sizes_s, T, repeats, failures))
         log("=" * 100)
     if args.step_gemm and not budget.over("step_gemm"):
         sizes_g = [(5, 9), (8, 6)] if args.tiny else [(64, 512), (256, 128), (256, 1024)]

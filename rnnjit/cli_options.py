@@ -78,7 +78,11 @@ def _train_options(p: argparse.ArgumentParser) -> None:
                    help="where the model trains (default cpu; cuda needs a GPU and rnnjit[cuda])")
     g.add_argument("--cuda-graphs", action="store_true", default=S,
                    help="with --device cuda: replay each step's forward and backward as one CUDA graph "
-                        "(not yet timed on a GPU)")
+                        "(the default for a new run on cuda: the same numbers, 2.4x the tokens/s of the "
+                        "default model on an H200)")
+    g.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false", default=S,
+                   help="with --device cuda: launch every kernel of a step from Python (as a run "
+                        "started with it continues)")
     g = p.add_argument_group("the optimisation")
     g.add_argument("--seq-len", type=int, default=S, metavar="T",
                    help=f"characters per truncated-BPTT chunk (default {d.seq_len})")

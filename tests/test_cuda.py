@@ -123,6 +123,10 @@ def test_persistent_kernels_compile_for_a_gpu():
                     n += 1
                     if re.search(r"__local_depot", ptx):
                         spills.append(f"{kernel.py_func.__name__}/{KN}/{F}")
+                if make not in (gru._forward_kernel, gru._backward_kernel):   # staged operands
+                    kernel = make(8, 32, 8, 4, 16)
+                    cuda.compile_ptx(kernel.py_func, sig, cc=(9, 0))
+                    n += 1
             for kernel, sig in ((lstm._forward_gemm_kernel(16, 16, 4, 16), (m3, v, v, m, m3, m3, m, m, b, i, i)),
                                 (lstm._backward_gemm_kernel(16, 16, 4, 16),     # the large-batch steps
                                  (m3, m3, m, m3, m, m, m3, m, f64m, f64v, b, i, i)),
@@ -146,23 +150,22 @@ def test_persistent_kernels_compile_for_a_gpu():
                             spills.append(f"gemm{tile}/{prefetch}/{ta}{tb}/{F}")
         print("COMPILED", n, "SPILLS", ",".join(spills) or "none")
         """)
-    assert words == ["COMPILED", "60", "SPILLS", "none"]
+    assert words == ["COMPILED", "68", "SPILLS", "none"]
 
 
 def test_the_measured_rules_that_choose_kernels(monkeypatch):
     """Two choices encode what an H200 measured (benchmarks/README.md), checked here without a
-    GPU: the LSTM runs its steps as tiled GEMMs when their tiles fill the multiprocessors
-    (B=256, H=1024: yes; B=256, H=128, B=64, H=512 and B=1: no), a cell not yet measured only
-    when forced; threads keep up to 128 W_hh values when the batch is one tile, 64 otherwise."""
+    GPU: every cell runs its steps as tiled GEMMs when their tiles fill the multiprocessors
+    (B=256, H=1024: yes; B=256, H=128, B=64, H=512 and B=1: no); threads keep up to 128 W_hh
+    values when the batch is one tile, 64 otherwise."""
     launch = pytest.importorskip("rnnjit.kernels.cuda.launch")
     monkeypatch.setattr(launch, "simulating", lambda: False)
     monkeypatch.setattr(launch, "sm_count", lambda: 132)
     with launch.tuning(step_gemm=None, step_gemm_tile=(16, 16, 4, 16)):
         assert launch.use_step_gemm(256, 1024)
         assert not any(launch.use_step_gemm(B, H) for B, H in ((256, 128), (64, 512), (1, 1024), (32, 512)))
-        assert not launch.use_step_gemm(256, 1024, measured=False)
     with launch.tuning(step_gemm=True):
-        assert launch.use_step_gemm(1, 4, measured=False)
+        assert launch.use_step_gemm(1, 4)
     with launch.tuning(step_gemm=False):
         assert not launch.use_step_gemm(256, 1024)
     one_tile, batched = launch.Plan(8, 32, 1, 128, 1), launch.Plan(8, 32, 8, 128, 32)
@@ -230,6 +233,35 @@ def test_several_tiles_and_ragged_edges(cuda, cell, nl):
     from rnnjit.kernels.cuda.launch import tuning
     with tuning(jt=4, ks=4, bt=4, threads=16):
         _compare(cell, nl, True, np.float32, T=3, B=5, I=2, H=6)
+
+
+@pytest.mark.parametrize("own", [128, 0])
+@pytest.mark.parametrize("cell,nl", [("rnn", "tanh"), ("rnn", "relu"), ("lstm", "tanh")])
+def test_staged_operands_give_the_same_bits(cuda, cell, nl, own):
+    """The LSTM's and the RNN's kernels with each step's operand staged in shared memory
+    (launch.stage_slabs, forced here; several slabs a step, a ragged last one, weights kept by
+    the threads or read every step) match the CPU, and the kernels reading the operand from
+    global memory to the last bit: the sums run in the same order."""
+    from rnnjit.kernels.cuda import to_device, to_host
+    from rnnjit.kernels.cuda.cells import CUDA_CELLS
+    from rnnjit.kernels.cuda.launch import tuning
+
+    def dev(a):
+        return None if a is None else to_device(a)
+
+    x, h0, c0, weights, dout, dh_n, dc_n = _case(cell, np.float32, T=3, B=3, I=2, H=7)
+    gpu, results = CUDA_CELLS[cell], {}
+    for stage in (False, True):
+        with tuning(jt=2, ks=4, bt=4, threads=8, stage=stage, stage_kc=1, own_weights=own,
+                    own_weights_batched=own):
+            f = gpu.forward(dev(x), dev(h0), dev(c0), *map(dev, weights), True, nl)
+            b = gpu.backward(f[3], dev(dout), dev(dh_n), dev(dc_n))
+            results[stage] = [None if a is None else to_host(a) for a in f[:3] + tuple(b)]
+    for name, direct, staged in zip(NAMES, results[False], results[True]):
+        if direct is not None:
+            np.testing.assert_array_equal(staged, direct, err_msg=f"{cell} {nl} {name}")
+    with tuning(jt=2, ks=4, bt=4, threads=8, stage=True, stage_kc=1, own_weights=own, own_weights_batched=own):
+        _compare(cell, nl, True, np.float32, T=3, B=3, I=2, H=7)
 
 
 @pytest.mark.parametrize("cell,nl", CELL_CASES)

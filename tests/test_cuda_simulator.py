@@ -47,7 +47,7 @@ def test_the_gpu_check_script_runs_in_the_simulator(tmp_path):
     assert [(r["cell"], r["B"], r["H"]) for r in result["rows"]] == [("lstm", 1, 4), ("lstm", 1, 6), ("lstm", 3, 4),
                                                                     ("lstm", 3, 6)]
     assert all(r["ours_train"] > 0 for r in result["rows"] + result["lm_rows"])
-    # the staged prototype (benchmarks/staged.py) adds in lstm.py's order: the same bits
+    # staged operands (launch.stage_slabs, forced on and off) add in the same order: the same bits
     assert [(r["B"], r["H"], r["diff"]) for r in result["staged"]] == [(1, 12, 0.0), (3, 20, 0.0)]
     assert "parity vs CPU  lstm B=3 H=6" in run.stdout and "parity vs CPU   ok" in run.stdout
 

@@ -27,12 +27,16 @@ the first row of ``hs``). Backward: ONE persistent kernel in reverse, which per 
 dh_t = dh_{t+1} z + dah_{t+1} W_hh for its units and then writes both gradient rows dax_t and
 dah_t (they differ in the n block); the ``dh * z`` part is kept per (b, j) in a small buffer by
 the thread that owns (b, j); at the end block 0 adds up ``norms``. Then dx, dW_ih (from dax),
-dW_hh (from dah) as three big GEMMs, and the two bias gradients as column sums.
+dW_hh (from dah) as three big GEMMs, and the two bias gradients as column sums. The GRU reads
+its operand from global memory in the k loop: staging it in shared memory, as the LSTM and the
+RNN do where the loop is long (``launch.stage_slabs``), measured 0.99-1.05x its time on an H200
+at B = 32-64, H = 512 (the prototype's run, cuda_check.py --staged, 2026-11-27).
 
 Large batches: ``gru_forward_gemm`` and ``gru_backward_gemm`` run each step as a register-tiled
 product instead (``stepgemm.py``; the LSTM's header says why), a thread owning the three gate sums
-of one unit forward. They have not run on a GPU yet, so they run only when forced
-(``RNNJIT_STEP_GEMM=1``, ``tuning(step_gemm=True)``); ``cuda_check.py --step-gemm`` measures them.
+of one unit forward, chosen when their tiles fill the GPU (``launch.use_step_gemm``): at
+B = 256, H = 1024 an H200 ran the forward in 0.23x and the training step in 0.29x the split-K
+kernels' time (16.7 and 46.5 ms; cuDNN 9.6 and 27.4).
 """
 
 import functools
@@ -253,7 +257,7 @@ def gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh, reverse):
         copy(hs[0], h0)
         return hs, gates, hns
     gemm(x.reshape(T * B, I), W_ih, trans_b=True, out=gates.reshape(T * B, G))  # inputs of all steps
-    if use_step_gemm(B, H, measured=False):
+    if use_step_gemm(B, H):
         launch_step_gemm(_forward_gemm_kernel, step_gemm_plan(B, H), gates, hns, b_ih, b_hh, W_hh, hs, h0,
                          bool(reverse))
         return hs, gates, hns
@@ -283,7 +287,7 @@ def gru_backward(x, W_ih, W_hh, hs, gates, hns, dout, dh_n, reverse, into=None):
     dhz = cuda.device_array((B, H), dtype)
     dh0 = cuda.device_array((B, H), dtype) if dh0 is None else dh0
     norms = cuda.device_array(T, np.float64) if norms is None else norms
-    if use_step_gemm(B, H, measured=False):
+    if use_step_gemm(B, H):
         q = step_gemm_plan(B, H, BACKWARD_UNITS)
         part = cuda.device_array((T, q.tiles), np.float64)
         launch_step_gemm(_backward_gemm_kernel, q, gates, hns, hs, W_hh, dout, dh_n, dhz, dGx, dGh, dh0, part,

@@ -57,6 +57,16 @@ tile) are chosen per call (``plan``): the most rows per tile (8, 4, 2, 1: each W
 more rows) and the narrowest tiles (8, 16, 32 units) that still make at least one tile per
 multiprocessor, so that small batches spread over the whole GPU and large batches reuse every
 load of W. The simulator uses blocks of 8 threads, as it runs every thread as a Python thread.
+
+**Staging.** In step 1 thread (x, y) reads its operand (h_{t-1} forward, dA_{t+1} backward) at
+k = y, y + KS, ... for BT rows: at B = 32, H = 512 an LSTM backward thread makes 64 x 8 = 512
+loads a step, in a loop too long for NVVM to unroll, so few are in flight at a time and each
+waits on L2. The LSTM's and the RNN's kernels can instead copy the operand, BT rows x KC*KS
+columns (a slab) at a time, into shared memory with the whole block (``load_slab``: consecutive
+threads, consecutive columns; all of a slab's loads in flight at once), and run the k loop on
+shared memory: KC of a thread's k values a slab, the sums in the same order, so the results do
+not change by a bit. Where that pays was measured (``stage_slabs``): 0.57-0.64x the time at
+B = 32-64, H = 512, and slower where the loop is short.
 """
 
 import contextlib
@@ -135,6 +145,10 @@ SETTINGS = {
     # True/False force it, as RNNJIT_STEP_GEMM=1/0 does.
     "step_gemm": {"1": True, "0": False}.get(os.environ.get("RNNJIT_STEP_GEMM", "")),
     "step_gemm_tile": None,  # (TU, TY, RB, BK); None: STEP_GEMM_TILE
+    # the LSTM's and the RNN's split-K kernels: stage each step's operand in shared memory
+    # (``stage_slabs``). None: where it was measured faster; True/False force it.
+    "stage": None,
+    "stage_kc": 2 if simulating() else 16,   # k values a thread takes from one slab
 }
 
 # Tiles of the step-as-GEMM kernels: TU units x TY * RB batch rows, threads (TU, TY), each thread
@@ -253,22 +267,43 @@ def own_weights(p: Plan, length: int, per_k: int) -> int:
     return kn if 0 < kn * per_k <= cap else 0
 
 
-def use_step_gemm(B: int, H: int, measured: bool = True) -> bool:
+def use_step_gemm(B: int, H: int) -> bool:
     """Whether a cell runs its steps as tiled GEMMs (``stepgemm.py``): as forced by
-    ``SETTINGS["step_gemm"]``; else, for a cell whose kernels have been ``measured`` (the LSTM's;
-    the GRU's and the RNN's have not run on a GPU yet), on a GPU when the forward's tiles (64 rows
-    x 16 units) are at least one per multiprocessor. Measured on the H200 (cuda_check.py --step-gemm): at B=256,
-    H=1024 (256 tiles) the forward took 0.70x and the training step 0.53x the time of the split-K
-    kernels; with 32 tiles (B=256, H=128; B=64, H=512) 1.2-1.7x longer, and at B <= 32 up to 6x.
-    In the simulator it runs only when forced (the tests force it), so that the split-K kernels
-    stay the ones the rest of the tests check."""
+    ``SETTINGS["step_gemm"]``; else, on a GPU, when the forward's tiles (64 rows x 16 units) are
+    at least one per multiprocessor. Measured on an H200 (cuda_check.py --step-gemm, 2026-11-27),
+    step-GEMM time over split-K time at B=256, H=1024 (256 tiles): RNN 0.22 forward, 0.30
+    training; LSTM 0.52, 0.38; GRU 0.23, 0.29. With 32 tiles (B=256, H=128; B=64, H=512) it was
+    1.1-1.5x slower for every cell but the LSTM's forward at B=64, H=512 (0.61, but 1.09 for
+    training), and at B <= 32 up to 6x slower (2026-11-26). In the simulator it runs only when
+    forced (the tests force it), so that the split-K kernels stay the ones the rest of the tests
+    check."""
     forced = SETTINGS["step_gemm"]
     if forced is not None:
         return bool(forced)
-    if simulating() or not measured:
+    if simulating():
         return False
     TU, TY, RB, _ = SETTINGS["step_gemm_tile"] or STEP_GEMM_TILE
     return math.ceil(B / (TY * RB)) * math.ceil(H / TU) >= sm_count()
+
+
+def stage_slabs(p: Plan, length: int) -> int:
+    """KC for a split-K kernel of plan ``p`` whose k axis is ``length`` long: how many of its k
+    values a thread takes from each slab of the operand staged in shared memory, or 0 to read
+    the operand from global memory inside the k loop (the section "Staging" above).
+
+    Measured on an H200 (cuda_check.py --staged, 2026-11-27; time staged / direct, T = 100):
+    LSTM forward 0.63 and 0.57 at B = 32 and 64, H = 512; LSTM training 0.64 there; RNN training
+    0.63 and 0.58; but 1.27 (RNN) and 1.39 (LSTM) for a forward at B = 256, H = 128, whose k loop
+    is 4 values long and which NVVM unrolls, loads and all. So a kernel stages when each thread
+    runs at least 16 k values and a tile holds 8 batch rows (the sizes measured; float64 tiles
+    hold at most 4). The GRU does not stage: it measured 0.99-1.05 at those sizes."""
+    forced = SETTINGS["stage"]
+    kc = SETTINGS["stage_kc"]
+    if forced is not None:
+        return kc if forced else 0
+    if simulating():
+        return 0
+    return kc if p.bt >= 8 and -(-length // p.ks) >= 16 else 0
 
 
 def launch_persistent(make, p: Plan, kn: int, *args, unkept=None):
@@ -394,6 +429,22 @@ def block_sum(sqs, tid, n, value):
         cuda.syncthreads()
         stride //= 2
     return sqs[0]
+
+
+@cuda.jit(device=True, inline="always")
+def load_slab(slab, src, b0, B, k0, K, tid, NT):
+    """slab[r, c] = src[b0 + r, k0 + c] (rows clamped to B - 1, columns to K - 1: those values
+    are never multiplied) by all NT threads of the block, consecutive threads taking consecutive
+    columns, every load of the slab in flight at once; then a barrier, after which any thread
+    may read any of it."""
+    R, C = slab.shape
+    q = nonneg(tid)
+    while q < R * C:
+        r = q // C
+        c = q - r * C
+        slab[r, c] = src[nonneg(min(b0 + r, B - 1)), nonneg(min(k0 + c, K - 1))]
+        q += NT
+    cuda.syncthreads()
 
 
 @cuda.jit(device=True, inline="always")

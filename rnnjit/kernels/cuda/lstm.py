@@ -33,14 +33,18 @@ forward
      spans several tiles: ``launch.own_weights``), each thread loads its 4 KN weights of W_hh
      once, before the loop, and keeps them (``w_own``); otherwise the threads read them at every
      step from W_hh^T (H, 4H), a transposed copy (``transpose``) in which threads of
-     neighbouring units read neighbouring addresses.
+     neighbouring units read neighbouring addresses. Where each thread's k loop is long
+     (``launch.stage_slabs``: H = 512 at B = 32, say), the block first copies the rows of
+     h_{t-1} its tile needs into shared memory, a slab of columns at a time, and the loop reads
+     them there (0.63x the forward's time at B = 32, H = 512 on an H200).
 backward
   1. ``lstm_backward_persistent``: ONE cooperative launch runs the time loop in reverse. Per
      step, each tile first finishes dh_t = dA_{t+1} W_hh for its units (split over KS slices
      of the 4H-long k axis, reading the dA row the whole grid wrote the step before), then does
      the gate math, writes dA_t (the per-step gate gradients, kept for the GEMMs) and its
      tile's sum of dh^2 for ``norms``; ``grid.sync()``. One last pass forms dh0, while block 0
-     adds up the tiles' sums into ``norms``.
+     adds up the tiles' sums into ``norms``. The dA rows are staged in shared memory as the
+     forward's h_{t-1} is, where the loop is long (4H values of k: from H = 128 at B >= 32).
   2. ``gemm`` three times and ``column_sums``: dx = dA W_ih, dW_ih = dA^T X,
      dW_hh = dA^T H_prev, db = the column sums of dA, each over all T*B rows at once.
 
@@ -52,8 +56,9 @@ large batches (``launch.use_step_gemm``: when the tiles below fill the GPU, B = 
   16-wide slab at a time through shared memory, as ``gemm.py`` does; the thread then holds its
   unit's four gate sums and does the gate math in registers. ``lstm_backward_gemm`` does the
   same for dh_t = dA_{t+1} W_hh (64 rows x 32 units a tile, k over 4H), then the gate math above.
-  Measured on an H200 at B = 256, H = 1024: 0.70x the forward and 0.53x the training step of the
-  split-K kernels; slower when its tiles are fewer than the multiprocessors.
+  Measured on an H200 at B = 256, H = 1024: 0.52x the forward and 0.38x the training step of the
+  split-K kernels (22.1 and 61.7 ms; cuDNN 10.6 and 31.4); slower when its tiles are fewer than
+  the multiprocessors.
 
 Precision: the matrix products accumulate in the input dtype (float32 or float64), the gate
 math follows the CPU kernel expression for expression (see ``activations.py``).
@@ -70,8 +75,9 @@ from .activations import sigmoid
 from .gemm import column_sums, gemm, transpose
 from .graphs import copy
 from .ids import nonneg
-from .launch import (check, keep_weights, launch_persistent, launch_step_gemm, norms_from_parts,
-                     own_weights, plan, slice_sum, step_gemm_plan, store_tile_part, tile_origin, use_step_gemm)
+from .launch import (check, keep_weights, launch_persistent, launch_step_gemm, load_slab, norms_from_parts,
+                     own_weights, plan, slice_sum, stage_slabs, step_gemm_plan, store_tile_part, tile_origin,
+                     use_step_gemm)
 from .stepgemm import BACKWARD_UNITS
 from .stepgemm import lstm_backward_gemm_kernel as _backward_gemm_kernel
 from .stepgemm import lstm_forward_gemm_kernel as _forward_gemm_kernel
@@ -99,11 +105,16 @@ def gate_gradients(gates, cs, dout, dc, dG, t, nxt, b, j, H, dh):
 
 
 @functools.cache
-def _forward_kernel(JT, KS, BT, KN):
+def _forward_kernel(JT, KS, BT, KN, KC=0):
     """The persistent forward kernel for tiles of JT units x BT rows, KS k-slices; with KN > 0
-    each thread keeps its KN weights per gate for the whole loop (``launch.py``)."""
+    each thread keeps its KN weights per gate for the whole loop; with KC > 0 the block stages
+    h_{t-1} in shared memory, slabs of KC * KS columns (``launch.py``)."""
     RED = (KS, 4 * BT, JT)   # partial sums: k-slice, (gate, row), unit
     OWN = max(1, 4 * KN)
+    NT = JT * KS
+    CH = KC * KS                                  # columns of a slab
+    SLAB = (BT, CH) if KC else (1, 1)
+    SLABS = max(1, -(-KN // KC)) if KC else 0     # slabs a step when the weights are kept
 
     @cuda.jit(cache=True)
     def lstm_forward_persistent(gates, b_ih, b_hh, W, hs, cs, h0, c0, reverse, tiles_j, tiles_b):
@@ -112,8 +123,10 @@ def _forward_kernel(JT, KS, BT, KN):
         H = hs.shape[2]
         tx = nonneg(cuda.threadIdx.x)    # unit within the tile
         ty = nonneg(cuda.threadIdx.y)    # k-slice (then batch row for the gate math)
+        tid = ty * JT + tx
         grid = cuda.cg.this_grid()
         red = cuda.shared.array(RED, dtype=hs.dtype)
+        slab = cuda.shared.array(SLAB, dtype=hs.dtype)
         acc = cuda.local.array((4, BT), dtype=hs.dtype)
         hk = cuda.local.array(BT, dtype=hs.dtype)
         rows = cuda.local.array(BT, dtype=np.int64)
@@ -147,15 +160,29 @@ def _forward_kernel(JT, KS, BT, KN):
                     for g in range(4):
                         acc[g, bb] = 0
                 # 1. this thread's k-slice of the recurrent GEMM h_{t-1} W_hh^T
-                for kk in range(KN if KN else (H - ty + KS - 1) // KS):
-                    k = nonneg(ty + kk * KS)
-                    if k < H:
-                        for bb in range(BT):
-                            hk[bb] = prev_h[rows[bb], k]
-                        for g in range(4):
-                            w = w_own[g * KN + kk] if KN else W[k, g * H + jc]
+                if KC:                           # from slabs of h_{t-1} staged in shared memory
+                    for sl in range(SLABS if KN else (H + CH - 1) // CH):
+                        load_slab(slab, prev_h, b0, B, sl * CH, H, tid, NT)
+                        for kl in range(KC):
+                            kk = sl * KC + kl
+                            k = nonneg(ty + kk * KS)
+                            if k < H:
+                                kin = nonneg(ty + kl * KS)
+                                for g in range(4):
+                                    w = w_own[g * KN + kk] if KN else W[k, g * H + jc]
+                                    for bb in range(BT):
+                                        acc[g, bb] += slab[bb, kin] * w
+                        cuda.syncthreads()       # the next slab overwrites this one
+                else:                            # from global memory
+                    for kk in range(KN if KN else (H - ty + KS - 1) // KS):
+                        k = nonneg(ty + kk * KS)
+                        if k < H:
                             for bb in range(BT):
-                                acc[g, bb] += hk[bb] * w
+                                hk[bb] = prev_h[rows[bb], k]
+                            for g in range(4):
+                                w = w_own[g * KN + kk] if KN else W[k, g * H + jc]
+                                for bb in range(BT):
+                                    acc[g, bb] += hk[bb] * w
                 # 2. the KS slices meet in shared memory
                 for g in range(4):
                     for bb in range(BT):
@@ -188,12 +215,16 @@ def _forward_kernel(JT, KS, BT, KN):
 
 
 @functools.cache
-def _backward_kernel(JT, KS, BT, KN):
+def _backward_kernel(JT, KS, BT, KN, KC=0):
     """The persistent backward kernel for tiles of JT units x BT rows, KS k-slices; with KN > 0
-    each thread keeps its KN weights (of the 4H-long k axis) for the whole loop (``launch.py``)."""
+    each thread keeps its KN weights (of the 4H-long k axis) for the whole loop; with KC > 0 the
+    block stages dA_{t+1} in shared memory, slabs of KC * KS columns (``launch.py``)."""
     RED = (KS, BT, JT)
     NT = JT * KS
     OWN = max(1, KN)
+    CH = KC * KS
+    SLAB = (BT, CH) if KC else (1, 1)
+    SLABS = max(1, -(-KN // KC)) if KC else 0
 
     @cuda.jit(cache=True)
     def lstm_backward_persistent(gates, cs, W_hh, dout, dh_n, dc, dG, dh0, part, norms, reverse, tiles_j, tiles_b):
@@ -204,6 +235,7 @@ def _backward_kernel(JT, KS, BT, KN):
         tid = ty * JT + tx
         grid = cuda.cg.this_grid()
         red = cuda.shared.array(RED, dtype=cs.dtype)
+        slab = cuda.shared.array(SLAB, dtype=cs.dtype)
         sqs = cuda.shared.array(NT, dtype=np.float64)
         acc = cuda.local.array(BT, dtype=cs.dtype)
         rows = cuda.local.array(BT, dtype=np.int64)
@@ -224,12 +256,25 @@ def _backward_kernel(JT, KS, BT, KN):
                     for bb in range(BT):
                         rows[bb] = nonneg(min(b0 + bb, B - 1))
                         acc[bb] = 0
-                    for kk in range(KN if KN else (G - ty + KS - 1) // KS):
-                        k = nonneg(ty + kk * KS)
-                        if k < G:
-                            w = w_own[kk] if KN else W_hh[k, jc]
-                            for bb in range(BT):
-                                acc[bb] += dG[tp, rows[bb], k] * w
+                    if KC:                       # from slabs of dA_{t+1} staged in shared memory
+                        for sl in range(SLABS if KN else (G + CH - 1) // CH):
+                            load_slab(slab, dG[nonneg(tp)], b0, B, sl * CH, G, tid, NT)
+                            for kl in range(KC):
+                                kk = sl * KC + kl
+                                k = nonneg(ty + kk * KS)
+                                if k < G:
+                                    w = w_own[kk] if KN else W_hh[k, jc]
+                                    kin = nonneg(ty + kl * KS)
+                                    for bb in range(BT):
+                                        acc[bb] += slab[bb, kin] * w
+                            cuda.syncthreads()   # the next slab overwrites this one
+                    else:                        # from global memory
+                        for kk in range(KN if KN else (G - ty + KS - 1) // KS):
+                            k = nonneg(ty + kk * KS)
+                            if k < G:
+                                w = w_own[kk] if KN else W_hh[k, jc]
+                                for bb in range(BT):
+                                    acc[bb] += dG[tp, rows[bb], k] * w
                     for bb in range(BT):
                         red[ty, bb, tx] = acc[bb]
                 cuda.syncthreads()
@@ -281,7 +326,8 @@ def lstm_forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh, reverse):
                          bool(reverse))
         return hs, cs, gates
     p = plan(B, H, dtype)
-    launch_persistent(functools.partial(_forward_kernel, p.jt, p.ks, p.bt), p, own_weights(p, H, 4),
+    kc = stage_slabs(p, H)
+    launch_persistent(lambda kn: _forward_kernel(p.jt, p.ks, p.bt, kn, kc), p, own_weights(p, H, 4),
                       gates, b_ih, b_hh, W_hh, hs, cs, h0, c0, bool(reverse), p.tiles_j, p.tiles_b,
                       unkept=lambda a: a[:3] + (transpose(W_hh),) + a[4:])
     return hs, cs, gates
@@ -321,7 +367,8 @@ def lstm_backward(x, W_ih, W_hh, hs, cs, gates, dout, dh_n, dc_n, reverse, into=
                          bool(reverse))
     else:
         part = cuda.device_array((T, p.tiles), np.float64)
-        launch_persistent(functools.partial(_backward_kernel, p.jt, p.ks, p.bt), p, own_weights(p, G, 1),
+        kc = stage_slabs(p, G)
+        launch_persistent(lambda kn: _backward_kernel(p.jt, p.ks, p.bt, kn, kc), p, own_weights(p, G, 1),
                           gates, cs, W_hh, dout, dh_n, dc, dG, dh0, part, norms, bool(reverse), p.tiles_j,
                           p.tiles_b)
 
