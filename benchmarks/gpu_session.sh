@@ -9,10 +9,11 @@
 #    GEMM against cuBLAS (--gemm) and every cell's step-as-GEMM kernels against the split-K ones
 #    (--step-gemm); it starts no new case after CHECK_BUDGET seconds and lists what it skipped;
 # 3. the CUDA tests on the GPU itself (tests/test_cuda.py, tests/test_cuda_models.py);
-# 4. rnnjit train on the default corpus with --device cuda, then the same on the CPU, a few
-#    hundred steps each: tokens per second of the whole engine on both;
-# 5. rnnjit train --device cuda --cuda-graphs: the same run with each step replayed as a CUDA
-#    graph (cuda_check.py times the graphed CharLM step too, and checks it bit for bit);
+# 4. rnnjit train on the default corpus with --device cuda --no-cuda-graphs, then the same on
+#    the CPU, a few hundred steps each: tokens per second of the whole engine on both;
+# 5. rnnjit train --device cuda --cuda-graphs (a new run's default on cuda since 2026-11-27): the
+#    same run with each step replayed as a CUDA graph (cuda_check.py times the graphed CharLM
+#    step too, and checks it bit for bit);
 # 6. benchmarks/profile_step.py: every kernel of an LSTM layer call and a CharLM step (CUPTI,
 #    through torch.profiler) and the host's Python (cProfile);
 # 7. with SWEEP=1 only, cuda_check.py --sweep: LSTM tile shapes, and the threads keeping their
@@ -76,7 +77,7 @@ step cuda_check $((CHECK_BUDGET + 90)) python3 benchmarks/cuda_check.py $CHECK_A
 step cuda_tests "$TESTS_LIMIT" python3 -m pytest -v -p no:cacheprovider -o addopts= $TESTS
 quiet="--sample-every 0 --eval-every 0 --eval-batches 4 --checkpoint-every 0 $TRAIN_ARGS"
 runs=$(mktemp -d)
-step train 60 bash -c "set -o pipefail; python3 -m rnnjit.cli train --device cuda --steps $STEPS --out $runs/cuda $quiet 2>&1 | tail -4;
+step train 60 bash -c "set -o pipefail; python3 -m rnnjit.cli train --device cuda --no-cuda-graphs --steps $STEPS --out $runs/cuda $quiet 2>&1 | tail -4;
     cuda=\$?; python3 -m rnnjit.cli train --device cpu --steps $(( STEPS / 3 > 0 ? STEPS / 3 : 1 )) --out $runs/cpu $quiet 2>&1 | tail -4 && exit \$cuda"
 # the same training run with each step's forward and backward replayed as one CUDA graph
 # (kernels/cuda/graphs.py). Session 5 measured the pool here instead (RNNJIT_CUDA_POOL=0):

@@ -65,7 +65,7 @@ waits on L2. The LSTM's and the RNN's kernels can instead copy the operand, BT r
 columns (a slab) at a time, into shared memory with the whole block (``load_slab``: consecutive
 threads, consecutive columns; all of a slab's loads in flight at once), and run the k loop on
 shared memory: KC of a thread's k values a slab, the sums in the same order, so the results do
-not change by a bit. Where that pays was measured (``stage_slabs``): 0.57-0.64x the time at
+not change by a bit. Where that pays was measured (``stage_slabs``): 0.57-0.75x the time at
 B = 32-64, H = 512, and slower where the loop is short.
 """
 
@@ -291,12 +291,14 @@ def stage_slabs(p: Plan, length: int) -> int:
     values a thread takes from each slab of the operand staged in shared memory, or 0 to read
     the operand from global memory inside the k loop (the section "Staging" above).
 
-    Measured on an H200 (cuda_check.py --staged, 2026-11-27; time staged / direct, T = 100):
-    LSTM forward 0.63 and 0.57 at B = 32 and 64, H = 512; LSTM training 0.64 there; RNN training
-    0.63 and 0.58; but 1.27 (RNN) and 1.39 (LSTM) for a forward at B = 256, H = 128, whose k loop
-    is 4 values long and which NVVM unrolls, loads and all. So a kernel stages when each thread
-    runs at least 16 k values and a tile holds 8 batch rows (the sizes measured; float64 tiles
-    hold at most 4). The GRU does not stage: it measured 0.99-1.05 at those sizes."""
+    Measured on an H200 (cuda_check.py --staged, two runs on 2026-11-27; time staged / direct,
+    T = 100): LSTM forward 0.57-0.75 at B = 32 and 64, H = 512, LSTM training 0.64-0.71 there;
+    RNN training 0.58-0.65; but 1.27-1.67 for a forward at B = 256, H = 128, whose k loop is 4
+    values long and which NVVM unrolls, loads and all. So a kernel stages when each thread runs
+    at least 16 k values and a tile holds 8 batch rows (the sizes measured; float64 tiles hold at
+    most 4). The RNN's forward gains least (0.78 and 0.96 at B = 32, 0.95 and 1.13 at B = 64,
+    H = 512): it stages by the same rule, which is what the tables in benchmarks/README.md ran.
+    The GRU does not stage (0.99-1.05 at those sizes)."""
     forced = SETTINGS["stage"]
     kc = SETTINGS["stage_kc"]
     if forced is not None:
