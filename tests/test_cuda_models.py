@@ -634,8 +634,8 @@ def test_cli_trains_the_charlm_with_cuda_graphs(cuda, tmp_path, capsys):
             "--steps", "4", "--eval-every", "4", "--eval-batches", "1", "--sample-every", "0", "--threads", "1",
             "--device", "cuda", "--json"]
     runs = {}
-    for graphed in ([], ["--cuda-graphs"]):
-        assert main(args + graphed + ["--out", str(tmp_path / ("g" if graphed else "e"))]) == 0
+    for graphed in ([], ["--cuda-graphs"]):     # the default on cuda: graphs; [] runs --no-cuda-graphs
+        assert main(args + (graphed or ["--no-cuda-graphs"]) + ["--out", str(tmp_path / ("g" if graphed else "e"))]) == 0
         events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
         runs[bool(graphed)] = ([(e["loss"], e["grad_norm"], e["hidden_grad_norms"]) for e in events
                                 if e["event"] == "step"], [e["val_loss"] for e in events if e["event"] == "eval"])
