@@ -467,73 +467,59 @@ def gemm_section(cuda, torch, shapes, repeats, failures):
     return rows
 
 
-def step_gemm_section(cuda, cells, sizes, T, repeats, failures):
-    """The cells with each step as a register-tiled GEMM (``step_gemm``, the large-batch kernels
-    of every cell) against the split-K kernels: device time of a forward call and of
-    forward + backward, and the largest difference of every output and gradient between the two
-    (relative to the largest value)."""
+def two_ways_section(cuda, name, cells, sizes, T, repeats, failures, off, on, labels):
+    """One layer call of each cell and size run two ways, with ``launch.tuning(**off)`` and with
+    ``tuning(**on)``: the device time of a forward call and of forward + backward each way, and
+    the largest difference of every output and gradient between the two (relative to the
+    largest value; a failure above PARITY_TOL). ``labels``: the two ways' column names."""
     from rnnjit.kernels.cuda import to_host
     from rnnjit.kernels.cuda.launch import tuning
-    log("step_gemm: each step one tiled GEMM + gate math, against the split-K kernels (ms, device)")
-    log(f"  {'cell':<5} {'B':>4} {'H':>5} | {'fwd split-K':>11} {'step_gemm':>9} {'ratio':>6} | {'train split-K':>13} "
-        f"{'step_gemm':>9} {'ratio':>6} | max rel diff (all outputs and gradients)")
+    a, b = labels
+    w = max(len(a), len(b), 8)
+    log(f"  {'cell':<5} {'B':>4} {'H':>5} | fwd {a:>{w}} {b:>{w}} {'ratio':>6} | train {a:>{w}} {b:>{w}} {'ratio':>6} "
+        "| max rel diff (all outputs and gradients)")
     rows = []
     for cell in cells:
         for B, H in sizes:
             try:
                 ours = Ours(cell, "tanh", make_case(cell, B, H, H, T))
                 outs, times = {}, {}
-                for on in (False, True):
-                    with tuning(step_gemm=on):
-                        outs[on] = [to_host(a) for a in ours.train_step() if a is not None]
-                        times[on] = (device_ms(cuda, ours.forward, repeats), device_ms(cuda, ours.train_step, repeats))
-                diff = max(rel_err(a, b) for a, b in zip(outs[True], outs[False]))
-                (f0, t0), (f1, t1) = times[False], times[True]
-                rows.append({"cell": cell, "B": B, "H": H, "fwd_split_k": f0, "fwd_step_gemm": f1,
-                             "train_split_k": t0, "train_step_gemm": t1, "diff": diff})
-                log(f"  {cell:<5} {B:>4} {H:>5} | {f0:11.3f} {f1:9.3f} {f1 / f0 if f0 > 0 else 0:6.2f} | {t0:13.3f} "
-                    f"{t1:9.3f} {t1 / t0 if t0 > 0 else 0:6.2f} | {diff:.1e}")
+                for way, kw in (("off", off), ("on", on)):
+                    with tuning(**kw):
+                        outs[way] = [to_host(x) for x in ours.train_step() if x is not None]
+                        times[way] = (device_ms(cuda, ours.forward, repeats), device_ms(cuda, ours.train_step, repeats))
+                diff = max(rel_err(x, y) for x, y in zip(outs["on"], outs["off"]))
+                (f0, t0), (f1, t1) = times["off"], times["on"]
+                rows.append({"cell": cell, "B": B, "H": H, "fwd_off": f0, "fwd_on": f1, "train_off": t0,
+                             "train_on": t1, "diff": diff, "off": a, "on": b})
+                log(f"  {cell:<5} {B:>4} {H:>5} | fwd {f0:{w}.3f} {f1:{w}.3f} {f1 / f0 if f0 > 0 else 0:6.2f} | "
+                    f"train {t0:{w}.3f} {t1:{w}.3f} {t1 / t0 if t0 > 0 else 0:6.2f} | {diff:.1e}")
                 if diff > PARITY_TOL:
-                    failures.append(f"step_gemm {cell} B={B} H={H}")
-                    log(f"  FAILED: step_gemm {cell} B={B} H={H}")
+                    failures.append(f"{name} {cell} B={B} H={H}")
+                    log(f"  FAILED: {name} {cell} B={B} H={H}")
             except Exception:
-                failed(f"step_gemm {cell} B={B} H={H}", failures)
+                failed(f"{name} {cell} B={B} H={H}", failures)
     return rows
+
+
+def step_gemm_section(cuda, cells, sizes, T, repeats, failures):
+    """The cells with each step as a register-tiled GEMM (``step_gemm``, the large-batch kernels
+    of every cell) against the split-K kernels."""
+    log("step_gemm: each step one tiled GEMM + gate math, against the split-K kernels (ms, device)")
+    return two_ways_section(cuda, "step_gemm", cells, sizes, T, repeats, failures, {"step_gemm": False},
+                            {"step_gemm": True}, ("split-K", "step_gemm"))
 
 
 def staged_section(cuda, cells, sizes, T, repeats, failures):
     """The LSTM's and the RNN's split-K kernels with each step's operand staged in shared memory
-    (``launch.stage_slabs``) against the same kernels reading it from global memory: device time
-    of a forward call and of forward + backward, and the largest difference of every output and
-    gradient (the sums run in the same order: expected 0)."""
-    from rnnjit.kernels.cuda import to_host
-    from rnnjit.kernels.cuda.launch import SETTINGS, tuning
+    (``launch.stage_slabs``) against the same kernels reading it from global memory (the sums
+    run in the same order: a difference of 0 expected)."""
+    from rnnjit.kernels.cuda.launch import SETTINGS
     log(f"staged: each step's operand staged in shared memory (slabs of {SETTINGS['stage_kc']} k values a "
         "thread) against read from global memory in the k loop (ms, device; split-K kernels)")
-    log(f"  {'cell':<5} {'B':>4} {'H':>5} | {'fwd direct':>10} {'staged':>8} {'ratio':>6} | {'train direct':>12} "
-        f"{'staged':>8} {'ratio':>6} | max rel diff (all outputs and gradients)")
-    rows = []
-    for cell in [c for c in cells if c in ("rnn", "lstm")]:
-        for B, H in sizes:
-            try:
-                ours = Ours(cell, "tanh", make_case(cell, B, H, H, T))
-                outs, times = {}, {}
-                for on in (False, True):
-                    with tuning(step_gemm=False, stage=on):
-                        outs[on] = [to_host(a) for a in ours.train_step() if a is not None]
-                        times[on] = (device_ms(cuda, ours.forward, repeats), device_ms(cuda, ours.train_step, repeats))
-                diff = max(rel_err(a, b) for a, b in zip(outs[True], outs[False]))
-                (f0, t0), (f1, t1) = times[False], times[True]
-                rows.append({"cell": cell, "B": B, "H": H, "fwd": f0, "fwd_staged": f1, "train": t0,
-                             "train_staged": t1, "diff": diff})
-                log(f"  {cell:<5} {B:>4} {H:>5} | {f0:10.3f} {f1:8.3f} {f1 / f0 if f0 > 0 else 0:6.2f} | "
-                    f"{t0:12.3f} {t1:8.3f} {t1 / t0 if t0 > 0 else 0:6.2f} | {diff:.1e}")
-                if diff > PARITY_TOL:
-                    failures.append(f"staged {cell} B={B} H={H}")
-                    log(f"  FAILED: staged {cell} B={B} H={H}")
-            except Exception:
-                failed(f"staged {cell} B={B} H={H}", failures)
-    return rows
+    return two_ways_section(cuda, "staged", [c for c in cells if c in ("rnn", "lstm")], sizes, T, repeats,
+                            failures, {"step_gemm": False, "stage": False}, {"step_gemm": False, "stage": True},
+                            ("direct", "staged"))
 
 
 def gemm_shapes(B, H, T):

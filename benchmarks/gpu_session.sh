@@ -74,7 +74,7 @@ step machine 30 bash -c 'nvidia-smi --query-gpu=name,driver_version,memory.total
     python3 -c "import torch; print(\"torch\", torch.__version__, torch.cuda.is_available())"'
 step cuda_check $((CHECK_BUDGET + 90)) python3 benchmarks/cuda_check.py $CHECK_ARGS --gemm --step-gemm \
     --budget "$CHECK_BUDGET" --json "$OUT/cuda_check.json"
-step cuda_tests "$TESTS_LIMIT" python3 -m pytest -v -p no:cacheprovider -o addopts= $TESTS
+step cuda_tests "$TESTS_LIMIT" python3 -m pytest -v -rs -p no:cacheprovider -o addopts= $TESTS
 quiet="--sample-every 0 --eval-every 0 --eval-batches 4 --checkpoint-every 0 $TRAIN_ARGS"
 runs=$(mktemp -d)
 step train 60 bash -c "set -o pipefail; python3 -m rnnjit.cli train --device cuda --no-cuda-graphs --steps $STEPS --out $runs/cuda $quiet 2>&1 | tail -4;
