@@ -21,9 +21,11 @@ character ids to the GPU and brings back one number, the loss; with ``rnnjit.tra
 dL/dh_t are the only other things that come back. ``state_dict()`` and ``load_state_dict()``
 speak NumPy on both devices, as do ``params`` and ``grads`` (copies, on the GPU).
 
-``cuda_graphs=True`` (``rnnjit train --cuda-graphs``): on the GPU, ``forward_backward`` captures
-its device work once per shape as a CUDA graph and replays it from then on (``graphed.py``):
-one launch from the host instead of dozens, the same numbers (dropout masks included).
+``cuda_graphs=True`` (what a new ``rnnjit train --device cuda`` run uses unless
+``--no-cuda-graphs``): on the GPU, ``forward_backward`` captures its device work once per shape
+as a CUDA graph and replays it from then on (``graphed.py``): one launch from the host instead of
+dozens, the same numbers (dropout masks included); 2.4x the training tokens/s of the default
+model on an H200. Off by default for a model made in Python; the CLI turns it on.
 """
 
 from __future__ import annotations
