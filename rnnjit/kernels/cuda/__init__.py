@@ -15,7 +15,8 @@ array is a device array (``numba.cuda`` ``DeviceNDArray``, or anything with
 Files, read in this order: ``activations.py`` (device sigmoid), ``ids.py`` (thread ids the
 compiler knows are not negative, so that indexing skips Numba's wrap-around), ``gemm.py`` (the
 big matrix products: a tiled shared-memory GEMM, a transpose, column sums), ``launch.py`` (how the
-recurrent work is split over blocks and threads), then ``rnn.py``, ``lstm.py``, ``gru.py``
+recurrent work is split over blocks and threads), ``tile.py`` (what the threads of a tile do:
+the device functions the cells' kernels share), then ``rnn.py``, ``lstm.py``, ``gru.py``
 (each: the input GEMM, one persistent kernel that runs the whole time loop, and its reverse
 for backward-through-time), ``slabs.py`` and ``stepgemm.py`` (the large-batch variants of those
 persistent kernels: each step a register-tiled product), and ``cells.py``.

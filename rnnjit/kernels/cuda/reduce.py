@@ -10,7 +10,7 @@ The caller copies those two numbers to the host; nothing else comes back.
 How the work is split (two passes, no atomics, so the result is the same every run):
 
 1. ``_partial_sums``, once per array, on P blocks of RT threads: a grid-stride loop in which
-   each thread adds up its share in float64, then a tree over the block (``launch.block_sum``);
+   each thread adds up its share in float64, then a tree over the block (``tile.block_sum``);
    thread 0 writes the block's two partial sums to ``parts[array, block]``.
 2. ``_finish``, one block of RT threads: each thread adds a strided share of all partial sums,
    then one more tree gives the totals.
@@ -25,7 +25,8 @@ from numba import cuda
 
 from .elementwise import flat, grid1d, zeros
 from .graphs import queue
-from .launch import block_sum, simulating, sm_count
+from .launch import simulating, sm_count
+from .tile import block_sum
 
 RT = 8 if simulating() else 256      # threads per block: a power of two (tree reduction)
 

@@ -39,12 +39,12 @@ from ..checks import check_backward_host, check_forward_host
 from .gemm import column_sums, gemm, transpose
 from .graphs import copy
 from .ids import nonneg
-from .launch import (check, keep_weights, launch_persistent, launch_step_gemm, load_slab, norms_from_parts,
-                     own_weights, plan, slice_sum, stage_slabs, step_gemm_plan, store_tile_part, tile_origin,
+from .launch import (check, launch_persistent, launch_step_gemm, own_weights, plan, stage_slabs, step_gemm_plan,
                      use_step_gemm)
 from .stepgemm import BACKWARD_UNITS
 from .stepgemm import rnn_backward_gemm_kernel as _backward_gemm_kernel
 from .stepgemm import rnn_forward_gemm_kernel as _forward_gemm_kernel
+from .tile import keep_weights, load_slab, norms_from_parts, slice_sum, store_tile_part, tile_origin
 
 
 @cuda.jit(device=True, inline="always")

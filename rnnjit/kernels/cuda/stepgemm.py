@@ -30,8 +30,8 @@ from numba import cuda
 
 from .activations import sigmoid
 from .ids import nonneg
-from .launch import norms_from_parts, store_tile_part, tile_origin
 from .slabs import slab_product
+from .tile import norms_from_parts, store_tile_part, tile_origin
 
 BACKWARD_UNITS = 2   # units per thread of the backward kernels: tiles of TU * 2 units
 
