@@ -26,15 +26,15 @@ import io
 import json
 import os
 import pickle
-import re
 import sys
 import tarfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from rnnjit.kernels._cache import COMPILED  # noqa: E402  (a decorator that makes compiled code)
+
 PACKAGES = ("rnnjit", "tui", "benchmarks")
 MANIFEST = "numba_cache_manifest.json"
-# as rnnjit/kernels/_cache.py: a decorator that makes compiled code
-COMPILED = re.compile(r"^\s*@(numba\.|cuda\.)?(njit|jit|overload|intrinsic|register_jitable)\b", re.MULTILINE)
 
 
 def _sha256(path):

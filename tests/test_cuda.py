@@ -174,6 +174,27 @@ def test_the_measured_rules_that_choose_kernels(monkeypatch):
     assert launch.own_weights(batched, 512, 4) == 16
 
 
+def test_the_measured_staging_rule(monkeypatch):
+    """launch.stage_slabs encodes what an H200 measured (benchmarks/README.md): a split-K kernel
+    stages its operand when each thread runs 16 k values or more and a tile holds 8 rows. On a
+    132-SM GPU: B = 32, H = 512 stages every direction; B = 256, H = 128 only the LSTM's backward
+    (4H = 512 values of k); B = 1, B = 32 at H = 128 (2-row tiles) and float64 (4-row tiles) never;
+    forcing it either way wins."""
+    launch = pytest.importorskip("rnnjit.kernels.cuda.launch")
+    monkeypatch.setattr(launch, "simulating", lambda: False)
+    monkeypatch.setattr(launch, "sm_count", lambda: 132)
+    with launch.tuning(stage=None, stage_kc=16, threads=256):
+        def kc(B, H, length, dtype=np.float32):
+            return launch.stage_slabs(launch.plan(B, H, dtype), length)
+        assert kc(32, 512, 512) == kc(32, 512, 4 * 512) == 16
+        assert kc(256, 128, 4 * 128) == 16 and kc(256, 128, 128) == 0
+        assert kc(1, 1024, 4 * 1024) == kc(32, 128, 4 * 128) == kc(32, 512, 4 * 512, np.float64) == 0
+    with launch.tuning(stage=True, stage_kc=2):
+        assert launch.stage_slabs(launch.Plan(2, 4, 1, 1, 1), 3) == 2
+    with launch.tuning(stage=False):
+        assert launch.stage_slabs(launch.Plan(8, 32, 8, 64, 4), 2048) == 0
+
+
 # ---- the kernels against the CPU ---------------------------------------------------------------
 
 def _case(cell, dtype, T=4, B=2, I=3, H=5, seed=0):

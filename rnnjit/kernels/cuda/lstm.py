@@ -36,7 +36,7 @@ forward
      neighbouring units read neighbouring addresses. Where each thread's k loop is long
      (``launch.stage_slabs``: H = 512 at B = 32, say), the block first copies the rows of
      h_{t-1} its tile needs into shared memory, a slab of columns at a time, and the loop reads
-     them there (0.63x the forward's time at B = 32, H = 512 on an H200).
+     them there (0.63-0.75x the forward's time at B = 32, H = 512 on an H200).
 backward
   1. ``lstm_backward_persistent``: ONE cooperative launch runs the time loop in reverse. Per
      step, each tile first finishes dh_t = dA_{t+1} W_hh for its units (split over KS slices
@@ -44,7 +44,8 @@ backward
      the gate math, writes dA_t (the per-step gate gradients, kept for the GEMMs) and its
      tile's sum of dh^2 for ``norms``; ``grid.sync()``. One last pass forms dh0, while block 0
      adds up the tiles' sums into ``norms``. The dA rows are staged in shared memory as the
-     forward's h_{t-1} is, where the loop is long (4H values of k: from H = 128 at B >= 32).
+     forward's h_{t-1} is, where the loop is long and a tile holds 8 rows (4H values of k:
+     H = 128 from B = 65 on).
   2. ``gemm`` three times and ``column_sums``: dx = dA W_ih, dW_ih = dA^T X,
      dW_hh = dA^T H_prev, db = the column sums of dA, each over all T*B rows at once.
 
